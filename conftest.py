@@ -1,0 +1,3 @@
+"""Repository-level conftest: pytester for the plugin's own end-to-end tests."""
+
+pytest_plugins = ["pytester"]

@@ -1,0 +1,315 @@
+"""Per-node baseline store: one JSON file per test file under ``<baseline dir>/<node>/``.
+
+``suites/test_llama2c.py::test_tok_s[15M--O3]`` on node ``sifive`` lives in
+``baselines/sifive/suites/test_llama2c.json`` under the key ``test_tok_s[15M--O3]``. Files are
+written with sorted keys and two-space indentation (stable and readable in ``git diff``), through a
+temporary file and a rename (never half-written), under an exclusive lock on
+``<node dir>/.llmperf.lock`` while the file is read, merged and replaced (concurrent savers, such
+as pytest-xdist workers or two sessions, lose nothing). A file that cannot be read is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import stats
+from .compare import Metric
+
+SCHEMA = "pytest-llmperf-baseline"
+SCHEMA_VERSION = 1
+MAX_STORED_SAMPLES = 1000
+LOCK_NAME = ".llmperf.lock"
+
+
+class BaselineError(Exception):
+    """A baseline file or directory that cannot be used; the message is one line naming it."""
+
+
+def _round(value: float) -> float:
+    """Seven significant digits: far below any tolerance, keeps the files short and stable."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    return float(f"{value:.7g}")
+
+
+def split_nodeid(nodeid: str) -> tuple[str, str]:
+    """``"suites/test_x.py::TestA::test_b[p]"`` -> (``"suites/test_x.py"``, ``"TestA::test_b[p]"``)."""
+    path, sep, rest = nodeid.partition("::")
+    if not sep:
+        return path, path
+    return path, rest
+
+
+def relative_file_for(test_path: str) -> Path:
+    """Where, under the node directory, the baselines of one test file go."""
+    parts = [("_up_" if p == ".." else p) for p in Path(test_path).parts if p not in ("", ".", "/")]
+    if not parts:
+        parts = ["tests"]
+    rel = Path(*parts)
+    return rel.with_suffix(".json") if rel.suffix == ".py" else rel.with_name(rel.name + ".json")
+
+
+def bound_samples(samples: list[float], probes: list[float] | None, limit: int = MAX_STORED_SAMPLES):
+    """Keep at most ``limit`` rounds, evenly spread over the run, keeping each round with its probe."""
+    n = len(samples)
+    if n <= limit:
+        return list(samples), (list(probes) if probes is not None else None)
+    idx = [int(i * n / limit) for i in range(limit)]
+    return [samples[i] for i in idx], ([probes[i] for i in idx] if probes is not None else None)
+
+
+def metric_to_json(metric: Metric) -> dict:
+    samples, probes = bound_samples(metric.samples, metric.probes)
+    out: dict[str, Any] = {
+        "unit": metric.unit,
+        "direction": metric.direction,
+        "summary": {k: (_round(v) if isinstance(v, float) else v) for k, v in stats.summarize(metric.samples).items()},
+        "samples": [_round(v) for v in samples],
+    }
+    if probes is not None:
+        out["probes"] = [_round(v) for v in probes]
+    if metric.warmup:
+        out["warmup"] = {k: (_round(v) if isinstance(v, float) else v) for k, v in metric.warmup.items()}
+    return out
+
+
+def _number_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def metric_from_json(name: str, data: Any, where: str) -> Metric:
+    if not isinstance(data, dict):
+        raise BaselineError(f"{where}: metric {name!r} is not an object")
+    if data.get("direction") not in ("higher", "lower"):
+        raise BaselineError(f"{where}: metric {name!r} has direction {data.get('direction')!r}, expected 'higher' or 'lower'")
+    if not isinstance(data.get("unit"), str):
+        raise BaselineError(f"{where}: metric {name!r} has no unit")
+    samples = data.get("samples")
+    if not _number_list(samples) or not samples:
+        raise BaselineError(f"{where}: metric {name!r} has no list of numeric samples")
+    probes = data.get("probes")
+    if probes is not None and (not _number_list(probes) or len(probes) not in (len(samples), len(samples) + 1)):
+        raise BaselineError(f"{where}: metric {name!r} has probes that do not pair with its samples")
+    return Metric(
+        name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher",
+        samples=[float(v) for v in samples], probes=[float(v) for v in probes] if probes is not None else None,
+        warmup=data.get("warmup"),
+    )
+
+
+class BaselineFile:
+    """The parsed content of one baseline file."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def empty(cls, path: Path, node: str, test_file: str) -> "BaselineFile":
+        return cls(path, {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "node": node, "test_file": test_file,
+            "fingerprints": {}, "tests": {},
+        })
+
+    @classmethod
+    def load(cls, path: Path) -> "BaselineFile":
+        try:
+            text = path.read_text(encoding="utf-8")
+        except IsADirectoryError:
+            raise BaselineError(f"baseline file {path} is a directory") from None
+        except OSError as exc:
+            raise BaselineError(f"cannot read baseline file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise BaselineError(f"baseline file {path} is not UTF-8 text (corrupt?)") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            what = "truncated" if exc.pos >= len(text.rstrip()) else "corrupt"
+            raise BaselineError(
+                f"baseline file {path} is {what} JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                "fix it or restore it from git"
+            ) from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise BaselineError(f"{path} is not a pytest-llmperf baseline file (no \"schema\": \"{SCHEMA}\")")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+                raise BaselineError(
+                    f"baseline file {path} has schema version {version}, newer than this plugin's "
+                    f"{SCHEMA_VERSION}: upgrade pytest-llmperf"
+                )
+            raise BaselineError(f"baseline file {path} has unknown schema version {version!r} (expected {SCHEMA_VERSION})")
+        if not isinstance(data.get("tests"), dict) or not isinstance(data.get("fingerprints", {}), dict):
+            raise BaselineError(f"baseline file {path}: \"tests\" and \"fingerprints\" must be objects")
+        for key, entry in data["tests"].items():
+            where = f"baseline file {path}, test {key!r}"
+            if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+                raise BaselineError(f"{where}: no \"metrics\" object")
+            for name, metric in entry["metrics"].items():
+                metric_from_json(name, metric, where)
+        return cls(path, data)
+
+    def test_entry(self, key: str) -> dict | None:
+        return self.data["tests"].get(key)
+
+    def metrics(self, key: str) -> dict[str, Metric]:
+        entry = self.test_entry(key)
+        if entry is None:
+            return {}
+        where = f"baseline file {self.path}, test {key!r}"
+        return {name: metric_from_json(name, m, where) for name, m in entry["metrics"].items()}
+
+    def fingerprint(self, key: str) -> tuple[str | None, dict | None]:
+        entry = self.test_entry(key) or {}
+        digest = entry.get("fingerprint")
+        return digest, self.data.get("fingerprints", {}).get(digest)
+
+    def dumps(self) -> str:
+        return json.dumps(self.data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def check_writable(root: Path) -> None:
+    """Raise BaselineError when baselines cannot be written under ``root``."""
+    probe = root
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise BaselineError(f"baseline dir {root}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BaselineError(f"baseline dir {root} is not writable ({probe} denies writing)")
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, timeout: float = 120.0) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_path = directory / LOCK_NAME
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: fall back on an exclusive-create marker
+            fcntl = None
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            marker = lock_path.with_suffix(".held")
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    mfd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                    break
+                except FileExistsError:
+                    if time.monotonic() > deadline:
+                        raise BaselineError(f"timed out waiting for the baseline lock {marker}") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                os.close(mfd)
+                os.unlink(marker)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class BaselineStore:
+    """Baselines of one node; reads lazily and caches, saves by merging."""
+
+    def __init__(self, root: Path, node: str):
+        self.root = Path(root)
+        self.node = node
+        self.node_dir = self.root / node
+        self._files: dict[Path, BaselineFile | None] = {}
+
+    def path_for(self, nodeid: str) -> tuple[Path, str]:
+        test_file, key = split_nodeid(nodeid)
+        return self.node_dir / relative_file_for(test_file), key
+
+    def _file(self, path: Path) -> BaselineFile | None:
+        if path not in self._files:
+            self._files[path] = BaselineFile.load(path) if path.exists() else None
+        return self._files[path]
+
+    def validate(self) -> int:
+        """Load every baseline file of this node (raises on the first bad one); returns how many."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BaselineError(f"baseline dir {self.root} is a file, not a directory")
+        if not self.node_dir.exists():
+            return 0
+        if not self.node_dir.is_dir():
+            raise BaselineError(f"baseline dir {self.node_dir} is a file, not a directory")
+        count = 0
+        for path in sorted(self.node_dir.rglob("*.json")):
+            self._file(path)
+            count += 1
+        return count
+
+    def lookup(self, nodeid: str) -> tuple[dict[str, Metric], str | None, dict | None, Path]:
+        """Baseline metrics of one test, with its fingerprint digest and fields and the file."""
+        path, key = self.path_for(nodeid)
+        bfile = self._file(path)
+        if bfile is None:
+            return {}, None, None, path
+        digest, fields = bfile.fingerprint(key)
+        return bfile.metrics(key), digest, fields, path
+
+    def save(self, records: list[dict], fingerprint_fields: dict, fingerprint_digest: str, meta: dict) -> list[Path]:
+        """Merge ``records`` (``{"nodeid", "metrics": [Metric], "params"}``) into the node's files.
+
+        Tests not in ``records`` keep their entries; a test in ``records`` is replaced whole.
+        """
+        by_file: dict[Path, list[tuple[str, dict]]] = {}
+        for record in records:
+            path, key = self.path_for(record["nodeid"])
+            by_file.setdefault(path, []).append((key, record))
+        written = []
+        with _locked(self.node_dir):
+            for path, entries in sorted(by_file.items()):
+                bfile = BaselineFile.load(path) if path.exists() else BaselineFile.empty(
+                    path, self.node, split_nodeid(entries[0][1]["nodeid"])[0])
+                data = bfile.data
+                data["fingerprints"][fingerprint_digest] = fingerprint_fields
+                for key, record in entries:
+                    entry = {
+                        "fingerprint": fingerprint_digest,
+                        "metrics": {m.name: metric_to_json(m) for m in record["metrics"]},
+                    }
+                    entry.update(meta)
+                    if record.get("params"):
+                        entry["params"] = record["params"]
+                    data["tests"][key] = entry
+                used = {e.get("fingerprint") for e in data["tests"].values()}
+                data["fingerprints"] = {k: v for k, v in data["fingerprints"].items() if k in used}
+                atomic_write(path, bfile.dumps())
+                self._files[path] = bfile
+                written.append(path)
+        return written

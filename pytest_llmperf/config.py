@@ -1,0 +1,234 @@
+"""Options, ini values, environment variables and marker keywords, parsed once into frozen objects.
+
+Nothing here imports pytest: the plugin module turns :class:`ConfigError` into ``pytest.UsageError``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+DEFAULT_TOLERANCE = 0.05
+DEFAULT_CONFIDENCE = 0.99
+DEFAULT_NOISE_FLOOR = 0.005
+DEFAULT_MIN_ROUNDS = 5
+DEFAULT_MAX_TIME = 1.0
+DEFAULT_MAX_WARMUP_ROUNDS = 20
+DEFAULT_BASELINE_DIR = "baselines"
+NORMALIZE_CHOICES = ("auto", "on", "off")
+
+Warmup = Union[str, int]  # "auto" or a number of rounds to discard
+
+
+class ConfigError(ValueError):
+    """A bad option, ini value or marker keyword; the message is one line and names the culprit."""
+
+
+_METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def parse_fraction(text: Any, what: str) -> float:
+    """Parse a relative amount: ``"5%"`` or ``0.05`` -> 0.05. ``what`` names the option in errors."""
+    if isinstance(text, bool):
+        raise ConfigError(f"{what}: expected a percentage like '5%', got {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+        source = repr(text)
+    else:
+        source = str(text).strip()
+        try:
+            if source.endswith("%"):
+                value = float(source[:-1].strip()) / 100.0
+            else:
+                value = float(source)
+        except ValueError:
+            raise ConfigError(f"{what}: invalid value {source!r}, expected a percentage like '5%'") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{what}: invalid value {source!r}, must be a non-negative percentage")
+    if value >= 10:
+        raise ConfigError(f"{what}: invalid value {source!r}, write percentages as '5%' or fractions as 0.05")
+    return value
+
+
+def parse_tolerance_spec(text: str, what: str = "--llmperf-tolerance") -> tuple[float | None, dict[str, float]]:
+    """Parse ``"5%"``, ``"tok_per_s=3%"`` or ``"5%,tok_per_s=3%,time=10%"``.
+
+    Returns the overall tolerance (or None when the text names only metrics) and per-metric ones.
+    """
+    overall: float | None = None
+    per_metric: dict[str, float] = {}
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
+        raise ConfigError(f"{what}: empty tolerance")
+    for part in parts:
+        if not part:
+            raise ConfigError(f"{what}: empty item in {text!r}")
+        if "=" in part:
+            name, _, value = part.partition("=")
+            name = name.strip()
+            if not _METRIC_NAME.match(name):
+                raise ConfigError(f"{what}: invalid metric name {name!r} in {text!r}")
+            per_metric[name] = parse_fraction(value, f"{what} {name}")
+        else:
+            if overall is not None:
+                raise ConfigError(f"{what}: two overall tolerances in {text!r}")
+            overall = parse_fraction(part, what)
+    return overall, per_metric
+
+
+def parse_warmup(text: Any, what: str = "--llmperf-warmup") -> Warmup:
+    """``"auto"`` or a non-negative whole number of rounds to discard."""
+    if isinstance(text, bool):
+        raise ConfigError(f"{what}: invalid value {text!r}, expected 'auto' or a number of rounds")
+    if isinstance(text, int):
+        value = text
+    else:
+        source = str(text).strip().lower()
+        if source == "auto":
+            return "auto"
+        try:
+            value = int(source)
+        except ValueError:
+            raise ConfigError(f"{what}: invalid value {text!r}, expected 'auto' or a number of rounds") from None
+    if value < 0:
+        raise ConfigError(f"{what}: invalid value {text!r}, the number of rounds must be >= 0")
+    return value
+
+
+def parse_positive_int(text: Any, what: str, minimum: int = 1) -> int:
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        value = int(str(text).strip()) if not isinstance(text, int) else text
+    except ValueError:
+        raise ConfigError(f"{what}: invalid value {text!r}, expected a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{what}: invalid value {text!r}, must be >= {minimum}")
+    return value
+
+
+def parse_seconds(text: Any, what: str) -> float:
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        source = str(text).strip()
+        if isinstance(text, str) and source.endswith("ms"):
+            value = float(source[:-2]) / 1000.0
+        elif isinstance(text, str) and source.endswith("s"):
+            value = float(source[:-1])
+        else:
+            value = float(text)
+    except ValueError:
+        raise ConfigError(f"{what}: invalid value {text!r}, expected seconds like 1.5 or '500ms'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what}: invalid value {text!r}, must be a positive number of seconds")
+    return value
+
+
+def parse_confidence(text: Any, what: str = "--llmperf-confidence") -> float:
+    value = parse_fraction(text, what)
+    if not 0.5 <= value < 1.0:
+        raise ConfigError(f"{what}: invalid value {text!r}, must be between 50% and 99.99%")
+    return value
+
+
+def parse_normalize(text: Any, what: str = "--llmperf-normalize") -> str:
+    if isinstance(text, bool):
+        return "on" if text else "off"
+    value = str(text).strip().lower()
+    if value not in NORMALIZE_CHOICES:
+        raise ConfigError(f"{what}: invalid value {text!r}, expected one of {', '.join(NORMALIZE_CHOICES)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the plugin needs from the command line, ini file and environment, validated."""
+
+    node: str
+    node_source: str
+    baseline_dir: Path
+    save_baseline: bool = False
+    tolerance: float = DEFAULT_TOLERANCE
+    metric_tolerances: Mapping[str, float] = field(default_factory=dict)
+    warmup: Warmup = "auto"
+    min_rounds: int = DEFAULT_MIN_ROUNDS
+    max_time: float = DEFAULT_MAX_TIME
+    confidence: float = DEFAULT_CONFIDENCE
+    noise_floor: float = DEFAULT_NOISE_FLOOR
+    normalize: str = "auto"
+    force_compare: bool = False
+    require_baseline: bool = False
+    report_only: bool = False
+    json_path: Path | None = None
+    markdown_path: Path | None = None
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class MarkerOptions:
+    """Keywords of ``@pytest.mark.llmperf(...)``; any other keyword is an error at collection."""
+
+    tolerance: float | None = None
+    tolerances: Mapping[str, float] = field(default_factory=dict)
+    rounds: int | None = None
+    warmup: Warmup | None = None
+    max_time: float | None = None
+    normalize: str | None = None
+
+    @classmethod
+    def keywords(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_marker(cls, args: tuple, kwargs: Mapping[str, Any], where: str) -> "MarkerOptions":
+        if args:
+            raise ConfigError(f"{where}: @pytest.mark.llmperf takes keywords only, got positional {args!r}")
+        unknown = sorted(set(kwargs) - set(cls.keywords()))
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown @pytest.mark.llmperf keyword(s) {', '.join(unknown)}; "
+                f"known: {', '.join(cls.keywords())}"
+            )
+        values: dict[str, Any] = {}
+        if kwargs.get("tolerance") is not None:
+            overall, per_metric = parse_tolerance_spec(kwargs["tolerance"], f"{where}: llmperf(tolerance=...)") \
+                if isinstance(kwargs["tolerance"], str) else (parse_fraction(kwargs["tolerance"], f"{where}: llmperf(tolerance=...)"), {})
+            values["tolerance"] = overall
+            if per_metric:
+                values["tolerances"] = dict(per_metric)
+        if kwargs.get("tolerances") is not None:
+            spec = kwargs["tolerances"]
+            if not isinstance(spec, Mapping):
+                raise ConfigError(f"{where}: llmperf(tolerances=...) must be a dict of metric -> percentage")
+            merged = dict(values.get("tolerances", {}))
+            for name, value in spec.items():
+                if not isinstance(name, str) or not _METRIC_NAME.match(name):
+                    raise ConfigError(f"{where}: llmperf(tolerances=...) has an invalid metric name {name!r}")
+                merged[name] = parse_fraction(value, f"{where}: llmperf(tolerances={{{name!r}: ...}})")
+            values["tolerances"] = merged
+        if kwargs.get("rounds") is not None:
+            values["rounds"] = parse_positive_int(kwargs["rounds"], f"{where}: llmperf(rounds=...)")
+        if kwargs.get("warmup") is not None:
+            values["warmup"] = parse_warmup(kwargs["warmup"], f"{where}: llmperf(warmup=...)")
+        if kwargs.get("max_time") is not None:
+            values["max_time"] = parse_seconds(kwargs["max_time"], f"{where}: llmperf(max_time=...)")
+        if kwargs.get("normalize") is not None:
+            values["normalize"] = parse_normalize(kwargs["normalize"], f"{where}: llmperf(normalize=...)")
+        return cls(**values)
+
+
+def tolerance_for(metric: str, config: Config, marker: MarkerOptions | None) -> float:
+    """The tolerance in force for one metric of one test; the most specific setting wins:
+    marker per-metric, marker overall, command line/ini per-metric, command line/ini overall."""
+    if marker is not None:
+        if metric in marker.tolerances:
+            return marker.tolerances[metric]
+        if marker.tolerance is not None:
+            return marker.tolerance
+    if metric in config.metric_tolerances:
+        return config.metric_tolerances[metric]
+    return config.tolerance

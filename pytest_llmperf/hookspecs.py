@@ -1,0 +1,24 @@
+"""Hooks a user's conftest.py (or another plugin) can implement to extend pytest-llmperf."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_llmperf_node_name(config: pytest.Config, default: str) -> str | None:
+    """Return the node name to use instead of ``default`` (the automatic one), or None to keep it.
+
+    Not called when the user gave ``--llmperf-node``, ``LLMPERF_NODE`` or ``llmperf_node``.
+    The first non-None result wins.
+    """
+
+
+@pytest.hookspec
+def pytest_llmperf_fingerprint(config: pytest.Config, info: dict, fields: dict) -> None:
+    """Change the machine fingerprint in place before it is hashed and stored.
+
+    ``info`` is everything hardware detection found (read it, e.g. to add a field it has);
+    ``fields`` is the stable subset that is compared: add keys (a firmware version, a board
+    revision) or delete keys (``fields.pop("compiler", None)``) as your fleet needs.
+    """

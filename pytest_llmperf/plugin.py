@@ -1,0 +1,514 @@
+"""pytest glue: options, marker, fixture, hooks, verdicts on test outcomes, summary and reports.
+
+Loading this module must stay cheap: it imports only the option parsers. Statistics, the store,
+hardware detection and reporting are imported when a test records a metric or at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .config import (
+    DEFAULT_BASELINE_DIR,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MAX_TIME,
+    DEFAULT_MIN_ROUNDS,
+    DEFAULT_NOISE_FLOOR,
+    DEFAULT_TOLERANCE,
+    Config,
+    ConfigError,
+    MarkerOptions,
+    parse_confidence,
+    parse_fraction,
+    parse_normalize,
+    parse_positive_int,
+    parse_seconds,
+    parse_tolerance_spec,
+    parse_warmup,
+    tolerance_for,
+)
+
+PROPERTY = "llmperf"
+
+
+class _State:
+    """Per-process state, kept in ``config.stash``."""
+
+    def __init__(self, config: Config, pytest_config: pytest.Config):
+        self.config = config
+        self.pytest_config = pytest_config
+        self.is_worker = hasattr(pytest_config, "workerinput")
+        self.payloads: list[dict] = []  # collected from reports (controller / single process)
+        self.passed_call: set[str] = set()
+        self.saved: list[Path] = []
+        self.save_error: str | None = None
+        self.baseline_files = 0
+        self._store = None
+        self._machine: tuple[dict, dict, str] | None = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from .baseline import BaselineStore
+
+            self._store = BaselineStore(self.config.baseline_dir, self.config.node)
+        return self._store
+
+    def machine(self) -> tuple[dict, dict, str]:
+        """(hardware info, fingerprint fields, fingerprint digest), detected once per process."""
+        if self._machine is None:
+            from . import hardware
+
+            info = hardware.detect()
+            fields = hardware.fingerprint_fields(info)
+            self.pytest_config.hook.pytest_llmperf_fingerprint(config=self.pytest_config, info=info, fields=fields)
+            self._machine = (info, fields, hardware.fingerprint_hash(fields))
+        return self._machine
+
+
+STATE = pytest.StashKey[_State]()
+MARKER = pytest.StashKey[MarkerOptions]()
+RECORDER = pytest.StashKey[Any]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmperf", "pytest-llmperf: LLM performance regression testing")
+
+    def add(flag: str, ini: str | None, help: str, ini_type: str | None = None, **kw: Any) -> None:
+        group.addoption(flag, help=help, **kw)
+        if ini:
+            parser.addini(ini, help=help, type=ini_type, default=None)
+
+    add("--llmperf-node", "llmperf_node", metavar="NAME", dest="llmperf_node",
+        help="node whose baselines to use (also env LLMPERF_NODE); default: SLURM node or partition, else the host name")
+    add("--llmperf-baseline-dir", "llmperf_baseline_dir", metavar="DIR", dest="llmperf_baseline_dir",
+        help=f"baseline directory, relative to the rootdir (also env LLMPERF_BASELINE_DIR); default: {DEFAULT_BASELINE_DIR}")
+    add("--llmperf-save-baseline", None, action="store_true", default=False, dest="llmperf_save",
+        help="save this run's metrics as the node's baseline (merged into what is there); never fails on a regression")
+    add("--llmperf-tolerance", "llmperf_tolerance", metavar="SPEC", action="append", dest="llmperf_tolerance",
+        help=f"allowed worsening, overall and/or per metric: '5%%', 'tok_per_s=3%%', '5%%,time=10%%'; repeatable; "
+             f"default: {DEFAULT_TOLERANCE:.0%}")
+    add("--llmperf-warmup", "llmperf_warmup", metavar="N|auto", dest="llmperf_warmup",
+        help="warm-up rounds to discard, or 'auto' (until steady, within a bound); default: auto")
+    add("--llmperf-min-rounds", "llmperf_min_rounds", metavar="N", dest="llmperf_min_rounds",
+        help=f"minimum measured rounds per llmperf.measure; default: {DEFAULT_MIN_ROUNDS}")
+    add("--llmperf-max-time", "llmperf_max_time", metavar="SECONDS", dest="llmperf_max_time",
+        help=f"time budget per llmperf.measure (warm-up included); default: {DEFAULT_MAX_TIME:g}")
+    add("--llmperf-confidence", "llmperf_confidence", metavar="PCT", dest="llmperf_confidence",
+        help=f"confidence level of the verdict's interval; default: {DEFAULT_CONFIDENCE:.0%}")
+    add("--llmperf-noise-floor", "llmperf_noise_floor", metavar="PCT", dest="llmperf_noise_floor",
+        help=f"session-to-session noise (relative sd) assumed on top of the samples' own; default: {DEFAULT_NOISE_FLOOR:.1%}")
+    add("--llmperf-normalize", "llmperf_normalize", metavar="auto|on|off", dest="llmperf_normalize",
+        help="divide timed rounds by a machine-speed probe before comparing; default: auto")
+    add("--llmperf-force-compare", None, action="store_true", default=False, dest="llmperf_force_compare",
+        help="compare even when the machine fingerprint differs from the baseline's")
+    add("--llmperf-require-baseline", "llmperf_require_baseline", action="store_true", default=False,
+        dest="llmperf_require_baseline", ini_type="bool", help="fail tests whose metrics have no baseline (for CI)")
+    add("--llmperf-report-only", None, action="store_true", default=False, dest="llmperf_report_only",
+        help="report verdicts but never fail a test on them")
+    add("--llmperf-json", None, metavar="PATH", dest="llmperf_json", help="write the run's results and verdicts as JSON")
+    add("--llmperf-markdown", None, metavar="PATH", dest="llmperf_markdown",
+        help="write a Markdown summary (for a CI job summary or a PR comment)")
+
+
+def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[Any, str | None]:
+    """Command line, then environment, then ini; returns (value, where it came from)."""
+    value = config.getoption(dest, None)
+    if value not in (None, [], False):
+        return value, f"--{dest.replace('_', '-')}"
+    if env and os.environ.get(env):
+        return os.environ[env], env
+    ini = config.getini(dest) if dest in config._parser._inidict else None  # noqa: SLF001
+    if ini not in (None, "", [], False):
+        return ini, dest
+    return None, None
+
+
+def build_config(config: pytest.Config) -> Config:
+    from .hardware import auto_node_name, validate_node_name
+
+    v = lambda dest, env=None: _value(config, dest, env)[0]  # noqa: E731
+    node, source = _value(config, "llmperf_node", "LLMPERF_NODE")
+    if node is None:
+        default = auto_node_name()
+        hooked = config.hook.pytest_llmperf_node_name(config=config, default=default)
+        node, source = (hooked, "pytest_llmperf_node_name hook") if hooked else (default, "automatic")
+    try:
+        node = validate_node_name(str(node))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+    tolerance, per_metric = DEFAULT_TOLERANCE, {}
+    specs = v("llmperf_tolerance")
+    for spec in ([specs] if isinstance(specs, str) else specs or []):
+        overall, metrics = parse_tolerance_spec(spec)
+        if overall is not None:
+            tolerance = overall
+        per_metric.update(metrics)
+
+    base_dir = v("llmperf_baseline_dir", "LLMPERF_BASELINE_DIR") or DEFAULT_BASELINE_DIR
+    base_path = Path(os.path.expanduser(str(base_dir)))
+    if not base_path.is_absolute():
+        base_path = config.rootpath / base_path
+
+    def opt_path(dest: str) -> Path | None:
+        raw = v(dest)
+        return Path(raw).expanduser().absolute() if raw else None
+
+    return Config(
+        node=node,
+        node_source=source or "automatic",
+        baseline_dir=base_path,
+        save_baseline=bool(v("llmperf_save")),
+        tolerance=tolerance,
+        metric_tolerances=per_metric,
+        warmup=parse_warmup(v("llmperf_warmup") or "auto"),
+        min_rounds=parse_positive_int(v("llmperf_min_rounds") or DEFAULT_MIN_ROUNDS, "--llmperf-min-rounds"),
+        max_time=parse_seconds(v("llmperf_max_time") or DEFAULT_MAX_TIME, "--llmperf-max-time"),
+        confidence=parse_confidence(v("llmperf_confidence") or DEFAULT_CONFIDENCE),
+        noise_floor=parse_fraction(v("llmperf_noise_floor") or DEFAULT_NOISE_FLOOR, "--llmperf-noise-floor"),
+        normalize=parse_normalize(v("llmperf_normalize") or "auto"),
+        force_compare=bool(v("llmperf_force_compare")),
+        require_baseline=bool(v("llmperf_require_baseline")),
+        report_only=bool(v("llmperf_report_only")),
+        json_path=opt_path("llmperf_json"),
+        markdown_path=opt_path("llmperf_markdown"),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "llmperf(tolerance=, tolerances=, rounds=, warmup=, max_time=, normalize=): per-test settings of "
+        "pytest-llmperf; tolerance '5%' or 'tok_per_s=3%', tolerances {'metric': '3%'}, rounds = minimum "
+        "measured rounds, warmup N or 'auto', max_time seconds, normalize auto/on/off",
+    )
+    try:
+        cfg = build_config(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"llmperf: {exc}") from None
+    state = _State(cfg, config)
+    config.stash[STATE] = state
+    if not state.is_worker:
+        config.pluginmanager.register(_Collector(state), "llmperf-collector")
+    from .baseline import BaselineError, check_writable
+
+    try:
+        if cfg.save_baseline and not state.is_worker:
+            check_writable(cfg.baseline_dir / cfg.node)
+        state.baseline_files = state.store.validate()
+    except BaselineError as exc:
+        raise pytest.UsageError(f"llmperf: {exc}") from None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return []
+    cfg = state.config
+    try:
+        where = cfg.baseline_dir.relative_to(config.rootpath) / cfg.node
+    except ValueError:
+        where = cfg.baseline_dir / cfg.node
+    mode = "saving baselines" if cfg.save_baseline else ("report only" if cfg.report_only else "gating")
+    return [
+        f"llmperf: node {cfg.node} ({cfg.node_source}), baselines {where} ({state.baseline_files} files), "
+        f"tolerance {cfg.tolerance:.1%}, warmup {cfg.warmup}, {mode}"
+    ]
+
+
+def _marker_options(item: pytest.Item) -> MarkerOptions:
+    merged: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers("llmperf"))):  # farthest first, closest overrides
+        if mark.args:
+            MarkerOptions.from_marker(mark.args, mark.kwargs, item.nodeid)
+        merged.update(mark.kwargs)
+    return MarkerOptions.from_marker((), merged, item.nodeid)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("llmperf") is None:
+            continue
+        try:
+            item.stash[MARKER] = _marker_options(item)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"llmperf: {exc}") from None
+
+
+def _settings_for(state: _State, item: pytest.Item):
+    from .measure import MeasureSettings
+
+    cfg = state.config
+    marker = item.stash.get(MARKER, None)
+    return MeasureSettings(
+        warmup=marker.warmup if marker and marker.warmup is not None else cfg.warmup,
+        min_rounds=marker.rounds if marker and marker.rounds is not None else cfg.min_rounds,
+        max_time=marker.max_time if marker and marker.max_time is not None else cfg.max_time,
+        tolerance=cfg.tolerance,
+        confidence=cfg.confidence,
+    )
+
+
+@pytest.fixture
+def llmperf(request: pytest.FixtureRequest):
+    """Record metrics of this test: ``llmperf.measure(fn, *args)`` times a callable (metric
+    ``time``, seconds, lower is better); ``llmperf.record(name, samples, unit=..., higher_is_better=...)``
+    records samples measured by the test. Each metric is compared with the node's baseline."""
+    from .recorder import Recorder
+
+    state: _State = request.config.stash[STATE]
+    item = request.node
+    marker = item.stash.get(MARKER, None)
+    baseline = {}
+    if not state.config.save_baseline:
+        metrics, digest, _fields, _path = state.store.lookup(item.nodeid)
+        if metrics and (state.config.force_compare or digest == state.machine()[2]):
+            baseline = metrics
+    normalize = marker.normalize if marker and marker.normalize else state.config.normalize
+    recorder = Recorder(
+        _settings_for(state, item),
+        lambda name: tolerance_for(name, state.config, marker),
+        baseline=baseline,
+        confidence=state.config.confidence,
+        noise_floor=state.config.noise_floor,
+        normalize=normalize,
+    )
+    item.stash[RECORDER] = recorder
+    return recorder
+
+
+def _benchmark_metric(item: pytest.Item, taken: set[str]):
+    """The timing of pytest-benchmark's ``benchmark`` fixture, as a metric of this test."""
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    stats = getattr(getattr(fixture, "stats", None), "stats", None)
+    data = list(getattr(stats, "data", None) or [])
+    if not data:
+        return None
+    from .compare import Metric
+
+    name = "time" if "time" not in taken else "benchmark_time"
+    return Metric(name=name, unit="s", higher_is_better=False, samples=[float(x) for x in data], normalize="off")
+
+
+def _params(item: pytest.Item) -> dict:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return {}
+    out = {}
+    for key, value in callspec.params.items():
+        out[key] = value if isinstance(value, (int, float, str, bool)) or value is None else repr(value)
+    return out
+
+
+def evaluate(state: _State, item: pytest.Item, metrics: list) -> tuple[dict, list[str]]:
+    """Compare the metrics of one test with its baseline; returns (payload, failure lines)."""
+    from . import compare
+    from .baseline import metric_to_json
+
+    cfg = state.config
+    marker = item.stash.get(MARKER, None)
+    _info, fields, digest = state.machine()
+    base_metrics, base_digest, base_fields, base_path = state.store.lookup(item.nodeid)
+    differs = bool(base_metrics) and base_digest != digest and not cfg.force_compare
+    diff_lines: list[str] = []
+    if differs:
+        from .hardware import fingerprint_diff
+
+        diff_lines = fingerprint_diff(base_fields or {}, fields) or [f"fingerprint {base_digest} -> {digest}"]
+    verdicts, failures, errors = [], [], []
+    for metric in metrics:
+        tol = tolerance_for(metric.name, cfg, marker)
+        base = base_metrics.get(metric.name)
+        if base is not None and (base.unit != metric.unit or base.higher_is_better != metric.higher_is_better):
+            what = (f"unit {metric.unit!r} differs from the baseline's {base.unit!r}" if base.unit != metric.unit
+                    else f"direction '{metric.direction}' differs from the baseline's '{base.direction}'")
+            line = f"llmperf: metric {metric.name!r}: {what} in {base_path}; re-save the baseline with --llmperf-save-baseline"
+            if not cfg.save_baseline:
+                errors.append(line)
+            verdicts.append(compare.Verdict(test=item.nodeid, metric=metric.name, status=compare.NOT_COMPARED,
+                                            unit=metric.unit, higher_is_better=metric.higher_is_better, tolerance=tol,
+                                            current=compare.stats.median(metric.samples), reason=what))
+            continue
+        if differs and base is not None:
+            v = compare.not_compared(item.nodeid, metric, tol, diff_lines)
+        else:
+            v = compare.compare_metric(item.nodeid, base, metric, tol, cfg.confidence, cfg.noise_floor)
+        verdicts.append(v)
+        if cfg.save_baseline or cfg.report_only:
+            continue
+        if v.status == compare.REGRESSED:
+            failures.append("llmperf: " + compare.verdict_message(v))
+        elif v.status == compare.NEW and cfg.require_baseline:
+            failures.append(f"llmperf: metric {metric.name!r} has no baseline on node {cfg.node} "
+                            f"(--llmperf-require-baseline); save one with --llmperf-save-baseline")
+    payload = {
+        "nodeid": item.nodeid,
+        "params": _params(item),
+        "metrics": {m.name: metric_to_json(m) for m in metrics},
+        "verdicts": [v.to_dict() for v in verdicts],
+        "fingerprint": digest,
+    }
+    return payload, errors + failures
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    result = yield
+    state = item.config.stash.get(STATE, None)
+    if state is None:
+        return result
+    recorder = item.stash.get(RECORDER, None)
+    metrics = list(recorder.metrics.values()) if recorder is not None else []
+    bench = _benchmark_metric(item, {m.name for m in metrics})
+    if bench is not None:
+        metrics.append(bench)
+    if not metrics:
+        return result
+    payload, failures = evaluate(state, item, metrics)
+    item.user_properties.append((PROPERTY, payload))
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+    return result
+
+
+class _Collector:
+    """Receives test reports in the process that reports them (the controller under xdist)."""
+
+    def __init__(self, state: _State):
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in getattr(report, "user_properties", []):
+            if name == PROPERTY and isinstance(value, dict):
+                self.state.payloads.append(value)
+                if report.passed:
+                    self.state.passed_call.add(value["nodeid"])
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _verdicts(state: _State):
+    from .compare import Verdict
+
+    return [Verdict(**v) for p in state.payloads for v in p["verdicts"]]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None or state.is_worker:
+        return
+    cfg = state.config
+    if cfg.save_baseline and state.payloads:
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            state.save_error = "run interrupted: no baseline saved"
+        else:
+            _save(state)
+            if state.save_error:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if cfg.json_path or cfg.markdown_path:
+        _write_reports(state)
+
+
+def _meta(state: _State) -> dict:
+    return {
+        "saved_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "plugin_version": __version__,
+        "git_commit": _git_commit(state.pytest_config.rootpath),
+    }
+
+
+def _save(state: _State) -> None:
+    from .baseline import BaselineError, metric_from_json
+
+    records = []
+    for payload in state.payloads:
+        if payload["nodeid"] not in state.passed_call:
+            continue
+        metrics = [metric_from_json(name, m, payload["nodeid"]) for name, m in payload["metrics"].items()]
+        records.append({"nodeid": payload["nodeid"], "metrics": metrics, "params": payload.get("params")})
+    if not records:
+        return
+    _info, fields, digest = state.machine()
+    try:
+        state.saved = state.store.save(records, fields, digest, _meta(state))
+    except BaselineError as exc:
+        state.save_error = str(exc)
+    except OSError as exc:
+        state.save_error = f"cannot write baselines under {state.store.node_dir}: {exc.strerror or exc}"
+
+
+def _write_reports(state: _State) -> None:
+    from . import report
+
+    cfg = state.config
+    verdicts = _verdicts(state)
+    try:
+        if cfg.json_path:
+            fields, digest = (state.machine()[1:] if state.payloads else (None, None))
+            meta = {"plugin_version": __version__, "mode": "save" if cfg.save_baseline else "compare",
+                    "saved_baselines": [str(p) for p in state.saved]}
+            report.write_json(cfg.json_path, report.to_json(cfg.node, fields, digest, state.payloads, verdicts, meta))
+        if cfg.markdown_path:
+            report.write_text(cfg.markdown_path, report.markdown(cfg.node, verdicts, [str(p) for p in state.saved]))
+    except OSError as exc:
+        state.save_error = (state.save_error + "; " if state.save_error else "") + f"cannot write report: {exc}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or state.is_worker:
+        return
+    from . import report
+
+    verdicts = _verdicts(state)
+    tr = terminalreporter
+    if verdicts:
+        tr.write_sep("=", f"llmperf: node {state.config.node}")
+        tr.write_line(report.terminal_table(verdicts))
+        if any(v.adjusted for v in verdicts):
+            tr.write_line("* speed-adjusted: rounds divided by the machine-speed probe timed around them")
+        warmups = [(p["nodeid"], name, m["warmup"]) for p in state.payloads for name, m in p["metrics"].items()
+                   if m.get("warmup")]
+        if warmups:
+            tr.write_line("")
+            tr.write_line("warm-up (first round vs steady median):")
+            tr.write_line(report.warmup_table(warmups))
+        summary = ", ".join(f"{n} {s}" for s, n in report.counts(verdicts).items())
+        tr.write_line("")
+        tr.write_line(f"llmperf: {summary}")
+        for v in verdicts:
+            if v.status == "not-compared":
+                tr.write_line(f"llmperf: WARNING {v.test} {v.metric} not compared: {v.reason}", yellow=True)
+            elif v.status == "improved" and not state.config.save_baseline:
+                tr.write_line(f"llmperf: {v.test} {v.metric} improved: consider --llmperf-save-baseline", green=True)
+    for path in state.saved:
+        tr.write_line(f"llmperf: saved baseline {path}")
+    if state.config.save_baseline and not state.saved and not state.save_error and state.payloads:
+        tr.write_line("llmperf: no baseline saved: no test that recorded metrics passed")
+    for path in (state.config.json_path, state.config.markdown_path):
+        if path is not None and path.exists():
+            tr.write_line(f"llmperf: wrote {path}")
+    if state.save_error:
+        tr.write_line(f"llmperf: ERROR: {state.save_error}", red=True, bold=True)

@@ -1,0 +1,130 @@
+"""What the ``llmperf`` fixture hands to a test: ``measure`` and ``record``. No pytest."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Callable, Iterable, Mapping
+
+from . import measure as _measure
+from .compare import NOISY, Metric, compare_metric
+
+_UNSET = object()
+
+
+class RecordError(ValueError):
+    """A misuse of ``llmperf.measure``/``llmperf.record``; the message names the metric."""
+
+
+class Recorder:
+    """Collects the metrics of one test.
+
+    ``settings`` are the measurement settings in force for this test (options and marker merged);
+    ``tolerance_for`` gives the tolerance of a metric; ``baseline`` holds the baseline metrics of
+    this test when they exist and may be compared (the adaptive stop then also waits until the
+    verdict is decisive, within the time budget).
+    """
+
+    def __init__(
+        self,
+        settings: _measure.MeasureSettings,
+        tolerance_for: Callable[[str], float],
+        baseline: Mapping[str, Metric] | None = None,
+        confidence: float = 0.99,
+        noise_floor: float = 0.0,
+        normalize: str = "auto",
+    ):
+        self.settings = settings
+        self._tolerance_for = tolerance_for
+        self._baseline = dict(baseline or {})
+        self._confidence = confidence
+        self._noise_floor = noise_floor
+        self._normalize = normalize
+        self.metrics: dict[str, Metric] = {}
+        self.measurements: dict[str, _measure.Measurement] = {}
+
+    # -- timing a callable -------------------------------------------------------------------
+    def measure(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Time ``fn(*args, **kwargs)``: warm-up, then rounds until the stop rule; records the
+        metric ``time`` (seconds per call, lower is better) and returns ``fn``'s last result."""
+        return self.measure_as("time", fn, *args, **kwargs)
+
+    def measure_as(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Like :meth:`measure`, under another metric name (for a second timed callable)."""
+        if not callable(fn):
+            raise RecordError(f"llmperf.measure: {fn!r} is not callable")
+        self._check_name(name)
+        if name in self.metrics:
+            raise RecordError(
+                f"llmperf.measure: metric {name!r} is already recorded in this test; "
+                "use llmperf.measure_as('other_name', fn) for a second callable"
+            )
+        tolerance = self._tolerance_for(name)
+        settings = replace(self.settings, tolerance=tolerance, probe=self._normalize != "off")
+        base = self._baseline.get(name)
+        decisive = None
+        if base is not None and base.unit == "s" and not base.higher_is_better:
+            def decisive(samples: list[float], probes: list[float] | None) -> bool:
+                cur = Metric(name, "s", False, samples, probes, normalize=self._normalize)
+                verdict = compare_metric("", base, cur, tolerance, self._confidence, self._noise_floor)
+                return verdict.status != NOISY
+
+        m = _measure.run(fn, args, kwargs, settings, decisive=decisive)
+        self.measurements[name] = m
+        self.metrics[name] = Metric(
+            name=name, unit="s", higher_is_better=False, samples=m.samples, probes=m.probes,
+            warmup=m.warmup, normalize=self._normalize,
+        )
+        return m.result
+
+    # -- externally measured samples ---------------------------------------------------------
+    def record(
+        self,
+        name: str,
+        samples: float | Iterable[float],
+        unit: str = "",
+        higher_is_better: bool = _UNSET,  # type: ignore[assignment]
+    ) -> None:
+        """Record samples of a metric measured by the test itself (tok/s, ms/step, bytes...).
+
+        ``samples`` is one number or an iterable of numbers; calling again with the same name adds
+        samples (unit and direction must agree). ``higher_is_better`` is required the first time
+        a name is recorded, so that "worse" is never guessed.
+        """
+        self._check_name(name)
+        if isinstance(samples, (int, float)) and not isinstance(samples, bool):
+            values = [float(samples)]
+        else:
+            try:
+                values = [float(v) for v in samples]  # type: ignore[union-attr]
+            except (TypeError, ValueError):
+                raise RecordError(f"llmperf.record({name!r}): samples must be a number or a list of numbers, "
+                                  f"got {samples!r}") from None
+        if not values:
+            raise RecordError(f"llmperf.record({name!r}): no samples")
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            raise RecordError(f"llmperf.record({name!r}): non-finite sample {bad[0]!r}")
+        if not isinstance(unit, str):
+            raise RecordError(f"llmperf.record({name!r}): unit must be a string, got {unit!r}")
+        existing = self.metrics.get(name)
+        if existing is not None:
+            if name in self.measurements:
+                raise RecordError(f"llmperf.record({name!r}): the name is taken by llmperf.measure")
+            if higher_is_better is not _UNSET and bool(higher_is_better) != existing.higher_is_better:
+                raise RecordError(f"llmperf.record({name!r}): direction differs from the earlier record")
+            if unit and unit != existing.unit:
+                raise RecordError(f"llmperf.record({name!r}): unit {unit!r} differs from the earlier {existing.unit!r}")
+            existing.samples.extend(values)
+            return
+        if higher_is_better is _UNSET:
+            raise RecordError(f"llmperf.record({name!r}): say higher_is_better=True or False (e.g. True for tok/s)")
+        self.metrics[name] = Metric(name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=values,
+                                    normalize="off")
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        from .config import _METRIC_NAME
+
+        if not isinstance(name, str) or not _METRIC_NAME.match(name):
+            raise RecordError(f"invalid metric name {name!r}: use letters, digits, '_', '.', '-'")

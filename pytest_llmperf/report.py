@@ -1,0 +1,118 @@
+"""Terminal table, JSON and Markdown reports of a run's verdicts. No pytest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+from .compare import Verdict, fmt_pct, fmt_value
+
+COLUMNS = ["test", "metric", "baseline", "current", "change", "tolerance", "status"]
+STATUS_ORDER = {"regressed": 0, "noisy": 1, "not-compared": 2, "new": 3, "improved": 4, "ok": 5}
+
+
+def _change_cell(v: Verdict) -> str:
+    if v.change is None:
+        return "-"
+    text = fmt_pct(v.change)
+    if v.ci_low is not None and v.ci_high is not None:
+        text += f" [{fmt_pct(v.ci_low)}, {fmt_pct(v.ci_high)}]"
+    if v.adjusted:
+        text += " *"
+    return text
+
+
+def rows(verdicts: Iterable[Verdict]) -> list[list[str]]:
+    out = []
+    for v in verdicts:
+        unit = f" {v.unit}" if v.unit else ""
+        arrow = "\u2191" if v.higher_is_better else "\u2193"
+        out.append([
+            v.test,
+            f"{v.metric} {arrow}",
+            fmt_value(v.baseline) + (unit if v.baseline is not None else ""),
+            fmt_value(v.current) + (unit if v.current is not None else ""),
+            _change_cell(v),
+            f"{v.tolerance * 100:.1f}%",
+            v.status,
+        ])
+    return out
+
+
+def terminal_table(verdicts: list[Verdict]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows(verdicts), headers=COLUMNS, tablefmt="simple", disable_numparse=True)
+
+
+def warmup_rows(warmups: list[tuple[str, str, dict]]) -> list[list[str]]:
+    out = []
+    for test, metric, w in warmups:
+        ratio = w.get("ratio")
+        out.append([
+            test, metric, str(w.get("discarded", "-")), fmt_value(w.get("first")), fmt_value(w.get("steady")),
+            f"{ratio:.2f}x" if isinstance(ratio, (int, float)) else "-",
+        ])
+    return out
+
+
+def warmup_table(warmups: list[tuple[str, str, dict]]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(
+        warmup_rows(warmups), headers=["test", "metric", "discarded", "first round", "steady median", "first/steady"],
+        tablefmt="simple", disable_numparse=True,
+    )
+
+
+def counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for v in verdicts:
+        result[v.status] = result.get(v.status, 0) + 1
+    return dict(sorted(result.items(), key=lambda kv: STATUS_ORDER.get(kv[0], 99)))
+
+
+def to_json(node: str, fingerprint: dict | None, digest: str | None, results: list[dict], verdicts: list[Verdict],
+            meta: dict) -> dict:
+    return {
+        "node": node,
+        "fingerprint": {"hash": digest, "fields": fingerprint},
+        **meta,
+        "counts": counts(verdicts),
+        "tests": results,
+        "verdicts": [v.to_dict() for v in verdicts],
+    }
+
+
+def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None) -> str:
+    lines = [f"### pytest-llmperf on node `{node}`", ""]
+    summary = ", ".join(f"{n} {status}" for status, n in counts(verdicts).items()) or "no metrics recorded"
+    lines.append(f"**{summary}**")
+    lines.append("")
+    if verdicts:
+        lines.append("| " + " | ".join(COLUMNS) + " |")
+        lines.append("|" + "---|" * len(COLUMNS))
+        for row, v in zip(rows(verdicts), verdicts):
+            cells = [c.replace("|", "\\|") for c in row]
+            cells[0] = f"`{cells[0]}`"
+            if v.status == "regressed":
+                cells[-1] = "**regressed**"
+            lines.append("| " + " | ".join(cells) + " |")
+        if any(v.adjusted for v in verdicts):
+            lines.append("")
+            lines.append("\\* speed-adjusted: rounds divided by a machine-speed probe timed around them.")
+    if saved:
+        lines.append("")
+        lines.append("Baselines saved: " + ", ".join(f"`{p}`" for p in saved))
+    return "\n".join(lines) + "\n"
+
+
+def write_text(path: Path, text: str) -> None:
+    from .baseline import atomic_write
+
+    atomic_write(Path(path), text)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,0 +1,184 @@
+"""Summaries, the confidence interval of a ratio of medians, steady-state detection. Pure, no I/O.
+
+The comparison works on the log of the ratio of two medians. The standard error of each log-median
+comes from the order statistics that bracket the median (Bonett and Price's distribution-free
+method): for a sorted sample y(1..n), take c = round((n + 1)/2 - sqrt(n)); the interval
+[y(c), y(n - c + 1)] covers the population median with a probability P that the binomial
+distribution gives exactly, so
+
+    se(ln median) = (ln y(n-c+1) - ln y(c)) / (2 * z((1 + P) / 2)).
+
+The two samples are independent, so the variances add. No resampling, no normal assumption about
+the data itself, robust to the long right tail that timings have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Sequence
+
+_NORMAL = NormalDist()
+MIN_SAMPLES = 3
+
+
+def median(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("median of an empty sample")
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """Quantile of an already sorted sample, linear interpolation between order statistics."""
+    if not ordered:
+        raise ValueError("quantile of an empty sample")
+    pos = (len(ordered) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(values: Sequence[float]) -> dict:
+    """A statistical summary with a stable key order (the order is kept in the JSON files)."""
+    ordered = sorted(float(v) for v in values)
+    n = len(ordered)
+    mean = math.fsum(ordered) / n
+    stdev = math.sqrt(math.fsum((v - mean) ** 2 for v in ordered) / (n - 1)) if n > 1 else 0.0
+    return {
+        "n": n,
+        "min": ordered[0],
+        "q1": quantile(ordered, 0.25),
+        "median": quantile(ordered, 0.5),
+        "q3": quantile(ordered, 0.75),
+        "max": ordered[-1],
+        "mean": mean,
+        "stdev": stdev,
+    }
+
+
+def relative_iqr(values: Sequence[float]) -> float:
+    """Interquartile range divided by the median: a robust relative spread."""
+    ordered = sorted(values)
+    mid = quantile(ordered, 0.5)
+    if mid == 0:
+        return math.inf
+    return (quantile(ordered, 0.75) - quantile(ordered, 0.25)) / abs(mid)
+
+
+def _binomial_central_coverage(n: int, c: int) -> float:
+    """P(c <= B <= n - c) for B ~ Binomial(n, 1/2): coverage of [y(c), y(n-c+1)] for the median."""
+    if n > 2000:  # normal approximation with continuity correction, accurate far beyond our needs
+        sd = math.sqrt(n) / 2.0
+        half = (n / 2.0 - c + 0.5) / sd
+        return max(0.0, 2.0 * _NORMAL.cdf(half) - 1.0)
+    log_half_n = n * math.log(0.5)
+    total = 0.0
+    for k in range(c, n - c + 1):
+        total += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + log_half_n)
+    return min(total, 1.0)
+
+
+def log_median_se(values: Sequence[float]) -> float:
+    """Standard error of ln(median), distribution-free (see the module docstring).
+
+    Needs positive values and at least MIN_SAMPLES of them; returns inf otherwise.
+    """
+    n = len(values)
+    if n < MIN_SAMPLES:
+        return math.inf
+    ordered = sorted(values)
+    if ordered[0] <= 0:
+        return math.inf
+    c = max(1, int(round((n + 1) / 2.0 - math.sqrt(n))))
+    lower, upper = ordered[c - 1], ordered[n - c]
+    coverage = _binomial_central_coverage(n, c)
+    if coverage <= 0.0 or coverage >= 1.0:
+        # n so small that the interval is the whole sample: fall back on the full range, coverage 1 - 2^(1-n)
+        coverage = 1.0 - 2.0 ** (1 - n)
+    z = _NORMAL.inv_cdf((1.0 + coverage) / 2.0)
+    return (math.log(upper) - math.log(lower)) / (2.0 * z)
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """Ratio of medians current/baseline with a confidence interval (all as ratios, 1.0 = unchanged)."""
+
+    ratio: float
+    low: float
+    high: float
+    se_log: float
+    p_increase: float  # one-sided p-value of "the ratio is not above 1" (small: convincing increase)
+    p_decrease: float  # one-sided p-value of "the ratio is not below 1"
+
+
+def ratio_of_medians(
+    baseline: Sequence[float],
+    current: Sequence[float],
+    confidence: float = 0.99,
+    noise_floor: float = 0.0,
+) -> RatioEstimate:
+    """Ratio of medians with a two-sided ``confidence`` interval.
+
+    ``noise_floor`` is a relative standard deviation added in quadrature to account for the
+    variation between sessions that samples from within one session cannot show.
+    """
+    m_base = median(baseline)
+    m_cur = median(current)
+    if m_base <= 0 or m_cur <= 0:
+        raise ValueError("ratio of medians needs positive medians")
+    ratio = m_cur / m_base
+    se = math.sqrt(log_median_se(baseline) ** 2 + log_median_se(current) ** 2 + math.log1p(noise_floor) ** 2)
+    log_ratio = math.log(ratio)
+    if math.isinf(se):
+        return RatioEstimate(ratio, 0.0, math.inf, se, 1.0, 1.0)
+    z = _NORMAL.inv_cdf((1.0 + confidence) / 2.0)
+    if se == 0.0:
+        p_up = 0.0 if log_ratio > 0 else 1.0
+        p_down = 0.0 if log_ratio < 0 else 1.0
+    else:
+        p_up = 1.0 - _NORMAL.cdf(log_ratio / se)
+        p_down = _NORMAL.cdf(log_ratio / se)
+    return RatioEstimate(ratio, math.exp(log_ratio - z * se), math.exp(log_ratio + z * se), se, p_up, p_down)
+
+
+def speed_adjusted(samples: Sequence[float], probes: Sequence[float]) -> list[float]:
+    """Divide each round by the machine-speed probe timed around it.
+
+    ``probes`` has one entry per round, taken just before that round, plus optionally one after the
+    last round. Round i is divided by the mean of the probes before and after it, so a change of
+    the machine's speed in the middle of the run cancels out of the ratio.
+    """
+    n = len(samples)
+    if len(probes) not in (n, n + 1) or n == 0:
+        raise ValueError(f"speed_adjusted: {n} samples need {n} or {n + 1} probes, got {len(probes)}")
+    out = []
+    for i, value in enumerate(samples):
+        before = probes[i]
+        after = probes[i + 1] if i + 1 < len(probes) else before
+        out.append(value / ((before + after) / 2.0))
+    return out
+
+
+def is_steady(window: Sequence[float], spread: float) -> bool:
+    """True when the rounds in ``window`` are within ``spread`` of their median and the first of
+    them is not the slowest by more than the spread (a still-falling sequence is not steady)."""
+    if len(window) < 2:
+        return False
+    mid = median(window)
+    if mid <= 0:
+        return True
+    if any(abs(v - mid) / mid > spread for v in window):
+        return False
+    return window[0] <= max(window[1:]) * (1.0 + spread / 2.0)
+
+
+def steady_start(rounds: Sequence[float], window: int = 3, spread: float = 0.10) -> int | None:
+    """Index of the first round from which ``window`` consecutive rounds are steady, or None."""
+    for start in range(0, len(rounds) - window + 1):
+        if is_steady(rounds[start:start + window], spread):
+            return start
+    return None

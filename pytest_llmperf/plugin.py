@@ -66,7 +66,12 @@ class _State:
         if self._machine is None:
             from . import hardware
 
-            info = hardware.detect()
+            import sys
+
+            # torch's runtime facts only when a test already imported it; the fingerprint uses the
+            # import-free facts (torch_static), identical whether or not torch was imported
+            info = hardware.detect(include_torch="torch" in sys.modules)
+            info["torch_static"] = hardware.torch_static_info()
             fields = hardware.fingerprint_fields(info)
             self.pytest_config.hook.pytest_llmperf_fingerprint(config=self.pytest_config, info=info, fields=fields)
             self._machine = (info, fields, hardware.fingerprint_hash(fields))
@@ -88,7 +93,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llmperf", "pytest-llmperf: LLM performance regression testing")
 
     def add(flag: str, ini: str | None, help: str, ini_type: str | None = None, **kw: Any) -> None:
-        group.addoption(flag, help=help, **kw)
+        group.addoption(flag, help=help.replace("%", "%%"), **kw)
         if ini:
             parser.addini(ini, help=help, type=ini_type, default=None)
 
@@ -99,7 +104,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--llmperf-save-baseline", None, action="store_true", default=False, dest="llmperf_save",
         help="save this run's metrics as the node's baseline (merged into what is there); never fails on a regression")
     add("--llmperf-tolerance", "llmperf_tolerance", metavar="SPEC", action="append", dest="llmperf_tolerance",
-        help=f"allowed worsening, overall and/or per metric: '5%%', 'tok_per_s=3%%', '5%%,time=10%%'; repeatable; "
+        help=f"allowed worsening, overall and/or per metric: '5%', 'tok_per_s=3%', '5%,time=10%'; repeatable; "
              f"default: {DEFAULT_TOLERANCE:.0%}")
     add("--llmperf-warmup", "llmperf_warmup", metavar="N|auto", dest="llmperf_warmup",
         help="warm-up rounds to discard, or 'auto' (until steady, within a bound); default: auto")

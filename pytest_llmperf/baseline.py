@@ -96,7 +96,7 @@ def metric_from_json(name: str, data: Any, where: str) -> Metric:
     if not _number_list(samples) or not samples:
         raise BaselineError(f"{where}: metric {name!r} has no list of numeric samples")
     probes = data.get("probes")
-    if probes is not None and (not _number_list(probes) or len(probes) not in (len(samples), len(samples) + 1)):
+    if probes is not None and (not _number_list(probes) or len(probes) != len(samples)):
         raise BaselineError(f"{where}: metric {name!r} has probes that do not pair with its samples")
     return Metric(
         name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher",
@@ -132,9 +132,10 @@ class BaselineFile:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            what = "truncated" if exc.pos >= len(text.rstrip()) else "corrupt"
+            cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+            what = "truncated" if cut else "corrupt"
             raise BaselineError(
-                f"baseline file {path} is {what} JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                f"baseline file {path} is {what} JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}); "
                 "fix it or restore it from git"
             ) from None
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:

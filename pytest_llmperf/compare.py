@@ -1,18 +1,24 @@
 """Tolerance + statistics -> verdict. Pure, no I/O.
 
-The decision for one metric, with ``t`` the tolerance and [lo, hi] the confidence interval of the
-change (current/baseline - 1, oriented so that positive means worse):
+The estimate is the ratio of medians (of speed-adjusted samples when that applies), with a
+standard error ``se`` of its logarithm (stats.ratio_of_medians: the two samples' own uncertainty
+plus the session-to-session noise floor). The change ``c`` = ratio - 1 is oriented so that positive
+means worse; ``t`` is the tolerance; [lo, hi] is the ``confidence`` interval (99% by default) and
+``up``/``down`` are the one-sided 75% bounds (``c`` moved 0.674 se towards / away from worse).
 
-* regressed   lo > 0 and hi > t: convincingly worse, and the data cannot show that the loss is
-              within the tolerance.
-* improved    hi < 0 and lo < -t: the mirror image.
-* ok          the interval lies inside [-t, t], or it is convincingly on one side of zero but
-              provably within the tolerance.
-* noisy       the interval covers zero and reaches beyond the tolerance: the data cannot tell a
-              real change from noise; the plugin says so instead of guessing.
+* regressed   lo > 0 and up > t: the data is convincing that the metric got worse (the 99%
+              interval excludes no change), and a change beyond the tolerance is plausible (the
+              estimate is beyond the tolerance, or within 0.674 se of it).
+* improved    hi < 0 and down < -t: the mirror image.
+* noisy       the 99% interval covers no change and reaches beyond the tolerance: the data cannot
+              tell a real change from noise, and the plugin says so instead of guessing.
+* ok          everything else: within the tolerance, or a convincing change that is clearly
+              inside it.
 
-The point estimate alone never decides: a change beyond the tolerance that is not statistically
-convincing is noisy, not regressed; a convincing change that is provably within the tolerance is ok.
+A change beyond the tolerance that is not statistically convincing is noisy, never regressed;
+a convincing change clearly inside the tolerance is ok. The 0.674 se margin makes a change of
+exactly the tolerance fail about three times out of four instead of a coin toss, and a change a
+couple of standard errors inside the tolerance pass.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ NEW = "new"
 NOT_COMPARED = "not-compared"
 NOISY = "noisy"
 STATUSES = (OK, REGRESSED, IMPROVED, NEW, NOT_COMPARED, NOISY)
+PLAUSIBLE_Z = 0.6745  # the one-sided 75% bound
 
 
 @dataclass
@@ -89,10 +96,13 @@ def _use_adjusted(base: Metric, cur: Metric) -> bool:
     if cur.normalize == "on":
         return True
     raw = stats.relative_iqr(base.samples) + stats.relative_iqr(cur.samples)
-    adj = stats.relative_iqr(stats.speed_adjusted(base.samples, base.probes)) + stats.relative_iqr(
-        stats.speed_adjusted(cur.samples, cur.probes)
-    )
+    adj = stats.relative_iqr(adjusted_samples(base)) + stats.relative_iqr(adjusted_samples(cur))
     return adj <= raw * 1.25
+
+
+def adjusted_samples(metric: Metric) -> list[float]:
+    """The samples divided by the machine-speed probe (times) or multiplied by it (rates)."""
+    return stats.speed_adjusted(metric.samples, metric.probes or [], rate=metric.higher_is_better)
 
 
 def fmt_pct(value: float | None) -> str:
@@ -126,7 +136,7 @@ def compare_metric(
     raw_change = current_median / base_median - 1.0
     adjusted = _use_adjusted(base, cur)
     if adjusted:
-        b, c = stats.speed_adjusted(base.samples, base.probes), stats.speed_adjusted(cur.samples, cur.probes)
+        b, c = adjusted_samples(base), adjusted_samples(cur)
     else:
         b, c = base.samples, cur.samples
     est = stats.ratio_of_medians(b, c, confidence=confidence, noise_floor=noise_floor)
@@ -139,21 +149,21 @@ def compare_metric(
             **common,
         )
     # orient: positive = worse
-    if cur.higher_is_better:
-        worse_lo, worse_hi, p_worse = -high, -low, est.p_decrease
-    else:
-        worse_lo, worse_hi, p_worse = low, high, est.p_increase
-    common["p_value"] = p_worse
-    if worse_lo > 0 and worse_hi > tolerance:
-        status, reason = REGRESSED, "convincingly worse, not shown to be within the tolerance"
-    elif worse_hi < 0 and worse_lo < -tolerance:
+    sign = -1.0 if cur.higher_is_better else 1.0
+    worse = sign * change
+    worse_lo, worse_hi = sorted((sign * low, sign * high))
+    common["p_value"] = est.p_decrease if cur.higher_is_better else est.p_increase
+    margin = PLAUSIBLE_Z * est.se_log * (1.0 + abs(change))  # 0.674 se, as a relative change
+    if worse_lo > 0 and worse + margin > tolerance:
+        status, reason = REGRESSED, "convincingly worse, and beyond the tolerance or close to it"
+    elif worse_hi < 0 and worse - margin < -tolerance:
         status, reason = IMPROVED, "convincingly better beyond the tolerance: consider saving a new baseline"
-    elif worse_hi <= tolerance and worse_lo >= -tolerance:
-        status, reason = OK, "within the tolerance"
-    elif worse_lo > 0 or worse_hi < 0:
-        status, reason = OK, "convincing change, but within the tolerance"
-    else:
+    elif worse_lo <= 0 <= worse_hi and (worse_hi > tolerance or worse_lo < -tolerance):
         status, reason = NOISY, "the confidence interval covers no change and a change beyond the tolerance"
+    elif worse_lo > 0 or worse_hi < 0:
+        status, reason = OK, "convincing change, but clearly within the tolerance"
+    else:
+        status, reason = OK, "within the tolerance"
     return Verdict(status=status, reason=reason, **common)
 
 
@@ -175,10 +185,9 @@ def fmt_value(value: float | None) -> str:
         return "-"
     if value == 0 or math.isinf(value) or math.isnan(value):
         return str(value)
-    magnitude = abs(value)
-    if magnitude >= 1e5 or magnitude < 1e-3:
-        return f"{value:.4g}"
-    return f"{value:.4g}" if magnitude < 1 else f"{value:,.4g}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def not_compared(test: str, cur: Metric, tolerance: float, differences: Sequence[str]) -> Verdict:

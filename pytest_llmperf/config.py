@@ -13,7 +13,7 @@ from typing import Any, Mapping, Union
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_CONFIDENCE = 0.99
-DEFAULT_NOISE_FLOOR = 0.005
+DEFAULT_NOISE_FLOOR = 0.01
 DEFAULT_MIN_ROUNDS = 5
 DEFAULT_MAX_TIME = 1.0
 DEFAULT_MAX_WARMUP_ROUNDS = 20
@@ -103,7 +103,7 @@ def parse_positive_int(text: Any, what: str, minimum: int = 1) -> int:
         if isinstance(text, bool):
             raise ValueError
         value = int(str(text).strip()) if not isinstance(text, int) else text
-    except ValueError:
+    except (TypeError, ValueError):
         raise ConfigError(f"{what}: invalid value {text!r}, expected a whole number") from None
     if value < minimum:
         raise ConfigError(f"{what}: invalid value {text!r}, must be >= {minimum}")
@@ -121,7 +121,7 @@ def parse_seconds(text: Any, what: str) -> float:
             value = float(source[:-1])
         else:
             value = float(text)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ConfigError(f"{what}: invalid value {text!r}, expected seconds like 1.5 or '500ms'") from None
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{what}: invalid value {text!r}, must be a positive number of seconds")

@@ -16,14 +16,17 @@ from typing import Any, Callable
 
 from . import stats
 
-PROBE_LOOPS = 1500  # fixed work: the probe must do the same amount of work in every session
+_PROBE_DATA = tuple(range(200)) * 5  # small ints: the probe allocates nothing
 
 
-def speed_probe(loops: int = PROBE_LOOPS) -> int:
-    """A fixed amount of integer work (a few tens of microseconds on a current CPU)."""
+def speed_probe() -> int:
+    """A fixed amount of pure interpreter work (about 50 microseconds on a current CPU).
+
+    It must do the same work in every session, since baselines store its times; it allocates no
+    objects, so it does not depend on the state of the allocator the workload leaves behind."""
     x = 0
-    for i in range(loops):
-        x = (x * 31 + i) & 0xFFFF
+    for v in _PROBE_DATA:
+        x = (x ^ v) & 0xFF
     return x
 
 
@@ -64,6 +67,23 @@ def _precise_enough(samples: list[float], settings: MeasureSettings) -> bool:
     return half_width <= math.log1p(settings.tolerance * settings.precision_factor)
 
 
+def preempted_rounds(wall: list[float], cpu: list[float], share_floor: float = 0.9,
+                     drop_below: float = 0.85) -> set[int]:
+    """Indices of rounds during which this thread was descheduled (another process took the core).
+
+    Only for a callable that runs on this thread: when the median share of CPU time in wall time
+    is at least ``share_floor``; a round whose share is below ``drop_below`` times that median lost
+    a good part of its wall time waiting for the CPU. A workload that sleeps, waits for a GPU or
+    works on other threads keeps all its rounds (its share is low everywhere)."""
+    shares = [c / w if w > 0 else 1.0 for w, c in zip(wall, cpu)]
+    if not shares:
+        return set()
+    typical = stats.median(shares)
+    if typical < share_floor:
+        return set()
+    return {i for i, share in enumerate(shares) if share < typical * drop_below}
+
+
 def run(
     fn: Callable[..., Any],
     args: tuple = (),
@@ -71,18 +91,27 @@ def run(
     settings: MeasureSettings = MeasureSettings(),
     decisive: Callable[[list[float], list[float] | None], bool] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    cpu_clock: Callable[[], float] | None = None,
 ) -> Measurement:
     """Warm up, then take rounds until the stop rule holds; see the module docstring.
 
     Stop rule, checked at growing intervals once ``min_rounds`` are in: the median is precise
     enough for the tolerance (``precision_factor``) and, when ``decisive`` is given (the baseline
     is known), the comparison is decisive; or the time budget is spent.
+
+    ``cpu_clock`` (this thread's CPU time; the default with the default ``clock``) finds rounds
+    that were descheduled, which are left out of the samples (see :func:`preempted_rounds`).
+    Each kept round is paired with the machine speed around it: the smaller of the probe times
+    before and after it (a probe that was itself interrupted reads long; the smaller is the truer).
     """
     kwargs = kwargs or {}
+    if cpu_clock is None and clock is time.perf_counter:
+        cpu_clock = time.thread_time
     probe = settings.probe
     start = clock()
     per_call: list[float] = []  # one entry per round, warm-up rounds included
-    probes: list[float] = []
+    cpu: list[float] = []
+    probes: list[float] = []  # probes[i] is taken just before round i
     iterations = 1
     result: Any = None
 
@@ -92,10 +121,26 @@ def run(
             p0 = clock()
             speed_probe()
             probes.append(clock() - p0)
+        c0 = cpu_clock() if cpu_clock else 0.0
         t0 = clock()
         for _ in range(iterations):
             result = fn(*args, **kwargs)
-        per_call.append((clock() - t0) / iterations)
+        wall = clock() - t0
+        per_call.append(wall / iterations)
+        cpu.append(((cpu_clock() - c0) / iterations) if cpu_clock else wall / iterations)
+
+    def kept(first: int) -> tuple[list[float], list[float] | None, int]:
+        """Samples from round ``first`` on without descheduled rounds, with their speeds."""
+        drop = preempted_rounds(per_call[first:], cpu[first:]) if cpu_clock else set()
+        samples, speeds = [], []
+        for j, i in enumerate(range(first, len(per_call))):
+            if j in drop:
+                continue
+            samples.append(per_call[i])
+            if probe:
+                after = probes[i + 1] if i + 1 < len(probes) else probes[i]
+                speeds.append(min(probes[i], after))
+        return samples, (speeds if probe else None), len(drop)
 
     # warm-up: also calibrates the iterations per round
     warm_end = 0
@@ -117,7 +162,7 @@ def run(
             break
         budget_gone = clock() - start > settings.max_time / 2
         if len(per_call) >= settings.max_warmup_rounds or budget_gone:
-            warm_end = 1 if len(per_call) > 1 else 0
+            warm_end = 1
             warmup_note = "no steady state within the warm-up bound; discarded the first round only"
             break
 
@@ -135,13 +180,12 @@ def run(
                 break
             if n >= next_check:
                 next_check = n + max(1, n // 4)
-                samples = per_call[warm_end:]
+                samples, speeds, _ = kept(warm_end)
                 if _precise_enough(samples, settings):
                     if decisive is None:
                         stop_reason = "precise"
                         break
-                    cur_probes = probes[warm_end:] if probe else None
-                    if decisive(samples, cur_probes):
+                    if decisive(samples, speeds):
                         stop_reason = "precise and decisive"
                         break
         one_round()
@@ -149,8 +193,11 @@ def run(
         p0 = clock()
         speed_probe()
         probes.append(clock() - p0)
-    samples = per_call[warm_end:]
-    kept_probes = probes[warm_end:] if probe else None
+    samples, speeds, dropped = kept(warm_end)
+    if not samples:  # every round descheduled: keep them all rather than nothing
+        samples = per_call[warm_end:]
+        speeds = [min(probes[i], probes[i + 1]) for i in range(warm_end, len(per_call))] if probe else None
+        dropped = 0
     steady = stats.median(samples)
     warmup = {
         "discarded": warm_end,
@@ -158,11 +205,13 @@ def run(
         "steady": steady,
         "ratio": per_call[0] / steady if steady > 0 else None,
     }
+    if dropped:
+        warmup["descheduled_rounds"] = dropped
     if warmup_note:
         warmup["note"] = warmup_note
     return Measurement(
         samples=samples,
-        probes=kept_probes,
+        probes=speeds,
         iterations=iterations,
         warmup=warmup,
         result=result,

@@ -77,6 +77,23 @@ class Recorder:
         )
         return m.result
 
+    def rate(self, name: str, amount: float, unit: str, of: str = "time") -> None:
+        """Record a throughput derived from a timed metric: ``amount / seconds`` per round, higher
+        is better, e.g. ``llmperf.rate("tok_per_s", steps, "tok/s")`` after ``llmperf.measure``.
+
+        It keeps the rounds' machine-speed probes, so it is compared speed-adjusted like the time."""
+        self._check_name(name)
+        source = self.metrics.get(of)
+        if source is None or of not in self.measurements:
+            raise RecordError(f"llmperf.rate({name!r}): no timed metric {of!r}; call llmperf.measure first")
+        if name in self.metrics:
+            raise RecordError(f"llmperf.rate({name!r}): metric {name!r} is already recorded in this test")
+        if not isinstance(amount, (int, float)) or isinstance(amount, bool) or not amount > 0:
+            raise RecordError(f"llmperf.rate({name!r}): amount must be a positive number, got {amount!r}")
+        samples = [amount / s for s in source.samples]
+        self.metrics[name] = Metric(name=name, unit=unit, higher_is_better=True, samples=samples,
+                                    probes=list(source.probes) if source.probes else None, normalize=source.normalize)
+
     # -- externally measured samples ---------------------------------------------------------
     def record(
         self,
@@ -94,6 +111,9 @@ class Recorder:
         self._check_name(name)
         if isinstance(samples, (int, float)) and not isinstance(samples, bool):
             values = [float(samples)]
+        elif isinstance(samples, (str, bytes, bool)):
+            raise RecordError(f"llmperf.record({name!r}): samples must be a number or a list of numbers, "
+                              f"got {samples!r}")
         else:
             try:
                 values = [float(v) for v in samples]  # type: ignore[union-attr]

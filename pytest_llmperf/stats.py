@@ -145,22 +145,13 @@ def ratio_of_medians(
     return RatioEstimate(ratio, math.exp(log_ratio - z * se), math.exp(log_ratio + z * se), se, p_up, p_down)
 
 
-def speed_adjusted(samples: Sequence[float], probes: Sequence[float]) -> list[float]:
-    """Divide each round by the machine-speed probe timed around it.
-
-    ``probes`` has one entry per round, taken just before that round, plus optionally one after the
-    last round. Round i is divided by the mean of the probes before and after it, so a change of
-    the machine's speed in the middle of the run cancels out of the ratio.
-    """
-    n = len(samples)
-    if len(probes) not in (n, n + 1) or n == 0:
-        raise ValueError(f"speed_adjusted: {n} samples need {n} or {n + 1} probes, got {len(probes)}")
-    out = []
-    for i, value in enumerate(samples):
-        before = probes[i]
-        after = probes[i + 1] if i + 1 < len(probes) else before
-        out.append(value / ((before + after) / 2.0))
-    return out
+def speed_adjusted(samples: Sequence[float], speeds: Sequence[float], rate: bool = False) -> list[float]:
+    """Divide each round by the machine-speed probe time paired with it (multiply, for a ``rate``
+    such as tokens per second, which falls when the machine slows down), so that a change of the
+    machine's speed during or between runs cancels out of the comparison."""
+    if len(speeds) != len(samples) or not samples:
+        raise ValueError(f"speed_adjusted: {len(samples)} samples need as many probe times, got {len(speeds)}")
+    return [v * p if rate else v / p for v, p in zip(samples, speeds)]
 
 
 def is_steady(window: Sequence[float], spread: float) -> bool:

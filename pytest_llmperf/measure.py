@@ -171,33 +171,30 @@ def run(
     while True:
         n = len(per_call) - warm_end
         elapsed = clock() - start
-        if n >= settings.min_rounds:
-            if elapsed >= settings.max_time:
-                stop_reason = "time budget"
-                break
-            if n >= settings.max_rounds:
-                stop_reason = "max rounds"
-                break
-            if n >= next_check:
-                next_check = n + max(1, n // 4)
-                samples, speeds, _ = kept(warm_end)
-                if _precise_enough(samples, settings):
-                    if decisive is None:
-                        stop_reason = "precise"
-                        break
-                    if decisive(samples, speeds):
-                        stop_reason = "precise and decisive"
-                        break
+        if n >= settings.min_rounds and (elapsed >= settings.max_time or n >= next_check or n >= settings.max_rounds):
+            samples, speeds, _ = kept(warm_end)
+            if len(samples) >= settings.min_rounds:  # min_rounds counts kept rounds, not rounds run
+                if elapsed >= settings.max_time:
+                    stop_reason = "time budget"
+                    break
+                if n >= settings.max_rounds:
+                    stop_reason = "max rounds"
+                    break
+                if n >= next_check:
+                    next_check = n + max(1, n // 4)
+                    if _precise_enough(samples, settings):
+                        if decisive is None:
+                            stop_reason = "precise"
+                            break
+                        if decisive(samples, speeds):
+                            stop_reason = "precise and decisive"
+                            break
         one_round()
     if probe:
         p0 = clock()
         speed_probe()
         probes.append(clock() - p0)
     samples, speeds, dropped = kept(warm_end)
-    if not samples:  # every round descheduled: keep them all rather than nothing
-        samples = per_call[warm_end:]
-        speeds = [min(probes[i], probes[i + 1]) for i in range(warm_end, len(per_call))] if probe else None
-        dropped = 0
     steady = stats.median(samples)
     warmup = {
         "discarded": warm_end,

@@ -111,7 +111,7 @@ class Recorder:
         self._check_name(name)
         if isinstance(samples, (int, float)) and not isinstance(samples, bool):
             values = [float(samples)]
-        elif isinstance(samples, (str, bytes, bool)):
+        elif isinstance(samples, (str, bytes, bytearray, bool)):
             raise RecordError(f"llmperf.record({name!r}): samples must be a number or a list of numbers, "
                               f"got {samples!r}")
         else:

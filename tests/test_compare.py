@@ -1,0 +1,439 @@
+"""Unit tests of pytest_llmperf.compare: the decision rules on constructed samples."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from pytest_llmperf import compare, config, stats
+from pytest_llmperf.compare import (
+    IMPROVED, NEW, NOISY, NOT_COMPARED, OK, REGRESSED, Metric, Verdict, compare_metric, fmt_pct, fmt_value,
+    not_compared, verdict_message,
+)
+
+
+def tight(center: float, n: int = 51, spread: float = 0.01) -> list[float]:
+    """n evenly spaced samples within +-spread of center: a precise median."""
+    return [center * (1.0 + spread * (2.0 * i / (n - 1) - 1.0)) for i in range(n)]
+
+
+def wide(center: float, n: int = 5) -> list[float]:
+    """A few samples spread over a factor of three: nothing can be decided."""
+    return [center * f for f in (0.5, 0.8, 1.0, 1.2, 1.5)][:n]
+
+
+def time_metric(samples, probes=None, normalize="auto", name="time"):
+    return Metric(name, "s", False, list(samples), probes, normalize=normalize)
+
+
+def tok_metric(samples):
+    return Metric("tok_per_s", "tok/s", True, list(samples), normalize="off")
+
+
+# -- statuses, lower is better ------------------------------------------------------------------
+
+def test_ten_percent_slower_is_regressed():
+    v = compare_metric("t::a", time_metric(tight(1.0)), time_metric(tight(1.1)), tolerance=0.05)
+    assert v.status == REGRESSED and v.failed
+    assert v.change == pytest.approx(0.10)
+    assert 0 < v.ci_low <= v.change <= v.ci_high
+    assert v.ci_high > 0.05
+    assert v.p_value < 0.001
+    assert v.baseline == pytest.approx(1.0) and v.current == pytest.approx(1.1)
+    assert v.n_baseline == v.n_current == 51
+    assert v.confidence == 0.99
+    assert v.test == "t::a" and v.metric == "time" and v.unit == "s"
+    assert v.adjusted is False
+    assert v.reason == "convincingly worse, and beyond the tolerance or close to it"
+
+
+def test_ten_percent_faster_is_improved():
+    v = compare_metric("t::a", time_metric(tight(1.0)), time_metric(tight(0.9)), tolerance=0.05)
+    assert v.status == IMPROVED and not v.failed
+    assert v.change == pytest.approx(-0.10)
+    assert v.ci_high < 0
+    assert "baseline" in v.reason
+    assert v.p_value > 0.999  # p of "worse": not at all
+
+
+def test_one_percent_slower_is_ok():
+    v = compare_metric("t::a", time_metric(tight(1.0)), time_metric(tight(1.01)), tolerance=0.05)
+    assert v.status == OK and not v.failed
+    assert -0.05 <= v.ci_low and v.ci_high <= 0.05
+    assert v.ci_low > 0  # 51 tight samples: a convincing, tiny change
+    assert v.reason == "convincing change, but clearly within the tolerance"
+
+
+def test_convincing_change_inside_the_tolerance_is_ok():
+    # 3% slower, measured so precisely that the change is certain, but provably < 5%
+    v = compare_metric("t::a", time_metric(tight(1.0, n=201, spread=0.002)),
+                       time_metric(tight(1.03, n=201, spread=0.002)), tolerance=0.05)
+    assert v.ci_low > 0  # convincing
+    assert v.ci_high < 0.05
+    assert v.status == OK
+    assert v.reason == "convincing change, but clearly within the tolerance"
+
+
+def test_overlapping_wide_samples_are_noisy():
+    v = compare_metric("t::a", time_metric(wide(1.0)), time_metric(wide(1.1)), tolerance=0.05)
+    assert v.status == NOISY and not v.failed
+    assert v.ci_low < 0 < v.ci_high
+    assert v.ci_high > 0.05
+    assert "covers" in v.reason
+
+
+def test_change_beyond_tolerance_but_not_convincing_is_noisy_not_regressed():
+    # point estimate +30%, but five scattered rounds cannot show it
+    v = compare_metric("t::a", time_metric(wide(1.0)), time_metric(wide(1.3)), tolerance=0.05)
+    assert v.change == pytest.approx(0.3)
+    assert v.status == NOISY
+
+
+def test_noise_floor_turns_a_regression_into_noisy():
+    base, cur = time_metric(tight(1.0)), time_metric(tight(1.1))
+    assert compare_metric("t", base, cur, 0.05, noise_floor=0.0).status == REGRESSED
+    v = compare_metric("t", base, cur, 0.05, noise_floor=0.3)
+    assert v.status == NOISY
+
+
+def test_wider_tolerance_turns_a_regression_into_ok():
+    base, cur = time_metric(tight(1.0)), time_metric(tight(1.1))
+    assert compare_metric("t", base, cur, 0.20).status == OK
+
+
+def test_no_baseline_is_new():
+    v = compare_metric("t::a", None, time_metric([1.0, 2.0, 3.0]), tolerance=0.05)
+    assert v.status == NEW
+    assert v.current == 2.0 and v.baseline is None and v.change is None
+    assert v.n_current == 3
+    assert "no baseline" in v.reason
+
+
+def test_too_few_samples_is_noisy_with_reason():
+    v = compare_metric("t::a", time_metric(tight(1.0)), time_metric([1.5, 1.6]), tolerance=0.05)
+    assert v.status == NOISY
+    assert v.p_value is None
+    assert "too few samples" in v.reason
+    assert "51 baseline, 2 current" in v.reason
+    assert f"need {stats.MIN_SAMPLES}" in v.reason
+    assert v.change == pytest.approx(1.55 - 1.0)
+
+
+def test_non_positive_median_is_noisy():
+    v = compare_metric("t", time_metric([0.0, 0.0, 0.0]), time_metric([1.0, 1.0, 1.0]), 0.05)
+    assert v.status == NOISY and "positive" in v.reason
+    v = compare_metric("t", time_metric([1.0, 1.0, 1.0]), time_metric([]), 0.05)
+    assert v.status == NOISY and v.current is None
+
+
+# -- the decision rule, on constant samples whose uncertainty is only the noise floor -------------
+# With constant samples the medians are exact, so se_log = log1p(noise_floor): the interval and the
+# 0.674-se margin are known exactly.
+
+def const(value: float, n: int = 21, higher: bool = False) -> Metric:
+    if higher:
+        return Metric("tok_per_s", "tok/s", True, [value] * n, normalize="off")
+    return time_metric([value] * n)
+
+
+def threshold(tolerance: float, noise_floor: float) -> float:
+    """The change at which change + PLAUSIBLE_Z * se * (1 + change) == tolerance."""
+    m = compare.PLAUSIBLE_Z * math.log1p(noise_floor)
+    return (tolerance - m) / (1.0 + m)
+
+
+def test_plausible_z_is_the_one_sided_75_percent_bound():
+    assert compare.PLAUSIBLE_Z == pytest.approx(stats._NORMAL.inv_cdf(0.75), abs=1e-4)
+
+
+def test_convincing_change_whose_ci_reaches_past_the_tolerance_but_clearly_inside_is_ok():
+    # +4%, se 0.8%: the 99% CI is about [+1.9%, +6.2%]: convincing, and its upper end is beyond the
+    # 5% tolerance (the old rule said regressed), but 4% + 0.674 se < 5%: clearly within -> ok
+    v = compare_metric("t", const(1.0), const(1.04), 0.05, noise_floor=0.008)
+    assert v.ci_low > 0 and v.ci_high > 0.05
+    assert v.change + compare.PLAUSIBLE_Z * math.log1p(0.008) * 1.04 < 0.05
+    assert v.status == OK and not v.failed
+    assert v.reason == "convincing change, but clearly within the tolerance"
+
+
+def test_convincing_change_just_inside_the_tolerance_but_within_the_margin_is_regressed():
+    # +4.5%, se 0.8%: below the tolerance, but within 0.674 se of it: a change beyond it is plausible
+    v = compare_metric("t", const(1.0), const(1.045), 0.05, noise_floor=0.008)
+    assert v.ci_low > 0 and v.change < 0.05
+    assert v.status == REGRESSED and v.failed
+    assert v.reason == "convincingly worse, and beyond the tolerance or close to it"
+
+
+def test_convincing_change_of_exactly_the_tolerance_is_regressed():
+    v = compare_metric("t", const(1.0), const(1.05), 0.05, noise_floor=0.01)
+    assert v.ci_low > 0
+    assert v.status == REGRESSED
+
+
+@pytest.mark.parametrize("higher", [False, True])
+def test_regressed_boundary_is_change_plus_margin_scaled_by_one_plus_change(higher):
+    # the margin is 0.674 se_log * (1 + |change|); 1e-4 either side of that boundary decides
+    # (without the (1 + |change|) factor the boundary would move by about 2.4e-4)
+    tol, nf = 0.05, 0.008
+    c = threshold(tol, nf)
+    for delta, status in ((1e-4, REGRESSED), (-1e-4, OK)):
+        worse = c + delta
+        if higher:  # a rate: worse means lower, change = -worse and |change| = worse
+            v = compare_metric("t", const(100.0, higher=True), const(100.0 * (1.0 - worse), higher=True), tol,
+                               noise_floor=nf)
+            assert v.change == pytest.approx(-worse) and v.ci_high < 0  # convincingly lower
+        else:
+            v = compare_metric("t", const(1.0), const(1.0 + worse), tol, noise_floor=nf)
+            assert v.change == pytest.approx(worse) and v.ci_low > 0  # convincingly higher
+        assert v.status == status, (delta, v)
+
+
+def test_improved_mirror_image():
+    # -4%, se 0.8%: convincingly better, but clearly within the tolerance: ok
+    v = compare_metric("t", const(1.0), const(0.96), 0.05, noise_floor=0.008)
+    assert v.ci_high < 0 and v.ci_low < -0.05
+    assert v.status == OK
+    assert v.reason == "convincing change, but clearly within the tolerance"
+    # -4.6%: within 0.674 se of -5% (the margin grows with |change|): improved
+    v = compare_metric("t", const(1.0), const(0.954), 0.05, noise_floor=0.008)
+    assert v.change > -0.05 and v.ci_high < 0
+    assert v.status == IMPROVED and not v.failed
+    assert "baseline" in v.reason
+
+
+def test_higher_is_better_mirror_of_the_margin():
+    # tok/s -4% at se 0.8%: ok; -4.5%: regressed; +4.5%: improved
+    assert compare_metric("t", const(100.0, higher=True), const(96.0, higher=True), 0.05,
+                          noise_floor=0.008).status == OK
+    assert compare_metric("t", const(100.0, higher=True), const(95.5, higher=True), 0.05,
+                          noise_floor=0.008).status == REGRESSED
+    assert compare_metric("t", const(100.0, higher=True), const(104.5, higher=True), 0.05,
+                          noise_floor=0.008).status == IMPROVED
+
+
+def test_ci_covering_zero_and_beyond_the_tolerance_is_noisy():
+    v = compare_metric("t", const(1.0), const(1.02), 0.05, noise_floor=0.03)
+    assert v.ci_low < 0 < v.ci_high and v.ci_high > 0.05
+    assert v.status == NOISY
+    assert v.reason == "the confidence interval covers no change and a change beyond the tolerance"
+
+
+def test_ci_covering_zero_and_beyond_minus_the_tolerance_only_is_noisy():
+    # -3%, se 2%: the CI is about [-8%, +2%]: covers zero, reaches below -5% only
+    v = compare_metric("t", const(1.0), const(0.97), 0.05, noise_floor=0.02)
+    assert v.ci_low < -0.05 and 0 < v.ci_high < 0.05
+    assert v.status == NOISY
+
+
+def test_ci_covering_zero_inside_the_tolerance_is_ok():
+    v = compare_metric("t", const(1.0), const(1.01), 0.05, noise_floor=0.01)
+    assert -0.05 < v.ci_low < 0 < v.ci_high < 0.05
+    assert v.status == OK
+    assert v.reason == "within the tolerance"
+
+
+def test_compare_metric_default_noise_floor_is_zero():
+    # constant samples and no noise floor: se 0, so even +0.1% is a convincing (tiny) change
+    v = compare_metric("t", const(1.0), const(1.001), 0.05)
+    assert v.ci_low == pytest.approx(v.change) == pytest.approx(v.ci_high)
+    assert v.status == OK and v.reason == "convincing change, but clearly within the tolerance"
+    assert compare_metric("t", const(1.0), const(1.06), 0.05).status == REGRESSED
+    # with the plugin's default floor (1%), +0.1% is not convincing
+    assert config.DEFAULT_NOISE_FLOOR == 0.01
+    v = compare_metric("t", const(1.0), const(1.001), 0.05, noise_floor=config.DEFAULT_NOISE_FLOOR)
+    assert v.ci_low < 0 < v.ci_high and v.reason == "within the tolerance"
+
+
+# -- higher is better ---------------------------------------------------------------------------
+
+def test_tokens_per_second_dropping_is_regressed():
+    v = compare_metric("t", tok_metric(tight(100.0)), tok_metric(tight(90.0)), tolerance=0.05)
+    assert v.status == REGRESSED
+    assert v.change == pytest.approx(-0.10)
+    assert v.higher_is_better is True
+    assert v.p_value < 0.001
+
+
+def test_tokens_per_second_rising_is_improved():
+    v = compare_metric("t", tok_metric(tight(100.0)), tok_metric(tight(110.0)), tolerance=0.05)
+    assert v.status == IMPROVED
+    assert v.change == pytest.approx(0.10)
+
+
+def test_tokens_per_second_small_drop_is_ok():
+    v = compare_metric("t", tok_metric(tight(100.0)), tok_metric(tight(99.0)), tolerance=0.05)
+    assert v.status == OK
+
+
+# -- normalize ----------------------------------------------------------------------------------
+
+def tracking_run(k: float, speed: float, seed: int, n: int = 30):
+    """A CPU-bound workload: every round takes k probe-times, the machine's speed drifting.
+
+    One probe time per round (measure.run pairs each round with the probe around it)."""
+    rng = random.Random(seed)
+    probes = [speed * (1.0 + 0.5 * rng.random()) for _ in range(n)]
+    samples = [k * p for p in probes]
+    return samples, probes
+
+
+def test_auto_uses_adjusted_samples_when_the_probe_tracks_the_work():
+    b_s, b_p = tracking_run(100.0, 1.0, seed=1)
+    c_s, c_p = tracking_run(100.0, 1.3, seed=2)  # a 30% slower machine, same code
+    base, cur = time_metric(b_s, b_p), time_metric(c_s, c_p)
+    assert compare._use_adjusted(base, cur) is True
+    v = compare_metric("t", base, cur, tolerance=0.05)
+    assert v.adjusted is True
+    assert v.change == pytest.approx(0.0, abs=1e-9)
+    assert v.raw_change > 0.1  # the plain medians moved with the machine
+    assert v.status == OK
+    assert "speed-adjusted; raw +" in verdict_message(v)
+
+
+def test_auto_detects_a_real_regression_on_adjusted_samples():
+    b_s, b_p = tracking_run(100.0, 1.0, seed=1)
+    c_s, c_p = tracking_run(110.0, 1.0, seed=2)  # 10% more work per round
+    v = compare_metric("t", time_metric(b_s, b_p), time_metric(c_s, c_p), tolerance=0.05)
+    assert v.adjusted is True
+    assert v.change == pytest.approx(0.10)
+    assert v.status == REGRESSED
+
+
+def sleep_run(seed: int, n: int = 30):
+    """A workload that does not run on the CPU: flat rounds, whatever the probe says."""
+    rng = random.Random(seed)
+    probes = [1.0 + rng.random() for _ in range(n)]
+    samples = [0.1 * (1.0 + 0.001 * rng.uniform(-1, 1)) for _ in range(n)]
+    return samples, probes
+
+
+def test_auto_keeps_raw_samples_when_the_work_does_not_follow_the_probe():
+    b_s, b_p = sleep_run(1)
+    c_s, c_p = sleep_run(2)
+    base, cur = time_metric(b_s, b_p), time_metric(c_s, c_p)
+    assert compare._use_adjusted(base, cur) is False
+    v = compare_metric("t", base, cur, tolerance=0.05)
+    assert v.adjusted is False
+    assert v.status == OK
+
+
+def test_off_never_adjusts():
+    b_s, b_p = tracking_run(100.0, 1.0, seed=1)
+    c_s, c_p = tracking_run(100.0, 1.3, seed=2)
+    base, cur = time_metric(b_s, b_p), time_metric(c_s, c_p, normalize="off")
+    assert compare._use_adjusted(base, cur) is False
+    v = compare_metric("t", base, cur, tolerance=0.05)
+    assert v.adjusted is False
+    assert v.change == pytest.approx(v.raw_change)
+    assert v.change > 0.1
+
+
+def test_on_always_adjusts_when_probes_exist():
+    b_s, b_p = sleep_run(1)
+    c_s, c_p = sleep_run(2)
+    assert compare._use_adjusted(time_metric(b_s, b_p), time_metric(c_s, c_p, normalize="on")) is True
+
+
+def test_rates_are_multiplied_by_the_probe():
+    # tok/s falls when the machine slows down: rate = k / probe time, the same code on a 30% slower machine
+    b_s, b_p = tracking_run(1.0, 1.0, seed=1)
+    c_s, c_p = tracking_run(1.0, 1.3, seed=2)
+    base = Metric("tok_per_s", "tok/s", True, [1000.0 / s for s in b_s], b_p)
+    cur = Metric("tok_per_s", "tok/s", True, [1000.0 / s for s in c_s], c_p)
+    assert compare.adjusted_samples(cur) == pytest.approx([1000.0 * c_p[i] / c_s[i] for i in range(len(c_s))])
+    assert compare.adjusted_samples(cur) == pytest.approx([1000.0] * len(c_s))
+    v = compare_metric("t", base, cur, tolerance=0.05)
+    assert v.raw_change < -0.1  # the plain rate dropped with the machine
+    assert v.adjusted is True
+    assert v.change == pytest.approx(0.0, abs=1e-9)
+    assert v.status == OK
+
+
+def test_adjusted_samples_of_a_time_divide_by_the_probe():
+    m = time_metric([2.0, 4.0, 9.0], [1.0, 2.0, 3.0])
+    assert compare.adjusted_samples(m) == pytest.approx([2.0, 2.0, 3.0])
+
+
+def test_probes_that_do_not_pair_with_the_samples_are_an_error():
+    # n + 1 probes (the old bracketing form) no longer pair with n samples
+    m = time_metric([1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="3 samples need as many probe times, got 4"):
+        compare.adjusted_samples(m)
+
+
+def test_no_adjustment_without_probes_on_both_sides():
+    b_s, b_p = tracking_run(100.0, 1.0, seed=1)
+    c_s, c_p = tracking_run(100.0, 1.0, seed=2)
+    assert compare._use_adjusted(time_metric(b_s, None), time_metric(c_s, c_p, normalize="on")) is False
+    assert compare._use_adjusted(time_metric(b_s, b_p), time_metric(c_s, None, normalize="on")) is False
+    assert compare._use_adjusted(time_metric(b_s, []), time_metric(c_s, c_p)) is False
+
+
+# -- messages and formatting --------------------------------------------------------------------
+
+def test_verdict_message_names_everything():
+    v = compare_metric("t::a", time_metric(tight(2.0)), time_metric(tight(2.2)), tolerance=0.05)
+    msg = verdict_message(v)
+    assert "\n" not in msg
+    assert msg.startswith("time regressed: ")
+    assert "baseline 2 s -> current 2.2 s" in msg
+    assert "change +10.0%" in msg
+    assert "tolerance 5.0%" in msg
+    assert "99% CI [" in msg
+    assert f"[{fmt_pct(v.ci_low)}, {fmt_pct(v.ci_high)}]" in msg
+    assert "p=" in msg
+    assert "(lower is better)" in msg
+    assert "speed-adjusted" not in msg
+
+
+def test_verdict_message_higher_is_better_and_unit():
+    v = compare_metric("t", tok_metric(tight(100.0)), tok_metric(tight(90.0)), tolerance=0.03, confidence=0.95)
+    msg = verdict_message(v)
+    assert msg.startswith("tok_per_s regressed: baseline 100 tok/s -> current 90 tok/s")
+    assert "change -10.0%" in msg
+    assert "95% CI" in msg
+    assert "tolerance 3.0%" in msg
+    assert "(higher is better)" in msg
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "-"), (math.nan, "-"), (math.inf, "+inf%"), (-math.inf, "-inf%"),
+    (0.1, "+10.0%"), (-0.05, "-5.0%"), (0.0, "+0.0%"), (0.12345, "+12.3%"),
+])
+def test_fmt_pct(value, text):
+    assert fmt_pct(value) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "-"), (0, "0"), (0.0, "0.0"), (math.inf, "inf"),
+    (1234.4, "1,234"), (1500.7, "1,501"), (-2500.0, "-2,500"), (12.3456, "12.35"), (0.5, "0.5"),
+    (0.012344, "0.01234"), (999.94, "999.9"), (123456.0, "123,456"), (1e-5, "1e-05"), (-2.5, "-2.5"),
+])
+def test_fmt_value(value, text):
+    assert fmt_value(value) == text
+
+
+def test_not_compared_lists_the_differences():
+    cur = time_metric([3.0, 1.0, 2.0])
+    v = not_compared("t::a", cur, 0.05, ["cpu: A -> B", "kernel: 5 -> 6"])
+    assert v.status == NOT_COMPARED and not v.failed
+    assert v.current == 2.0 and v.n_current == 3
+    assert v.reason == "machine fingerprint differs: cpu: A -> B; kernel: 5 -> 6"
+    assert not_compared("t", time_metric([]), 0.05, ["x"]).current is None
+
+
+def test_verdict_to_dict_and_failed():
+    v = Verdict(test="t", metric="m", status=REGRESSED, unit="s", higher_is_better=False, tolerance=0.05, current=1.0)
+    d = v.to_dict()
+    assert d["status"] == "regressed" and d["metric"] == "m" and d["tolerance"] == 0.05
+    assert v.failed
+    for status in (OK, IMPROVED, NEW, NOT_COMPARED, NOISY):
+        assert not Verdict(test="t", metric="m", status=status, unit="", higher_is_better=True,
+                           tolerance=0.05, current=1.0).failed
+
+
+def test_metric_direction():
+    assert Metric("a", "", True, [1.0]).direction == "higher"
+    assert Metric("a", "", False, [1.0]).direction == "lower"

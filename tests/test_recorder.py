@@ -1,0 +1,334 @@
+"""Unit tests of pytest_llmperf.recorder.Recorder (measure/measure_as/record and their errors)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pytest_llmperf import measure
+from pytest_llmperf.compare import Metric
+from pytest_llmperf.measure import MeasureSettings
+from pytest_llmperf.recorder import Recorder, RecordError
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def fake_run(monkeypatch):
+    """Route Recorder's measure.run through a fake clock; remember every call's settings and decisive."""
+    clock = FakeClock()
+    calls = []
+    real_run = measure.run
+
+    def run(fn, args=(), kwargs=None, settings=MeasureSettings(), decisive=None):
+        calls.append({"settings": settings, "decisive": decisive})
+        return real_run(fn, args, kwargs, settings, decisive=decisive, clock=clock)
+
+    monkeypatch.setattr(measure, "run", run)
+    monkeypatch.setattr(measure, "speed_probe", lambda: setattr(clock, "now", clock.now + 0.5))
+    run.clock = clock
+    run.calls = calls
+    return run
+
+
+def costing(clock, seconds, value="done"):
+    def fn(*args, **kwargs):
+        clock.now += seconds
+        return (value, args, kwargs)
+    return fn
+
+
+SETTINGS = MeasureSettings(warmup=0, min_rounds=5, max_time=100.0)
+
+
+def make(baseline=None, normalize="auto", tolerances=None):
+    tolerances = tolerances or {}
+    return Recorder(SETTINGS, lambda name: tolerances.get(name, 0.05), baseline=baseline, normalize=normalize)
+
+
+# -- record -------------------------------------------------------------------------------------
+
+def test_record_single_number():
+    rec = make()
+    rec.record("tok_per_s", 42, unit="tok/s", higher_is_better=True)
+    m = rec.metrics["tok_per_s"]
+    assert m.samples == [42.0] and isinstance(m.samples[0], float)
+    assert m.unit == "tok/s" and m.higher_is_better is True and m.probes is None
+    assert m.normalize == "off"
+
+
+def test_record_list_and_generator():
+    rec = make()
+    rec.record("ms_per_step", [1.5, 2, 2.5], unit="ms", higher_is_better=False)
+    rec.record("bytes", (x * 10 for x in range(1, 4)), higher_is_better=False)
+    assert rec.metrics["ms_per_step"].samples == [1.5, 2.0, 2.5]
+    assert rec.metrics["ms_per_step"].higher_is_better is False
+    assert rec.metrics["bytes"].samples == [10.0, 20.0, 30.0] and rec.metrics["bytes"].unit == ""
+
+
+def test_record_appends_with_the_same_name():
+    rec = make()
+    rec.record("tok_per_s", 10.0, unit="tok/s", higher_is_better=True)
+    rec.record("tok_per_s", [11.0, 12.0])  # unit and direction may be left out the second time
+    rec.record("tok_per_s", 13.0, unit="tok/s", higher_is_better=True)
+    m = rec.metrics["tok_per_s"]
+    assert m.samples == [10.0, 11.0, 12.0, 13.0]
+    assert m.unit == "tok/s" and m.higher_is_better is True
+    assert list(rec.metrics) == ["tok_per_s"]
+
+
+def test_record_requires_higher_is_better_the_first_time():
+    rec = make()
+    with pytest.raises(RecordError) as exc:
+        rec.record("tok_per_s", 10.0, unit="tok/s")
+    assert "'tok_per_s'" in str(exc.value) and "higher_is_better" in str(exc.value)
+    assert rec.metrics == {}
+
+
+def test_record_direction_conflict():
+    rec = make()
+    rec.record("tok_per_s", 10.0, higher_is_better=True)
+    with pytest.raises(RecordError, match=r"llmperf.record\('tok_per_s'\): direction differs"):
+        rec.record("tok_per_s", 11.0, higher_is_better=False)
+    assert rec.metrics["tok_per_s"].samples == [10.0]
+
+
+def test_record_unit_conflict():
+    rec = make()
+    rec.record("lat", 10.0, unit="ms", higher_is_better=False)
+    with pytest.raises(RecordError) as exc:
+        rec.record("lat", 0.01, unit="s")
+    assert str(exc.value) == "llmperf.record('lat'): unit 's' differs from the earlier 'ms'"
+    assert rec.metrics["lat"].samples == [10.0]
+
+
+@pytest.mark.parametrize("samples, fragment", [
+    (math.nan, "non-finite sample nan"),
+    ([1.0, math.inf], "non-finite sample inf"),
+    ([-math.inf], "non-finite sample -inf"),
+    ([], "no samples"),
+    (None, "samples must be a number or a list of numbers, got None"),
+    (True, "samples must be a number or a list of numbers, got True"),
+    (["1.0", "fast"], "samples must be a number or a list of numbers"),
+    ("42", "samples must be a number or a list of numbers, got '42'"),
+    ("", "samples must be a number or a list of numbers, got ''"),
+    (b"42", "samples must be a number or a list of numbers, got b'42'"),
+])
+def test_record_bad_samples(samples, fragment):
+    rec = make()
+    with pytest.raises(RecordError) as exc:
+        rec.record("tok_per_s", samples, higher_is_better=True)
+    assert str(exc.value).startswith("llmperf.record('tok_per_s'): ")
+    assert fragment in str(exc.value)
+    assert rec.metrics == {}
+
+
+def test_record_rejects_a_string_of_digits():
+    # A number parsed from a program's output and passed as text must not turn into one sample per
+    # character ("42" -> [4.0, 2.0]).
+    rec = make()
+    with pytest.raises(RecordError, match="tok_per_s"):
+        rec.record("tok_per_s", "42", higher_is_better=True)
+    assert rec.metrics == {}
+    with pytest.raises(RecordError, match=r"llmperf.record\('tok_per_s'\): samples must be a number"):
+        rec.record("tok_per_s", b"42", higher_is_better=True)
+    assert rec.metrics == {}
+
+
+def test_record_rejects_a_string_when_appending():
+    rec = make()
+    rec.record("tok_per_s", [10.0, 11.0], unit="tok/s", higher_is_better=True)
+    with pytest.raises(RecordError, match="samples must be a number or a list of numbers, got '12'"):
+        rec.record("tok_per_s", "12")
+    assert rec.metrics["tok_per_s"].samples == [10.0, 11.0]
+
+
+def test_record_bad_unit():
+    with pytest.raises(RecordError, match=r"llmperf.record\('x'\): unit must be a string, got 3"):
+        make().record("x", 1.0, unit=3, higher_is_better=True)
+
+
+@pytest.mark.parametrize("name", ["", "tok per s", "9lives", "a/b", None, 3, "é"])
+def test_record_bad_name(name):
+    with pytest.raises(RecordError) as exc:
+        make().record(name, 1.0, higher_is_better=True)
+    assert f"invalid metric name {name!r}" in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["tok_per_s", "_x", "mem.peak-rss", "T1"])
+def test_record_good_names(name):
+    rec = make()
+    rec.record(name, 1.0, higher_is_better=True)
+    assert rec.metrics[name].name == name
+
+
+# -- measure / measure_as -----------------------------------------------------------------------
+
+def test_measure_records_time_and_returns_the_result(fake_run):
+    rec = make()
+    result = rec.measure(costing(fake_run.clock, 2.0, "out"), 1, k=2)
+    assert result == ("out", (1,), {"k": 2})
+    m = rec.metrics["time"]
+    assert m.unit == "s" and m.higher_is_better is False
+    assert m.samples == [2.0] * len(m.samples) and len(m.samples) >= 5
+    assert m.probes == [0.5] * len(m.samples)  # one probe time per round
+    assert m.warmup == rec.measurements["time"].warmup
+    assert m.normalize == "auto"
+    assert rec.measurements["time"].samples is m.samples
+
+
+def test_measure_twice_with_the_same_name_points_to_measure_as(fake_run):
+    rec = make()
+    rec.measure(costing(fake_run.clock, 1.0))
+    with pytest.raises(RecordError) as exc:
+        rec.measure(costing(fake_run.clock, 1.0))
+    msg = str(exc.value)
+    assert "'time'" in msg and "already recorded" in msg and "measure_as" in msg
+    assert len(fake_run.calls) == 1
+
+
+def test_measure_as_names_and_tolerances(fake_run):
+    rec = make(tolerances={"prefill": 0.10, "decode": 0.02})
+    rec.measure_as("prefill", costing(fake_run.clock, 3.0))
+    rec.measure_as("decode", costing(fake_run.clock, 1.0))
+    assert sorted(rec.metrics) == ["decode", "prefill"]
+    assert rec.metrics["prefill"].samples[0] == 3.0 and rec.metrics["decode"].samples[0] == 1.0
+    assert [c["settings"].tolerance for c in fake_run.calls] == [0.10, 0.02]
+    assert all(c["settings"].min_rounds == 5 and c["settings"].max_time == 100.0 for c in fake_run.calls)
+
+
+def test_measure_as_after_record_with_the_same_name_fails(fake_run):
+    rec = make()
+    rec.record("decode", 1.0, unit="s", higher_is_better=False)
+    with pytest.raises(RecordError, match="'decode' is already recorded"):
+        rec.measure_as("decode", costing(fake_run.clock, 1.0))
+
+
+def test_record_onto_a_measured_name_fails(fake_run):
+    rec = make()
+    rec.measure(costing(fake_run.clock, 1.0))
+    n = len(rec.metrics["time"].samples)
+    with pytest.raises(RecordError, match=r"llmperf.record\('time'\): the name is taken by llmperf.measure"):
+        rec.record("time", [1.0, 2.0], unit="s", higher_is_better=False)
+    assert len(rec.metrics["time"].samples) == n
+
+
+def test_measure_rejects_non_callables_and_bad_names(fake_run):
+    rec = make()
+    with pytest.raises(RecordError, match="is not callable"):
+        rec.measure(42)
+    with pytest.raises(RecordError, match="invalid metric name 'a b'"):
+        rec.measure_as("a b", costing(fake_run.clock, 1.0))
+    assert fake_run.calls == [] and rec.metrics == {}
+
+
+def test_normalize_off_disables_the_probe(fake_run):
+    rec = make(normalize="off")
+    rec.measure(costing(fake_run.clock, 1.0))
+    assert fake_run.calls[0]["settings"].probe is False
+    assert rec.metrics["time"].probes is None
+    assert rec.metrics["time"].normalize == "off"
+
+
+def test_no_decisive_rule_without_a_baseline(fake_run):
+    rec = make()
+    rec.measure(costing(fake_run.clock, 1.0))
+    assert fake_run.calls[0]["decisive"] is None
+    assert rec.measurements["time"].stop_reason == "precise"
+
+
+def test_decisive_rule_with_a_time_baseline(fake_run):
+    base = Metric("time", "s", False, [1.0] * 10, [0.5] * 10)
+    rec = make(baseline={"time": base})
+    rec.measure(costing(fake_run.clock, 1.0))
+    decisive = fake_run.calls[0]["decisive"]
+    assert decisive is not None
+    assert rec.measurements["time"].stop_reason == "precise and decisive"
+    # the rule is "the verdict is not noisy": five wildly scattered rounds against the baseline are noisy
+    assert decisive([0.5, 1.0, 2.0, 4.0, 0.25], None) is False
+    assert decisive([1.0] * 5, None) is True
+    assert decisive([1.0] * 5, [0.5] * 5) is True  # one probe time per round, like the baseline
+
+
+def test_no_decisive_rule_for_a_baseline_of_another_kind(fake_run):
+    # a metric named like the measured one but recorded as tok/s (higher is better) is no time baseline
+    base = Metric("time", "tok/s", True, [1.0] * 10)
+    rec = make(baseline={"time": base})
+    rec.measure(costing(fake_run.clock, 1.0))
+    assert fake_run.calls[0]["decisive"] is None
+
+
+# -- rate ---------------------------------------------------------------------------------------
+
+def test_rate_derived_from_the_measured_time(fake_run):
+    rec = make()
+    rec.measure(costing(fake_run.clock, 2.0))
+    rec.rate("tok_per_s", 256, "tok/s")
+    t, r = rec.metrics["time"], rec.metrics["tok_per_s"]
+    assert r.samples == [128.0] * len(t.samples)  # 256 tokens per 2 s round
+    assert r.unit == "tok/s" and r.higher_is_better is True
+    assert r.probes == t.probes and r.probes is not t.probes
+    assert len(r.probes) == len(r.samples)
+    assert r.normalize == t.normalize == "auto"
+
+
+def test_rate_of_a_named_measurement(fake_run):
+    rec = make(normalize="off")
+    rec.measure_as("decode", costing(fake_run.clock, 0.5))
+    rec.rate("decode_tok_s", 10, "tok/s", of="decode")
+    assert rec.metrics["decode_tok_s"].samples == [20.0] * len(rec.metrics["decode"].samples)
+    assert rec.metrics["decode_tok_s"].probes is None and rec.metrics["decode_tok_s"].normalize == "off"
+
+
+def test_rate_needs_a_measured_metric(fake_run):
+    rec = make()
+    with pytest.raises(RecordError, match=r"llmperf.rate\('tok_per_s'\): no timed metric 'time'"):
+        rec.rate("tok_per_s", 10, "tok/s")
+    rec.record("lat", [1.0, 2.0], unit="s", higher_is_better=False)
+    with pytest.raises(RecordError, match="no timed metric 'lat'"):
+        rec.rate("tok_per_s", 10, "tok/s", of="lat")
+    assert "tok_per_s" not in rec.metrics
+
+
+def test_rate_name_already_taken(fake_run):
+    rec = make()
+    rec.measure(costing(fake_run.clock, 1.0))
+    with pytest.raises(RecordError, match="'time' is already recorded"):
+        rec.rate("time", 10, "tok/s")
+    rec.rate("tok_per_s", 10, "tok/s")
+    with pytest.raises(RecordError, match="'tok_per_s' is already recorded"):
+        rec.rate("tok_per_s", 20, "tok/s")
+    assert rec.metrics["tok_per_s"].samples[0] == 10.0
+
+
+@pytest.mark.parametrize("amount", [0, -5, math.nan, True, "10", None])
+def test_rate_amount_must_be_a_positive_number(fake_run, amount):
+    rec = make()
+    rec.measure(costing(fake_run.clock, 1.0))
+    with pytest.raises(RecordError) as exc:
+        rec.rate("tok_per_s", amount, "tok/s")
+    assert str(exc.value) == f"llmperf.rate('tok_per_s'): amount must be a positive number, got {amount!r}"
+
+
+def test_rate_bad_name(fake_run):
+    rec = make()
+    rec.measure(costing(fake_run.clock, 1.0))
+    with pytest.raises(RecordError, match="invalid metric name 'tok/s'"):
+        rec.rate("tok/s", 10, "tok/s")
+
+
+def test_measure_with_the_real_clock(monkeypatch):
+    # no fake clock: structure only, never durations
+    rec = Recorder(MeasureSettings(warmup=1, min_rounds=3, max_time=0.05), lambda name: 0.05)
+    assert rec.measure(sum, [1, 2, 3]) == 6
+    m = rec.metrics["time"]
+    # min_rounds rounds are taken; a round found descheduled (real CPU clock) is left out of the samples
+    assert len(m.samples) >= 1 and len(m.samples) + m.warmup.get("descheduled_rounds", 0) >= 3
+    assert m.probes is not None and len(m.probes) == len(m.samples)

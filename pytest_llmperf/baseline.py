@@ -15,7 +15,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -76,6 +75,8 @@ def metric_to_json(metric: Metric) -> dict:
     }
     if probes is not None:
         out["probes"] = [_round(v) for v in probes]
+    if metric.cpu_share is not None:
+        out["cpu_share"] = _round(metric.cpu_share)
     if metric.warmup:
         out["warmup"] = {k: (_round(v) if isinstance(v, float) else v) for k, v in metric.warmup.items()}
     return out
@@ -98,8 +99,12 @@ def metric_from_json(name: str, data: Any, where: str) -> Metric:
     probes = data.get("probes")
     if probes is not None and (not _number_list(probes) or len(probes) != len(samples)):
         raise BaselineError(f"{where}: metric {name!r} has probes that do not pair with its samples")
+    share = data.get("cpu_share")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or share < 0):
+        raise BaselineError(f"{where}: metric {name!r} has an invalid cpu_share {share!r}")
     return Metric(
         name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher",
+        cpu_share=float(share) if share is not None else None,
         samples=[float(v) for v in samples], probes=[float(v) for v in probes] if probes is not None else None,
         warmup=data.get("warmup"),
     )
@@ -228,6 +233,8 @@ def _locked(directory: Path, timeout: float = 120.0) -> Iterator[None]:
 
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     try:

@@ -50,6 +50,7 @@ class Metric:
     probes: list[float] | None = None  # machine-speed probe times paired with the rounds, if taken
     warmup: dict | None = None  # {"discarded": n, "first": x, "steady": y}
     normalize: str = "auto"
+    cpu_share: float | None = None  # median CPU time / wall time of the rounds, when measured
 
     @property
     def direction(self) -> str:
@@ -86,18 +87,19 @@ class Verdict:
         return self.status == REGRESSED
 
 
+CPU_BOUND_SHARE = 0.8
+
+
 def _use_adjusted(base: Metric, cur: Metric) -> bool:
-    """Compare speed-adjusted samples? ``on``/``off`` decide; ``auto`` uses them when both runs have
-    probes and dividing by the probe does not make the rounds clearly more scattered than they
-    were (a workload that does not run on this CPU, a sleep or a GPU kernel, does not follow the
-    CPU's speed: for it the division only adds noise, and auto leaves it out)."""
+    """Compare speed-adjusted samples? ``on``/``off`` decide; ``auto`` adjusts when both runs have
+    probes and both ran on the CPU of the timing thread (CPU time at least 80% of wall time):
+    only such work follows the CPU's speed. A workload that sleeps, waits for a GPU or computes
+    on other threads does not, and dividing it by the probe would only add the probe's noise."""
     if cur.normalize == "off" or not base.probes or not cur.probes:
         return False
     if cur.normalize == "on":
         return True
-    raw = stats.relative_iqr(base.samples) + stats.relative_iqr(cur.samples)
-    adj = stats.relative_iqr(adjusted_samples(base)) + stats.relative_iqr(adjusted_samples(cur))
-    return adj <= raw * 1.25
+    return (base.cpu_share or 0.0) >= CPU_BOUND_SHARE and (cur.cpu_share or 0.0) >= CPU_BOUND_SHARE
 
 
 def adjusted_samples(metric: Metric) -> list[float]:

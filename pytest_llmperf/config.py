@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, NamedTuple, Union
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_CONFIDENCE = 0.99
@@ -144,16 +143,18 @@ def parse_normalize(text: Any, what: str = "--llmperf-normalize") -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Config:
-    """Everything the plugin needs from the command line, ini file and environment, validated."""
+class Config(NamedTuple):
+    """Everything the plugin needs from the command line, ini file and environment, validated.
+
+    (Named tuples, not dataclasses: they are immutable too, and define in a fraction of the time,
+    which counts because every pytest session with the plugin installed builds one.)"""
 
     node: str
     node_source: str
     baseline_dir: Path
     save_baseline: bool = False
     tolerance: float = DEFAULT_TOLERANCE
-    metric_tolerances: Mapping[str, float] = field(default_factory=dict)
+    metric_tolerances: Mapping[str, float] = {}
     warmup: Warmup = "auto"
     min_rounds: int = DEFAULT_MIN_ROUNDS
     max_time: float = DEFAULT_MAX_TIME
@@ -165,15 +166,13 @@ class Config:
     report_only: bool = False
     json_path: Path | None = None
     markdown_path: Path | None = None
-    disabled: bool = False
 
 
-@dataclass(frozen=True)
-class MarkerOptions:
+class MarkerOptions(NamedTuple):
     """Keywords of ``@pytest.mark.llmperf(...)``; any other keyword is an error at collection."""
 
     tolerance: float | None = None
-    tolerances: Mapping[str, float] = field(default_factory=dict)
+    tolerances: Mapping[str, float] = {}
     rounds: int | None = None
     warmup: Warmup | None = None
     max_time: float | None = None
@@ -181,7 +180,7 @@ class MarkerOptions:
 
     @classmethod
     def keywords(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        return list(cls._fields)
 
     @classmethod
     def from_marker(cls, args: tuple, kwargs: Mapping[str, Any], where: str) -> "MarkerOptions":

@@ -143,7 +143,7 @@ def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[An
 
 
 def build_config(config: pytest.Config) -> Config:
-    from .hardware import auto_node_name, validate_node_name
+    from .node import auto_node_name, validate_node_name
 
     v = lambda dest, env=None: _value(config, dest, env)[0]  # noqa: E731
     node, source = _value(config, "llmperf_node", "LLMPERF_NODE")
@@ -209,14 +209,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if not state.is_worker:
         config.pluginmanager.register(_Collector(state), "llmperf-collector")
-    from .baseline import BaselineError, check_writable
+    # import the store only when there is something to read or write: a session without
+    # baselines (or without benchmarks) pays nothing for it
+    node_dir = cfg.baseline_dir / cfg.node
+    saving = cfg.save_baseline and not state.is_worker
+    if saving or node_dir.exists() or (cfg.baseline_dir.exists() and not cfg.baseline_dir.is_dir()):
+        from .baseline import BaselineError, check_writable
 
-    try:
-        if cfg.save_baseline and not state.is_worker:
-            check_writable(cfg.baseline_dir / cfg.node)
-        state.baseline_files = state.store.validate()
-    except BaselineError as exc:
-        raise pytest.UsageError(f"llmperf: {exc}") from None
+        try:
+            if saving:
+                check_writable(node_dir)
+            state.baseline_files = state.store.validate()
+        except BaselineError as exc:
+            raise pytest.UsageError(f"llmperf: {exc}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -65,7 +65,8 @@ class Recorder:
         decisive = None
         if base is not None and base.unit == "s" and not base.higher_is_better:
             def decisive(samples: list[float], probes: list[float] | None) -> bool:
-                cur = Metric(name, "s", False, samples, probes, normalize=self._normalize)
+                cur = Metric(name, "s", False, samples, probes, normalize=self._normalize,
+                             cpu_share=base.cpu_share)
                 verdict = compare_metric("", base, cur, tolerance, self._confidence, self._noise_floor)
                 return verdict.status != NOISY
 
@@ -73,7 +74,7 @@ class Recorder:
         self.measurements[name] = m
         self.metrics[name] = Metric(
             name=name, unit="s", higher_is_better=False, samples=m.samples, probes=m.probes,
-            warmup=m.warmup, normalize=self._normalize,
+            warmup=m.warmup, normalize=self._normalize, cpu_share=m.cpu_share,
         )
         return m.result
 
@@ -92,7 +93,8 @@ class Recorder:
             raise RecordError(f"llmperf.rate({name!r}): amount must be a positive number, got {amount!r}")
         samples = [amount / s for s in source.samples]
         self.metrics[name] = Metric(name=name, unit=unit, higher_is_better=True, samples=samples,
-                                    probes=list(source.probes) if source.probes else None, normalize=source.normalize)
+                                    probes=list(source.probes) if source.probes else None, normalize=source.normalize,
+                                    cpu_share=source.cpu_share)
 
     # -- externally measured samples ---------------------------------------------------------
     def record(

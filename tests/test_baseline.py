@@ -522,3 +522,14 @@ def test_concurrent_saves_lose_nothing(tmp_path):
             assert metrics["time"].samples == [float(w), float(i), 1.0 + w + i]
             assert digest == f"fp{w}" and fields == {"worker": w}
     assert leftovers(tmp_path) == []
+
+
+def test_cpu_share_round_trips_and_is_validated():
+    m = Metric("time", "s", False, [1.0, 2.0, 3.0], [0.5, 0.5, 0.5], cpu_share=0.97)
+    data = metric_to_json(m)
+    assert data["cpu_share"] == 0.97
+    assert metric_from_json("time", data, "w").cpu_share == 0.97
+    assert "cpu_share" not in metric_to_json(Metric("x", "u", True, [1.0]))
+    for bad in (-1, "high", True):
+        with pytest.raises(BaselineError, match="invalid cpu_share"):
+            metric_from_json("time", {**data, "cpu_share": bad}, "w")

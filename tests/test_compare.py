@@ -24,8 +24,8 @@ def wide(center: float, n: int = 5) -> list[float]:
     return [center * f for f in (0.5, 0.8, 1.0, 1.2, 1.5)][:n]
 
 
-def time_metric(samples, probes=None, normalize="auto", name="time"):
-    return Metric(name, "s", False, list(samples), probes, normalize=normalize)
+def time_metric(samples, probes=None, normalize="auto", name="time", cpu_share=1.0):
+    return Metric(name, "s", False, list(samples), probes, normalize=normalize, cpu_share=cpu_share)
 
 
 def tok_metric(samples):
@@ -312,7 +312,7 @@ def sleep_run(seed: int, n: int = 30):
 def test_auto_keeps_raw_samples_when_the_work_does_not_follow_the_probe():
     b_s, b_p = sleep_run(1)
     c_s, c_p = sleep_run(2)
-    base, cur = time_metric(b_s, b_p), time_metric(c_s, c_p)
+    base, cur = time_metric(b_s, b_p, cpu_share=0.02), time_metric(c_s, c_p, cpu_share=0.03)
     assert compare._use_adjusted(base, cur) is False
     v = compare_metric("t", base, cur, tolerance=0.05)
     assert v.adjusted is False
@@ -340,8 +340,8 @@ def test_rates_are_multiplied_by_the_probe():
     # tok/s falls when the machine slows down: rate = k / probe time, the same code on a 30% slower machine
     b_s, b_p = tracking_run(1.0, 1.0, seed=1)
     c_s, c_p = tracking_run(1.0, 1.3, seed=2)
-    base = Metric("tok_per_s", "tok/s", True, [1000.0 / s for s in b_s], b_p)
-    cur = Metric("tok_per_s", "tok/s", True, [1000.0 / s for s in c_s], c_p)
+    base = Metric("tok_per_s", "tok/s", True, [1000.0 / s for s in b_s], b_p, cpu_share=0.99)
+    cur = Metric("tok_per_s", "tok/s", True, [1000.0 / s for s in c_s], c_p, cpu_share=0.97)
     assert compare.adjusted_samples(cur) == pytest.approx([1000.0 * c_p[i] / c_s[i] for i in range(len(c_s))])
     assert compare.adjusted_samples(cur) == pytest.approx([1000.0] * len(c_s))
     v = compare_metric("t", base, cur, tolerance=0.05)
@@ -437,3 +437,14 @@ def test_verdict_to_dict_and_failed():
 def test_metric_direction():
     assert Metric("a", "", True, [1.0]).direction == "higher"
     assert Metric("a", "", False, [1.0]).direction == "lower"
+
+
+@pytest.mark.parametrize("base_share, cur_share, expected", [
+    (1.0, 0.95, True), (0.81, 0.8, True), (0.79, 1.0, False), (1.0, 0.5, False), (None, 1.0, False), (1.0, None, False),
+])
+def test_auto_adjusts_only_work_that_runs_on_the_timing_thread(base_share, cur_share, expected):
+    b_s, b_p = tracking_run(100.0, 1.0, seed=1)
+    c_s, c_p = tracking_run(100.0, 1.3, seed=2)
+    base, cur = time_metric(b_s, b_p, cpu_share=base_share), time_metric(c_s, c_p, cpu_share=cur_share)
+    assert compare._use_adjusted(base, cur) is expected
+    assert compare_metric("t", base, cur, tolerance=0.05).adjusted is expected

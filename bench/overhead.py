@@ -31,7 +31,10 @@ TARGET_MS = 50.0
 
 def clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMPERF_", "PYTEST_"))}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # a user's Python caches compiled modules; pytest's own were compiled when pip installed them,
+    # the plugin's (an editable install) are compiled on first import: let Python keep them, or
+    # every session here would pay for compiling the plugin's source and nothing else's
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

@@ -45,7 +45,8 @@ class MeasureSettings:
     warmup_window: int = 3
     warmup_spread: float = 0.10
     min_round_time: float = 0.001
-    precision_factor: float = 0.25  # stop when the CI half-width of the median < factor * tolerance
+    precision_factor: float = 0.15  # stop when the CI half-width of the median < factor * tolerance
+    adaptive: bool = True  # False: spend the whole time budget (what a baseline deserves)
     max_rounds: int = 1_000_000
 
 
@@ -198,7 +199,7 @@ def run(
                 if n >= settings.max_rounds:
                     stop_reason = "max rounds"
                     break
-                if n >= next_check:
+                if n >= next_check and settings.adaptive:
                     next_check = n + max(1, n // 4)
                     if _precise_enough(samples, settings):
                         if decisive is None:

@@ -36,6 +36,7 @@ from .config import (
 )
 
 PROPERTY = "llmperf"
+BASELINE_TIME_FACTOR = 3
 
 
 class _State:
@@ -264,10 +265,14 @@ def _settings_for(state: _State, item: pytest.Item):
 
     cfg = state.config
     marker = item.stash.get(MARKER, None)
+    max_time = marker.max_time if marker and marker.max_time is not None else cfg.max_time
     return MeasureSettings(
         warmup=marker.warmup if marker and marker.warmup is not None else cfg.warmup,
         min_rounds=marker.rounds if marker and marker.rounds is not None else cfg.min_rounds,
-        max_time=marker.max_time if marker and marker.max_time is not None else cfg.max_time,
+        # a baseline is taken once and compared against every night: it gets three times the
+        # budget, all of it (no early stop), so that its own error stays small
+        max_time=max_time * BASELINE_TIME_FACTOR if cfg.save_baseline else max_time,
+        adaptive=not cfg.save_baseline,
         tolerance=cfg.tolerance,
         confidence=cfg.confidence,
     )

@@ -475,3 +475,15 @@ def test_cpu_share_is_none_without_a_cpu_clock(clock):
     fn = Workload(clock, [1.0])
     m = measure.run(fn, settings=MeasureSettings(warmup=0, min_rounds=3, max_time=100.0, probe=False), clock=clock)
     assert m.cpu_share is None
+
+
+def test_not_adaptive_spends_the_whole_budget(clock):
+    # perfectly steady rounds would stop as "precise" after a few rounds; a baseline run does not
+    fn = Workload(clock, [1.0])
+    quick = measure.run(fn, settings=MeasureSettings(warmup=0, min_rounds=5, max_time=100.0, probe=False), clock=clock)
+    assert quick.stop_reason == "precise" and len(quick.samples) < 20
+    fn = Workload(clock, [1.0])
+    full = measure.run(fn, settings=MeasureSettings(warmup=0, min_rounds=5, max_time=100.0, probe=False,
+                                                    adaptive=False), clock=clock)
+    assert full.stop_reason == "time budget"
+    assert len(full.samples) >= 99

@@ -429,3 +429,20 @@ def test_session_with_plugin_and_metrics_does_not_import_torch(pytester: pytest.
     data = json.loads(baseline_file(pytester, "test_t").read_text())
     fields = next(iter(data["fingerprints"].values()))
     assert fields["torch"] == "0.0" and fields["cuda"] == "12.4"  # read from torch's files, not imported
+
+
+def test_saving_measures_three_times_the_budget_without_early_stop(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_b=textwrap.dedent(
+        """
+        import time
+        def test_steady(llmperf):
+            llmperf.measure(time.sleep, 0.01)
+        """
+    ))
+    run(pytester, "--llmperf-save-baseline", "--llmperf-max-time=0.2", "--llmperf-json=save.json")
+    saved = json.loads((pytester.path / "save.json").read_text())["tests"][0]["metrics"]["time"]["summary"]["n"]
+    run(pytester, "--llmperf-max-time=0.2", "--llmperf-json=cmp.json")
+    compared = json.loads((pytester.path / "cmp.json").read_text())["tests"][0]["metrics"]["time"]["summary"]["n"]
+    # 10 ms rounds: the save spends ~0.6 s (about 50 rounds after warm-up), a compare at most 0.2 s
+    assert saved >= 35
+    assert compared <= 20

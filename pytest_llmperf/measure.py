@@ -68,7 +68,7 @@ def _precise_enough(samples: list[float], settings: MeasureSettings) -> bool:
     if len(samples) < max(settings.min_rounds, stats.MIN_SAMPLES):
         return False
     z = stats._NORMAL.inv_cdf((1.0 + settings.confidence) / 2.0)
-    half_width = z * stats.log_median_se(samples)
+    half_width = z * stats.run_log_median_se(samples)
     return half_width <= math.log1p(settings.tolerance * settings.precision_factor)
 
 

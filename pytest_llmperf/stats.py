@@ -103,6 +103,33 @@ def log_median_se(values: Sequence[float]) -> float:
     return (math.log(upper) - math.log(lower)) / (2.0 * z)
 
 
+BATCHES = 8
+MIN_BATCH = 8
+
+
+def batch_log_median_se(values: Sequence[float], batches: int = BATCHES) -> float:
+    """Standard error of ln(median) from the scatter of the medians of contiguous batches.
+
+    ``values`` in the order they were measured. Rounds taken close together share the machine's
+    momentary state, so they are not independent; the order-statistic method then understates the
+    uncertainty. Splitting the run into ``batches`` consecutive stretches and taking the spread of
+    their log-medians (divided by sqrt(batches)) sees those slow fluctuations (the batch-means
+    method). Returns 0.0 when there are too few values for batches of MIN_BATCH."""
+    k = min(batches, len(values) // MIN_BATCH)
+    if k < 3 or min(values) <= 0:
+        return 0.0
+    size = len(values) / k
+    logs = [math.log(median(values[int(i * size):int((i + 1) * size)])) for i in range(k)]
+    mean = math.fsum(logs) / k
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in logs) / (k - 1))
+    return sd / math.sqrt(k)
+
+
+def run_log_median_se(values: Sequence[float]) -> float:
+    """The larger of the order-statistic and the batch-means standard errors of ln(median)."""
+    return max(log_median_se(values), batch_log_median_se(values))
+
+
 @dataclass(frozen=True)
 class RatioEstimate:
     """Ratio of medians current/baseline with a confidence interval (all as ratios, 1.0 = unchanged)."""
@@ -131,7 +158,7 @@ def ratio_of_medians(
     if m_base <= 0 or m_cur <= 0:
         raise ValueError("ratio of medians needs positive medians")
     ratio = m_cur / m_base
-    se = math.sqrt(log_median_se(baseline) ** 2 + log_median_se(current) ** 2 + math.log1p(noise_floor) ** 2)
+    se = math.sqrt(run_log_median_se(baseline) ** 2 + run_log_median_se(current) ** 2 + math.log1p(noise_floor) ** 2)
     log_ratio = math.log(ratio)
     if math.isinf(se):
         return RatioEstimate(ratio, 0.0, math.inf, se, 1.0, 1.0)

@@ -295,3 +295,27 @@ def test_steady_start_none_for_a_still_falling_sequence():
 def test_steady_start_none_when_too_short():
     assert stats.steady_start([1.0, 1.0]) is None
     assert stats.steady_start([1.0, 1.0], window=2) == 0
+
+
+def test_batch_se_sees_slow_drift_that_order_statistics_miss():
+    rng = random.Random(5)
+    # 400 rounds in 8 stretches whose level drifts by +-3%: within a stretch the spread is tiny
+    levels = [1.0, 1.03, 0.97, 1.02, 0.98, 1.03, 0.97, 1.0]
+    drifting = [lv * (1 + rng.uniform(-0.002, 0.002)) for lv in levels for _ in range(50)]
+    shuffled = drifting[:]
+    rng.shuffle(shuffled)
+    assert stats.batch_log_median_se(drifting) > 3 * stats.batch_log_median_se(shuffled)
+    assert stats.run_log_median_se(drifting) == pytest.approx(stats.batch_log_median_se(drifting))
+    assert stats.run_log_median_se(drifting) > stats.log_median_se(drifting)
+
+
+def test_batch_se_needs_enough_values_for_three_batches():
+    assert stats.batch_log_median_se([1.0] * 23) == 0.0
+    assert stats.batch_log_median_se([1.0, 2.0] * 12) > 0.0
+    assert stats.batch_log_median_se([0.0] * 40) == 0.0
+
+
+def test_run_se_is_never_below_the_order_statistic_se():
+    rng = random.Random(9)
+    values = [rng.lognormvariate(0, 0.1) for _ in range(200)]
+    assert stats.run_log_median_se(values) >= stats.log_median_se(values)

@@ -495,6 +495,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     state = config.stash.get(STATE, None)
     if state is None or state.is_worker:
         return
+    if not (state.payloads or state.saved or state.save_error):
+        return  # nothing recorded: import nothing, print nothing
     from . import report
 
     verdicts = _verdicts(state)

@@ -311,7 +311,7 @@ def test_batch_se_sees_slow_drift_that_order_statistics_miss():
 
 def test_batch_se_needs_enough_values_for_three_batches():
     assert stats.batch_log_median_se([1.0] * 23) == 0.0
-    assert stats.batch_log_median_se([1.0, 2.0] * 12) > 0.0
+    assert stats.batch_log_median_se([1.0] * 8 + [2.0] * 8 + [3.0] * 8) > 0.0
     assert stats.batch_log_median_se([0.0] * 40) == 0.0
 
 

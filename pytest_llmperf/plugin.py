@@ -137,7 +137,10 @@ def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[An
         return value, f"--{dest.replace('_', '-')}"
     if env and os.environ.get(env):
         return os.environ[env], env
-    ini = config.getini(dest) if dest in config._parser._inidict else None  # noqa: SLF001
+    try:
+        ini = config.getini(dest)
+    except ValueError:  # an option without an ini key
+        ini = None
     if ini not in (None, "", [], False):
         return ini, dest
     return None, None

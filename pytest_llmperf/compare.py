@@ -192,9 +192,10 @@ def fmt_value(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def not_compared(test: str, cur: Metric, tolerance: float, differences: Sequence[str]) -> Verdict:
+def not_compared(test: str, cur: Metric, tolerance: float, differences: Sequence[str],
+                 why: str = "machine fingerprint differs") -> Verdict:
     return Verdict(
         test=test, metric=cur.name, status=NOT_COMPARED, unit=cur.unit, higher_is_better=cur.higher_is_better,
         tolerance=tolerance, current=stats.median(cur.samples) if cur.samples else None,
-        n_current=len(cur.samples), reason="machine fingerprint differs: " + "; ".join(differences),
+        n_current=len(cur.samples), reason=f"{why}: " + "; ".join(differences),
     )

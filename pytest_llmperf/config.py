@@ -194,8 +194,11 @@ class MarkerOptions(NamedTuple):
             )
         values: dict[str, Any] = {}
         if kwargs.get("tolerance") is not None:
-            overall, per_metric = parse_tolerance_spec(kwargs["tolerance"], f"{where}: llmperf(tolerance=...)") \
-                if isinstance(kwargs["tolerance"], str) else (parse_fraction(kwargs["tolerance"], f"{where}: llmperf(tolerance=...)"), {})
+            what = f"{where}: llmperf(tolerance=...)"
+            if isinstance(kwargs["tolerance"], str):
+                overall, per_metric = parse_tolerance_spec(kwargs["tolerance"], what)
+            else:
+                overall, per_metric = parse_fraction(kwargs["tolerance"], what), {}
             values["tolerance"] = overall
             if per_metric:
                 values["tolerances"] = dict(per_metric)

@@ -357,9 +357,7 @@ def evaluate(state: _State, item: pytest.Item, metrics: list) -> tuple[dict, lis
             line = f"llmperf: metric {metric.name!r}: {what} in {base_path}; re-save the baseline with --llmperf-save-baseline"
             if not cfg.save_baseline:
                 errors.append(line)
-            verdicts.append(compare.Verdict(test=item.nodeid, metric=metric.name, status=compare.NOT_COMPARED,
-                                            unit=metric.unit, higher_is_better=metric.higher_is_better, tolerance=tol,
-                                            current=compare.stats.median(metric.samples), reason=what))
+            verdicts.append(compare.not_compared(item.nodeid, metric, tol, [what], why="metric changed"))
             continue
         if differs and base is not None:
             v = compare.not_compared(item.nodeid, metric, tol, diff_lines)

@@ -62,6 +62,7 @@ class Measurement:
     rounds_total: int = 0
     cpu_share: float | None = None  # median CPU time / wall time of the kept rounds (this thread)
     extra: dict = field(default_factory=dict)
+    kept_rounds: list[int] = field(default_factory=list)  # indices (warm-up included) of the samples
 
 
 def _precise_enough(samples: list[float], settings: MeasureSettings) -> bool:
@@ -89,6 +90,9 @@ def preempted_rounds(wall: list[float], cpu: list[float], share_floor: float = 0
     return {i for i, share in enumerate(shares) if share < typical * drop_below}
 
 
+Sample = Callable[[], "tuple[float, float, float]"]
+
+
 def run(
     fn: Callable[..., Any],
     args: tuple = (),
@@ -98,37 +102,21 @@ def run(
     clock: Callable[[], float] = time.perf_counter,
     cpu_clock: Callable[[], float] | None = None,
 ) -> Measurement:
-    """Warm up, then take rounds until the stop rule holds; see the module docstring.
+    """Time a callable: warm up, then take rounds until the stop rule holds (:func:`run_rounds`).
 
-    Stop rule, checked at growing intervals once ``min_rounds`` are in: the median is precise
-    enough for the tolerance (``precision_factor``) and, when ``decisive`` is given (the baseline
-    is known), the comparison is decisive; or the time budget is spent.
-
-    ``cpu_clock`` (this thread's CPU time; the default with the default ``clock``) finds rounds
-    that were descheduled, which are left out of the samples (see :func:`preempted_rounds`).
-    Each kept round is paired with the machine speed around it: the smaller of the probe times
-    before and after it (a probe that was itself interrupted reads long; the smaller is the truer).
+    A round calls ``fn`` ``iterations`` times back to back (calibrated during warm-up so that a
+    round lasts at least ``min_round_time``); its sample is the wall time per call. ``cpu_clock``
+    (this thread's CPU time; the default with the default ``clock``) finds rounds that were
+    descheduled, which are left out of the samples (see :func:`preempted_rounds`).
     """
     kwargs = kwargs or {}
     if cpu_clock is None and clock is time.perf_counter:
         cpu_clock = time.thread_time
-    probe = settings.probe
-    start = clock()
-    per_call: list[float] = []  # one entry per round, warm-up rounds included
-    cpu: list[float] = []
-    shares: list[float] = []  # CPU share of the kept rounds, filled by kept()
-    probes: list[float] = []  # probes[i] is taken just before round i
     iterations = 1
-    result: Any = None
-
+    result: list[Any] = [None]
     bare = not args and not kwargs
 
-    def one_round() -> None:
-        nonlocal result
-        if probe:
-            p0 = clock()
-            speed_probe()
-            probes.append(clock() - p0)
+    def sample() -> tuple[float, float, float | None]:
         c0 = cpu_clock() if cpu_clock else 0.0
         r = None
         # the loop is as lean as a hand-written timer loop: a bare call when there are no arguments
@@ -142,45 +130,98 @@ def run(
             for _ in range(iterations):
                 r = fn(*args, **kwargs)
             wall = clock() - t0
-        result = r
-        per_call.append(wall / iterations)
-        cpu.append(((cpu_clock() - c0) / iterations) if cpu_clock else wall / iterations)
+        result[0] = r
+        per_call = wall / iterations
+        return per_call, per_call, ((cpu_clock() - c0) / iterations) if cpu_clock else None
+
+    def calibrate(last: float) -> None:
+        nonlocal iterations
+        if last < settings.min_round_time and iterations < 1_000_000:
+            iterations = max(iterations, min(1_000_000, math.ceil(settings.min_round_time / max(last, 1e-9))))
+
+    m = run_rounds(sample, settings, decisive=decisive, clock=clock, calibrate=calibrate)
+    m.iterations = iterations
+    m.result = result[0]
+    return m
+
+
+def run_rounds(
+    sample: Callable[[], tuple[float, float, float | None]],
+    settings: MeasureSettings = MeasureSettings(),
+    decisive: Callable[[list[float], list[float] | None], bool] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    calibrate: Callable[[float], None] | None = None,
+) -> Measurement:
+    """Warm up, then take rounds until the stop rule holds; see the module docstring.
+
+    ``sample()`` runs one round and returns ``(value, wall, cpu)``: the sample (a time per call,
+    or a rate such as tok/s that a child process printed), the round's wall time and the CPU time
+    it used (None when unknown). ``calibrate(value)`` is called after each warm-up round.
+
+    Stop rule, checked at growing intervals once ``min_rounds`` are in: the median is precise
+    enough for the tolerance (``precision_factor``) and, when ``decisive`` is given (the baseline
+    is known), the comparison is decisive; or the time budget is spent. Rounds whose CPU share
+    shows they were descheduled are left out (:func:`preempted_rounds`). Each kept round is paired
+    with the machine speed around it: the smaller of the probe times before and after it (a probe
+    that was itself interrupted reads long; the smaller is the truer).
+    """
+    probe = settings.probe
+    start = clock()
+    values: list[float] = []  # one entry per round, warm-up rounds included
+    walls: list[float] = []
+    cpu: list[float | None] = []
+    shares: list[float] = []  # CPU share of the kept rounds, filled by kept()
+    probes: list[float] = []  # probes[i] is taken just before round i
+    kept_rounds: list[int] = []
+
+    def one_round() -> None:
+        if probe:
+            p0 = clock()
+            speed_probe()
+            probes.append(clock() - p0)
+        value, wall, used = sample()
+        values.append(value)
+        walls.append(wall)
+        cpu.append(used)
 
     def kept(first: int) -> tuple[list[float], list[float] | None, int]:
         """Samples from round ``first`` on without descheduled rounds, with their speeds."""
-        drop = preempted_rounds(per_call[first:], cpu[first:]) if cpu_clock else set()
+        known = all(c is not None for c in cpu[first:])
+        drop = preempted_rounds(walls[first:], cpu[first:]) if known else set()  # type: ignore[arg-type]
         samples, speeds = [], []
         shares.clear()
-        for j, i in enumerate(range(first, len(per_call))):
+        kept_rounds.clear()
+        for j, i in enumerate(range(first, len(values))):
             if j in drop:
                 continue
-            samples.append(per_call[i])
-            shares.append(cpu[i] / per_call[i] if per_call[i] > 0 else 1.0)
+            samples.append(values[i])
+            kept_rounds.append(i)
+            if known:
+                shares.append(cpu[i] / walls[i] if walls[i] > 0 else 1.0)  # type: ignore[operator]
             if probe:
                 after = probes[i + 1] if i + 1 < len(probes) else probes[i]
                 speeds.append(min(probes[i], after))
         return samples, (speeds if probe else None), len(drop)
 
-    # warm-up: also calibrates the iterations per round
+    # warm-up (it also calibrates the iterations per round of a callable)
     warm_end = 0
     fixed = settings.warmup if isinstance(settings.warmup, int) else None
     warmup_note = ""
     while True:
         one_round()
-        last = per_call[-1]
-        if last < settings.min_round_time and iterations < 1_000_000:
-            iterations = max(iterations, min(1_000_000, math.ceil(settings.min_round_time / max(last, 1e-9))))
+        if calibrate is not None:
+            calibrate(values[-1])
         if fixed is not None:
-            if len(per_call) > fixed:
+            if len(values) > fixed:
                 warm_end = fixed
                 break
             continue
-        found = stats.steady_start(per_call, settings.warmup_window, settings.warmup_spread)
+        found = stats.steady_start(values, settings.warmup_window, settings.warmup_spread)
         if found is not None:
             warm_end = found
             break
         budget_gone = clock() - start > settings.max_time / 2
-        if len(per_call) >= settings.max_warmup_rounds or budget_gone:
+        if len(values) >= settings.max_warmup_rounds or budget_gone:
             warm_end = 1
             warmup_note = "no steady state within the warm-up bound; discarded the first round only"
             break
@@ -188,7 +229,7 @@ def run(
     stop_reason = ""
     next_check = max(settings.min_rounds, stats.MIN_SAMPLES)
     while True:
-        n = len(per_call) - warm_end
+        n = len(values) - warm_end
         elapsed = clock() - start
         if n >= settings.min_rounds and (elapsed >= settings.max_time or n >= next_check or n >= settings.max_rounds):
             samples, speeds, _ = kept(warm_end)
@@ -217,9 +258,9 @@ def run(
     steady = stats.median(samples)
     warmup = {
         "discarded": warm_end,
-        "first": per_call[0],
+        "first": values[0],
         "steady": steady,
-        "ratio": per_call[0] / steady if steady > 0 else None,
+        "ratio": values[0] / steady if steady > 0 else None,
     }
     if dropped:
         warmup["descheduled_rounds"] = dropped
@@ -227,12 +268,13 @@ def run(
         warmup["note"] = warmup_note
     return Measurement(
         samples=samples,
-        cpu_share=stats.median(shares) if (cpu_clock and shares) else None,
+        cpu_share=stats.median(shares) if shares else None,
         probes=speeds,
-        iterations=iterations,
+        iterations=1,
         warmup=warmup,
-        result=result,
+        result=None,
         stop_reason=stop_reason,
         elapsed=clock() - start,
-        rounds_total=len(per_call),
+        rounds_total=len(values),
+        kept_rounds=list(kept_rounds),
     )

@@ -15,17 +15,18 @@ import contextlib
 import json
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from . import stats
+from .fileutil import atomic_write, exclusive_lock
 from .compare import Metric
 
 SCHEMA = "pytest-llmperf-baseline"
 SCHEMA_VERSION = 1
 MAX_STORED_SAMPLES = 1000
 LOCK_NAME = ".llmperf.lock"
+NODE_INFO = "node-info.json"  # the node's measured facts (memory bandwidth), not a baseline file
 
 
 class BaselineError(Exception):
@@ -77,6 +78,8 @@ def metric_to_json(metric: Metric) -> dict:
         out["probes"] = [_round(v) for v in probes]
     if metric.cpu_share is not None:
         out["cpu_share"] = _round(metric.cpu_share)
+    if not metric.gate:
+        out["gate"] = False
     if metric.warmup:
         out["warmup"] = {k: (_round(v) if isinstance(v, float) else v) for k, v in metric.warmup.items()}
     return out
@@ -102,8 +105,11 @@ def metric_from_json(name: str, data: Any, where: str) -> Metric:
     share = data.get("cpu_share")
     if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or share < 0):
         raise BaselineError(f"{where}: metric {name!r} has an invalid cpu_share {share!r}")
+    gate = data.get("gate", True)
+    if not isinstance(gate, bool):
+        raise BaselineError(f"{where}: metric {name!r} has an invalid gate {gate!r}")
     return Metric(
-        name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher",
+        name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher", gate=gate,
         cpu_share=float(share) if share is not None else None,
         samples=[float(v) for v in samples], probes=[float(v) for v in probes] if probes is not None else None,
         warmup=data.get("warmup"),
@@ -198,55 +204,11 @@ def check_writable(root: Path) -> None:
 @contextlib.contextmanager
 def _locked(directory: Path, timeout: float = 120.0) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
-    lock_path = directory / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            import fcntl
-        except ImportError:  # Windows: fall back on an exclusive-create marker
-            fcntl = None
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        else:
-            marker = lock_path.with_suffix(".held")
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    mfd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                    break
-                except FileExistsError:
-                    if time.monotonic() > deadline:
-                        raise BaselineError(f"timed out waiting for the baseline lock {marker}") from None
-                    time.sleep(0.05)
-            try:
-                yield
-            finally:
-                os.close(mfd)
-                os.unlink(marker)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        with exclusive_lock(directory / LOCK_NAME, timeout):
+            yield
+    except TimeoutError as exc:
+        raise BaselineError(f"baseline lock: {exc}") from None
 
 
 class BaselineStore:
@@ -277,6 +239,8 @@ class BaselineStore:
             raise BaselineError(f"baseline dir {self.node_dir} is a file, not a directory")
         count = 0
         for path in sorted(self.node_dir.rglob("*.json")):
+            if path.parent == self.node_dir and path.name == NODE_INFO:
+                continue
             self._file(path)
             count += 1
         return count

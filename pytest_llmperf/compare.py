@@ -24,7 +24,7 @@ couple of standard errors inside the tolerance pass.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 from . import stats
@@ -35,7 +35,8 @@ IMPROVED = "improved"
 NEW = "new"
 NOT_COMPARED = "not-compared"
 NOISY = "noisy"
-STATUSES = (OK, REGRESSED, IMPROVED, NEW, NOT_COMPARED, NOISY)
+INFO = "info"  # a metric recorded with gate=False: compared and shown, never failing
+STATUSES = (OK, REGRESSED, IMPROVED, NEW, NOT_COMPARED, NOISY, INFO)
 PLAUSIBLE_Z = 0.6745  # the one-sided 75% bound
 
 
@@ -51,6 +52,8 @@ class Metric:
     warmup: dict | None = None  # {"discarded": n, "first": x, "steady": y}
     normalize: str = "auto"
     cpu_share: float | None = None  # median CPU time / wall time of the rounds, when measured
+    gate: bool = True  # False: informational (derived figures such as MBU), never fails a test
+    note: str = ""  # shown under the summary table, e.g. "model fits in the last-level cache"
 
     @property
     def direction(self) -> str:
@@ -123,7 +126,24 @@ def compare_metric(
     confidence: float = 0.99,
     noise_floor: float = 0.0,
 ) -> Verdict:
-    """The verdict for one metric; ``base`` is None when the baseline has no such metric."""
+    """The verdict for one metric; ``base`` is None when the baseline has no such metric. A metric
+    recorded with ``gate=False`` gets the status ``info`` whatever the comparison found."""
+    verdict = _compare(test, base, cur, tolerance, confidence, noise_floor)
+    if cur.note:
+        verdict = replace(verdict, details={**verdict.details, "note": cur.note})
+    if cur.gate:
+        return verdict
+    return replace(verdict, status=INFO, reason=f"informational ({verdict.status}: {verdict.reason})")
+
+
+def _compare(
+    test: str,
+    base: Metric | None,
+    cur: Metric,
+    tolerance: float,
+    confidence: float = 0.99,
+    noise_floor: float = 0.0,
+) -> Verdict:
     current_median = stats.median(cur.samples) if cur.samples else None
     common = dict(
         test=test, metric=cur.name, unit=cur.unit, higher_is_better=cur.higher_is_better,

@@ -34,6 +34,8 @@ from .config import (
     parse_warmup,
     tolerance_for,
 )
+from .llama2c.fixtures import add_options as _llama2c_options
+from .llama2c.fixtures import llama2c  # noqa: F401  (the fixture, registered with this plugin)
 
 PROPERTY = "llmperf"
 BASELINE_TIME_FACTOR = 3
@@ -128,6 +130,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--llmperf-json", None, metavar="PATH", dest="llmperf_json", help="write the run's results and verdicts as JSON")
     add("--llmperf-markdown", None, metavar="PATH", dest="llmperf_markdown",
         help="write a Markdown summary (for a CI job summary or a PR comment)")
+    _llama2c_options(add)
 
 
 def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[Any, str | None]:
@@ -355,7 +358,7 @@ def evaluate(state: _State, item: pytest.Item, metrics: list) -> tuple[dict, lis
             what = (f"unit {metric.unit!r} differs from the baseline's {base.unit!r}" if base.unit != metric.unit
                     else f"direction '{metric.direction}' differs from the baseline's '{base.direction}'")
             line = f"llmperf: metric {metric.name!r}: {what} in {base_path}; re-save the baseline with --llmperf-save-baseline"
-            if not cfg.save_baseline:
+            if not cfg.save_baseline and metric.gate:
                 errors.append(line)
             verdicts.append(compare.not_compared(item.nodeid, metric, tol, [what], why="metric changed"))
             continue
@@ -513,9 +516,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             tr.write_line("")
             tr.write_line("warm-up (first round vs steady median):")
             tr.write_line(report.warmup_table(warmups))
+        for function, headers, rows in report.params_tables(state.payloads):
+            tr.write_line("")
+            tr.write_line(f"{function} by parameters (medians):")
+            tr.write_line(report.params_table_text(headers, rows))
         summary = ", ".join(f"{n} {s}" for s, n in report.counts(verdicts).items())
         tr.write_line("")
         tr.write_line(f"llmperf: {summary}")
+        for line in report.notes(verdicts):
+            tr.write_line(f"llmperf: note: {line}")
         for v in verdicts:
             if v.status == "not-compared":
                 tr.write_line(f"llmperf: WARNING {v.test} {v.metric} not compared: {v.reason}", yellow=True)

@@ -59,24 +59,49 @@ class Recorder:
                 f"llmperf.measure: metric {name!r} is already recorded in this test; "
                 "use llmperf.measure_as('other_name', fn) for a second callable"
             )
-        tolerance = self._tolerance_for(name)
-        settings = replace(self.settings, tolerance=tolerance, probe=self._normalize != "off")
-        base = self._baseline.get(name)
-        decisive = None
-        if base is not None and base.unit == "s" and not base.higher_is_better:
-            def decisive(samples: list[float], probes: list[float] | None) -> bool:
-                cur = Metric(name, "s", False, samples, probes, normalize=self._normalize,
-                             cpu_share=base.cpu_share)
-                verdict = compare_metric("", base, cur, tolerance, self._confidence, self._noise_floor)
-                return verdict.status != NOISY
-
-        m = _measure.run(fn, args, kwargs, settings, decisive=decisive)
+        m = _measure.run(fn, args, kwargs, self.settings_for(name), decisive=self.decisive_for(name, "s", False))
         self.measurements[name] = m
         self.metrics[name] = Metric(
             name=name, unit="s", higher_is_better=False, samples=m.samples, probes=m.probes,
             warmup=m.warmup, normalize=self._normalize, cpu_share=m.cpu_share,
         )
         return m.result
+
+    def decisive_for(self, name: str, unit: str, higher_is_better: bool
+                     ) -> Callable[[list[float], list[float] | None], bool] | None:
+        """For the adaptive stop: a test of "is the verdict on these samples decisive (not noisy)?"
+        against this test's baseline of ``name``, or None when there is no comparable baseline."""
+        base = self._baseline.get(name)
+        if base is None or base.unit != unit or base.higher_is_better != higher_is_better:
+            return None
+        tolerance = self._tolerance_for(name)
+
+        def decisive(samples: list[float], probes: list[float] | None) -> bool:
+            cur = Metric(name, unit, higher_is_better, samples, probes, normalize=self._normalize,
+                         cpu_share=base.cpu_share)
+            verdict = compare_metric("", base, cur, tolerance, self._confidence, self._noise_floor)
+            return verdict.status != NOISY
+
+        return decisive
+
+    def settings_for(self, name: str) -> _measure.MeasureSettings:
+        """The measurement settings for metric ``name``: this test's, with its tolerance."""
+        return replace(self.settings, tolerance=self._tolerance_for(name), probe=self._normalize != "off")
+
+    def record_rounds(self, name: str, m: _measure.Measurement, unit: str, higher_is_better: bool) -> None:
+        """Record the samples of :func:`measure.run_rounds` (with their machine-speed probes, CPU
+        share and warm-up), e.g. the tok/s a child process printed round by round."""
+        self._check_name(name)
+        if name in self.metrics:
+            raise RecordError(f"llmperf.record_rounds({name!r}): metric {name!r} is already recorded in this test")
+        if not m.samples:
+            raise RecordError(f"llmperf.record_rounds({name!r}): no samples")
+        self.measurements[name] = m
+        self.metrics[name] = Metric(
+            name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=list(m.samples),
+            probes=list(m.probes) if m.probes else None, warmup=m.warmup, normalize=self._normalize,
+            cpu_share=m.cpu_share,
+        )
 
     def rate(self, name: str, amount: float, unit: str, of: str = "time") -> None:
         """Record a throughput derived from a timed metric: ``amount / seconds`` per round, higher
@@ -103,12 +128,17 @@ class Recorder:
         samples: float | Iterable[float],
         unit: str = "",
         higher_is_better: bool = _UNSET,  # type: ignore[assignment]
+        gate: bool = True,
+        note: str = "",
     ) -> None:
         """Record samples of a metric measured by the test itself (tok/s, ms/step, bytes...).
 
         ``samples`` is one number or an iterable of numbers; calling again with the same name adds
         samples (unit and direction must agree). ``higher_is_better`` is required the first time
-        a name is recorded, so that "worse" is never guessed.
+        a name is recorded, so that "worse" is never guessed. ``gate=False`` makes the metric
+        informational: compared and shown with the status ``info``, never failing the test (for
+        figures derived from a gated one, such as memory-bandwidth utilisation from tok/s).
+        ``note`` is printed under the summary table.
         """
         self._check_name(name)
         if isinstance(samples, (int, float)) and not isinstance(samples, bool):
@@ -142,7 +172,7 @@ class Recorder:
         if higher_is_better is _UNSET:
             raise RecordError(f"llmperf.record({name!r}): say higher_is_better=True or False (e.g. True for tok/s)")
         self.metrics[name] = Metric(name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=values,
-                                    normalize="off")
+                                    normalize="off", gate=bool(gate), note=str(note))
 
     @staticmethod
     def _check_name(name: str) -> None:

@@ -9,7 +9,7 @@ from typing import Iterable
 from .compare import Verdict, fmt_pct, fmt_value
 
 COLUMNS = ["test", "metric", "baseline", "current", "change", "tolerance", "status"]
-STATUS_ORDER = {"regressed": 0, "noisy": 1, "not-compared": 2, "new": 3, "improved": 4, "ok": 5}
+STATUS_ORDER = {"regressed": 0, "noisy": 1, "not-compared": 2, "new": 3, "improved": 4, "ok": 5, "info": 6}
 
 
 def _change_cell(v: Verdict) -> str:
@@ -34,7 +34,7 @@ def rows(verdicts: Iterable[Verdict]) -> list[list[str]]:
             fmt_value(v.baseline) + (unit if v.baseline is not None else ""),
             fmt_value(v.current) + (unit if v.current is not None else ""),
             _change_cell(v),
-            f"{v.tolerance * 100:.1f}%",
+            f"{v.tolerance * 100:.1f}%" if v.status != "info" else "-",
             v.status,
         ])
     return out
@@ -64,6 +64,54 @@ def warmup_table(warmups: list[tuple[str, str, dict]]) -> str:
         warmup_rows(warmups), headers=["test", "metric", "discarded", "first round", "steady median", "first/steady"],
         tablefmt="simple", disable_numparse=True,
     )
+
+
+def params_tables(payloads: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Parametrized tests as their own tables, one per test function: a column per parameter, then
+    the median of each metric (e.g. model | flags | threads | tok_per_s | mbu), in run order.
+    Returns ``(test function, headers, rows)`` for the functions that have parameters."""
+    groups: dict[str, list[dict]] = {}
+    for payload in payloads:
+        if payload.get("params"):
+            groups.setdefault(payload["nodeid"].split("[", 1)[0], []).append(payload)
+    tables = []
+    for function, entries in groups.items():
+        params: list[str] = []
+        metrics: dict[str, str] = {}
+        for entry in entries:
+            params += [k for k in entry["params"] if k not in params]
+            for name, m in entry["metrics"].items():
+                metrics.setdefault(name, m.get("unit", ""))
+        headers = params + [f"{name} ({unit})" if unit else name for name, unit in metrics.items()]
+        rows = []
+        for entry in entries:
+            row = [str(entry["params"].get(k, "")) for k in params]
+            for name in metrics:
+                m = entry["metrics"].get(name)
+                row.append(fmt_value(m["summary"]["median"]) if m and m.get("summary") else "-")
+            rows.append(row)
+        tables.append((function, headers, rows))
+    return tables
+
+
+def params_table_text(headers: list[str], rows: list[list[str]]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def notes(verdicts: Iterable[Verdict]) -> list[str]:
+    """One line per distinct note, with the tests it concerns (named when there are few)."""
+    by_note: dict[tuple[str, str], list[str]] = {}
+    for v in verdicts:
+        note = v.details.get("note") if v.details else None
+        if note:
+            by_note.setdefault((v.metric, note), []).append(v.test)
+    lines = []
+    for (metric, note), tests in by_note.items():
+        where = tests[0] if len(tests) == 1 else f"{len(tests)} tests"
+        lines.append(f"{metric} of {where}: {note}")
+    return lines
 
 
 def counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
@@ -102,6 +150,9 @@ def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None)
         if any(v.adjusted for v in verdicts):
             lines.append("")
             lines.append("\\* speed-adjusted: rounds divided by a machine-speed probe timed around them.")
+    for line in notes(verdicts):
+        lines.append("")
+        lines.append(f"Note: {line}")
     if saved:
         lines.append("")
         lines.append("Baselines saved: " + ", ".join(f"`{p}`" for p in saved))

@@ -1,0 +1,65 @@
+"""File helpers shared by the baseline store and the llama2.c caches: an exclusive lock and an
+atomic write. No pytest."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path, timeout: float = 600.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (created if missing) for the ``with`` block: an
+    ``fcntl.flock`` where there is one, else an exclusive-create marker file polled until
+    ``timeout`` (TimeoutError)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            fcntl = None
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+        marker = Path(str(lock_path) + ".held")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                mfd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                break
+            except FileExistsError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"timed out waiting for the lock {marker}") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            os.close(mfd)
+            os.unlink(marker)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: str | bytes, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,259 @@
+"""pytest glue of the llama2.c support: the ``llama2c`` fixture and its session.
+
+Loading this module imports pytest only; the builds, model files and runs are imported when a test
+asks for the fixture. Exceptions become test outcomes here: a flag set the compiler rejects and a
+model missing from ``--llmperf-models`` skip with the reason; a build that fails, an invalid model
+file, an unusable cache and a run that hangs, crashes or prints no valid figure fail the test that
+needs them, with a one-line reason (and the tail of the compiler's or the binary's stderr).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SESSION = pytest.StashKey[Any]()
+BANDWIDTH = pytest.StashKey[Any]()
+
+
+def add_options(add) -> None:
+    """Options of the llama2.c support, added to the llmperf group by plugin.pytest_addoption."""
+    add("--llmperf-llama2c-src", "llmperf_llama2c_src", metavar="DIR", dest="llmperf_llama2c_src",
+        help="a llama2.c checkout whose run.c (and runq.c) to build (also env LLMPERF_LLAMA2C_SRC); "
+             "default: the reference runner shipped with pytest-llmperf")
+    add("--llmperf-cc", "llmperf_cc", metavar="CC", dest="llmperf_cc",
+        help="C compiler for llama2.c builds (also env LLMPERF_CC); default: cc")
+    add("--llmperf-models", "llmperf_models", metavar="DIR", dest="llmperf_models",
+        help="directory of real checkpoints (stories15M.bin ...) with tok512.bin/tokenizer.bin (also env "
+             "LLMPERF_MODELS); default: synthetic checkpoints of the published shapes, generated into the cache")
+    add("--llmperf-cache-dir", "llmperf_cache_dir", metavar="DIR", dest="llmperf_cache_dir",
+        help="where builds, synthetic models and the node's bandwidth are kept (also env LLMPERF_CACHE_DIR); "
+             "default: $XDG_CACHE_HOME/pytest-llmperf or ~/.cache/pytest-llmperf")
+    add("--llmperf-run-timeout", "llmperf_run_timeout", metavar="SECONDS", dest="llmperf_run_timeout",
+        help="kill a benchmarked binary that runs longer than this and fail its test; default: 600")
+    add("--llmperf-llama2c-models", "llmperf_llama2c_models", metavar="NAMES", dest="llmperf_llama2c_models",
+        help="models the llama2.c suite runs: comma-separated names (stories260K,stories15M,stories42M,"
+             "stories110M) or 'all'; default: stories260K,stories15M")
+    add("--llmperf-threads", "llmperf_threads", metavar="N,N,...", dest="llmperf_threads",
+        help="OpenMP thread counts of the sweep; default: 1, 2, 4, ... up to the usable cores")
+
+
+def _settings(config: pytest.Config):
+    from ..plugin import _value
+    from .cache import default_cache_dir
+    from .session import Settings
+
+    def path(dest: str, env: str) -> Path | None:
+        raw = _value(config, dest, env)[0]
+        if not raw:
+            return None
+        p = Path(str(raw)).expanduser()
+        return p if p.is_absolute() else (Path.cwd() / p)
+
+    raw_timeout = _value(config, "llmperf_run_timeout")[0]
+    timeout = 600.0
+    if raw_timeout:
+        from ..config import parse_seconds
+
+        timeout = parse_seconds(raw_timeout, "--llmperf-run-timeout")
+    return Settings(
+        src=path("llmperf_llama2c_src", "LLMPERF_LLAMA2C_SRC"),
+        cc=str(_value(config, "llmperf_cc", "LLMPERF_CC")[0] or "cc"),
+        models_dir=path("llmperf_models", "LLMPERF_MODELS"),
+        cache_dir=path("llmperf_cache_dir", "LLMPERF_CACHE_DIR") or default_cache_dir(),
+        run_timeout=timeout,
+    )
+
+
+def selected_models(config: pytest.Config) -> list[str]:
+    """The models the suite runs (``--llmperf-llama2c-models``); UsageError naming a bad one."""
+    from ..plugin import _value
+    from .session import DEFAULT_MODELS
+
+    raw = _value(config, "llmperf_llama2c_models")[0]
+    if not raw:
+        return list(DEFAULT_MODELS)
+    known = ("stories260K", "stories15M", "stories42M", "stories110M")
+    names = [n.strip() for n in str(raw).split(",") if n.strip()]
+    if names == ["all"]:
+        return list(known)
+    aliases = {k.lower(): k for k in known} | {k[len("stories"):].lower(): k for k in known}
+    out = []
+    for name in names:
+        if name.lower() not in aliases:
+            raise pytest.UsageError(f"--llmperf-llama2c-models: unknown model {name!r} (known: {', '.join(known)}, all)")
+        out.append(aliases[name.lower()])
+    return out
+
+
+def selected_threads(config: pytest.Config) -> list[int]:
+    from ..plugin import _value
+    from .session import thread_counts
+
+    raw = _value(config, "llmperf_threads")[0]
+    if not raw:
+        return thread_counts()
+    try:
+        values = sorted({int(v) for v in str(raw).split(",") if v.strip()})
+    except ValueError:
+        values = []
+    if not values or values[0] < 1:
+        raise pytest.UsageError(f"--llmperf-threads: expected positive integers like 1,2,4; got {raw!r}")
+    return values
+
+
+def _session(config: pytest.Config):
+    if SESSION not in config.stash:
+        from .session import Llama2cSession, SourceError
+
+        try:
+            config.stash[SESSION] = Llama2cSession(_settings(config))
+        except SourceError as exc:
+            raise pytest.UsageError(f"llmperf: {exc}") from None
+        except ValueError as exc:  # a bad --llmperf-run-timeout
+            raise pytest.UsageError(f"llmperf: {exc}") from None
+    return config.stash[SESSION]
+
+
+class Llama2c:
+    """What the ``llama2c`` fixture gives a test: build, model, run, bench (see the README)."""
+
+    def __init__(self, request: pytest.FixtureRequest):
+        self._request = request
+        self.session = _session(request.config)
+
+    # -- building and files --------------------------------------------------------------------
+    def build(self, flags: str, program: str = "run") -> Path:
+        """The binary of ``program`` (run, or runq in a checkout that has it) built with ``flags``."""
+        from .build import BuildError, CompilerNotFound, FlagsRejected
+        from .cache import CacheError
+        from .session import ModelMissing
+
+        try:
+            return self.session.build(flags, program)
+        except (FlagsRejected, ModelMissing) as exc:
+            pytest.skip(str(exc))
+        except (BuildError, CompilerNotFound, CacheError) as exc:
+            pytest.fail(f"llmperf: {exc}", pytrace=False)
+        raise AssertionError("unreachable")
+
+    def model(self, name: str, quantized: bool = False):
+        """The validated checkpoint and tokenizer of ``name`` (``stories15M``...)."""
+        from .cache import CacheError
+        from .models import ModelFileError
+        from .session import ModelMissing
+
+        try:
+            return self.session.model(name, quantized)
+        except ModelMissing as exc:
+            pytest.skip(str(exc))
+        except (ModelFileError, CacheError) as exc:
+            pytest.fail(f"llmperf: {exc}", pytrace=False)
+        raise AssertionError("unreachable")
+
+    # -- running -------------------------------------------------------------------------------
+    def spec(self, model, steps: int | None = None, seed: int = 42, temperature: float = 1.0,
+             topp: float = 0.9, prompt: str | None = None, threads: int | None = None):
+        from .runner import RunSpec
+        from .session import DEFAULT_STEPS
+
+        if steps is None:
+            steps = min(DEFAULT_STEPS.get(model.name, 256), model.config.seq_len)
+        return RunSpec(checkpoint=model.checkpoint, tokenizer=model.tokenizer, steps=steps, seed=seed,
+                       temperature=temperature, topp=topp, prompt=prompt, threads=threads,
+                       timeout=self.session.settings.run_timeout)
+
+    def run(self, binary: Path, model, **kw: Any):
+        """One run; returns a RunResult (tok/s as printed, wall time, positions, peak RSS, output)."""
+        from .runner import RunError, Runner
+
+        try:
+            return Runner().run(binary, self.spec(model, **kw))
+        except RunError as exc:
+            pytest.fail(f"llmperf: {exc}", pytrace=False)
+        raise AssertionError("unreachable")
+
+    def bench(self, binary: Path, model, mbu: bool = True, **kw: Any):
+        """Run round after round and record ``tok_per_s`` (gated), ``mbu`` and ``peak_rss``
+        (informational) in this test's ``llmperf`` recorder; returns the runner.Bench."""
+        from . import bandwidth
+        from .runner import RunError, Runner, bench, quantization
+
+        recorder = self._request.getfixturevalue("llmperf")
+        spec = self.spec(model, **kw)
+        runner = Runner()
+        try:
+            result = bench(lambda: runner.run(binary, spec), recorder.settings_for("tok_per_s"),
+                           decisive=recorder.decisive_for("tok_per_s", "tok/s", True))
+        except RunError as exc:
+            pytest.fail(f"llmperf: {exc}", pytrace=False)
+        recorder.record_rounds("tok_per_s", result.measurement, "tok/s", True)
+        positions = result.results[0].positions or spec.steps
+        rate = sorted(result.tok_per_s)[len(result.tok_per_s) // 2]
+        q = quantization(rate, positions)
+        if q > recorder.settings_for("tok_per_s").tolerance / 4:
+            import warnings
+
+            warnings.warn(f"llmperf: {binary.name} on {model.name}: the binary's 1 ms clock alone makes each tok/s "
+                          f"figure uncertain by up to {q:.1%}; run more steps", stacklevel=2)
+        recorder.record("peak_rss", [r.peak_rss / 2**20 for r in result.results], unit="MiB",
+                        higher_is_better=False, gate=False)
+        if mbu:
+            bw = self.bandwidth()
+            per_token = model.bytes_per_token
+            llc = bw.get("llc_bytes")
+            note = ""
+            if llc and per_token <= llc:
+                note = (f"the weights ({per_token / 2**20:.1f} MiB read per token) fit in the last-level cache "
+                        f"({llc / 2**20:.0f} MiB): decode reads them from the cache, and MBU may exceed 100%")
+            recorder.record("mbu", [100 * bandwidth.mbu(per_token, r, bw["read_GBps"]) for r in result.tok_per_s],
+                            unit="%", higher_is_better=True, gate=False, note=note)
+        return result
+
+    def bandwidth(self) -> dict:
+        """The node's memory read bandwidth (measured once per node; see bandwidth.py)."""
+        config = self._request.config
+        if BANDWIDTH not in config.stash:
+            config.stash[BANDWIDTH] = _node_bandwidth(config, self.session)
+        return config.stash[BANDWIDTH]
+
+
+def _node_bandwidth(config: pytest.Config, session) -> dict:
+    from ..baseline import NODE_INFO
+    from ..fileutil import exclusive_lock
+    from ..plugin import STATE
+    from . import bandwidth
+    from .build import BuildError, CompilerNotFound, FlagsRejected
+    from .cache import CacheError, ensure_dir
+
+    state = config.stash[STATE]
+    cfg = state.config
+    info, _fields, digest = state.machine()
+    stored = cfg.baseline_dir / cfg.node / NODE_INFO
+    entry = bandwidth.read_info(stored, digest)
+    try:
+        if entry is None:
+            nodes = ensure_dir(session.cache_dir() / "nodes", "cache directory (--llmperf-cache-dir)")
+            cached = nodes / f"{cfg.node}.json"
+            with exclusive_lock(nodes / ".lock"):  # one probe at a time: two would share the bandwidth
+                entry = bandwidth.read_info(cached, digest)
+                if entry is None:
+                    entry = bandwidth.measure(session.cache_dir() / "llama2c", session.settings.cc,
+                                              info.get("caches", {}).get("llc_bytes"),
+                                              info.get("memory", {}).get("total_bytes"))
+                    bandwidth.write_info(cached, digest, entry)
+        if cfg.save_baseline and bandwidth.read_info(stored, digest) is None:
+            bandwidth.write_info(stored, digest, entry)
+    except (bandwidth.BandwidthError, BuildError, CompilerNotFound, FlagsRejected, CacheError, OSError) as exc:
+        pytest.fail(f"llmperf: memory bandwidth of node {cfg.node}: {exc}", pytrace=False)
+    return entry
+
+
+@pytest.fixture
+def llama2c(request: pytest.FixtureRequest) -> Llama2c:
+    """Build llama2.c (or the reference runner) with a flag set, get model files, run and bench:
+    ``binary = llama2c.build("-O3 -fopenmp"); model = llama2c.model("stories15M");
+    llama2c.bench(binary, model, threads=2)`` records tok_per_s (gated), mbu and peak_rss."""
+    return Llama2c(request)

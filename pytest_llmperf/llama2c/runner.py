@@ -1,0 +1,245 @@
+"""Run a llama2.c-style binary once, or round after round, and read what it printed. No pytest.
+
+One run spawns ``<binary> <checkpoint> -z <tokenizer> -n steps -s seed -t temperature -p topp
+[-i prompt]`` with ``OMP_NUM_THREADS`` set, waits for it (killing it after a timeout), and returns
+the ``achieved tok/s:`` figure exactly as printed, the wall time measured here, the child's peak
+RSS and CPU time (``wait4``), its exit status, stdout and stderr. Our reference runner also writes
+the positions it ran and a nanosecond timing to the file named by ``LLMPERF_REFRUN_STATS``; other
+binaries ignore that variable and ``positions`` stays None.
+
+The binary's clock counts whole milliseconds, so a tok/s figure carries up to one millisecond of
+error over the timed part of the run; :func:`quantization` gives that relative error, which the
+suite keeps well under the tolerance by its choice of steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import select
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+TOK_S = re.compile(r"^achieved tok/s:[ \t]*(\S*)[ \t]*$", re.MULTILINE)
+STATS_ENV = "LLMPERF_REFRUN_STATS"
+DEFAULT_TIMEOUT = 600.0
+
+
+class RunError(RuntimeError):
+    """A run that gives no usable figure: it hung, crashed, exited non-zero or printed no valid
+    ``achieved tok/s:`` line. The message is a line naming the binary, then the tail of stderr."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run: a checkpoint and tokenizer, and run.c's generation flags."""
+
+    checkpoint: Path
+    tokenizer: Path
+    steps: int = 256
+    seed: int = 42
+    temperature: float = 1.0
+    topp: float = 0.9
+    prompt: str | None = None
+    threads: int | None = None  # OMP_NUM_THREADS; None leaves the environment's
+    timeout: float = DEFAULT_TIMEOUT
+
+    def argv(self, binary: Path) -> list[str]:
+        args = [str(binary), str(self.checkpoint), "-z", str(self.tokenizer), "-n", str(self.steps),
+                "-s", str(self.seed), "-t", repr(float(self.temperature)), "-p", repr(float(self.topp))]
+        if self.prompt:
+            args += ["-i", self.prompt]
+        return args
+
+
+@dataclass
+class RunResult:
+    tok_per_s: float  # as the binary printed it
+    wall_s: float  # spawn to exit, measured here
+    cpu_s: float  # the child's user + system CPU time
+    peak_rss: int  # bytes
+    returncode: int
+    stdout: str
+    stderr: str
+    positions: int | None = None  # positions run (prompt included), from the reference runner
+    prompt_tokens: int | None = None
+    elapsed_ns: int | None = None  # the timed part, monotonic ns (reference runner)
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int | None:
+        """Positions run, as run.c counts them for tok/s (prompt tokens included), when known."""
+        return self.positions
+
+
+def _tail(text: str, lines: int = 10) -> str:
+    rows = [r for r in text.rstrip().splitlines() if r.strip()]
+    return "\n".join(rows[-lines:])
+
+
+def parse_tok_per_s(stderr: str, stdout: str = "", what: str = "binary") -> float:
+    """The figure of the last ``achieved tok/s:`` line; :class:`RunError` when there is none, it
+    is not a number, or it is ``inf``/``nan``/non-positive (a run too short for the millisecond clock)."""
+    found = TOK_S.findall(stderr) or TOK_S.findall(stdout)
+    if not found:
+        shown = _tail(stderr) or _tail(stdout) or "(no output)"
+        raise RunError(f"{what} printed no 'achieved tok/s:' line (too few steps, chat mode, or not a "
+                       f"llama2.c runner?); output ends with:\n{shown}")
+    text = found[-1]
+    try:
+        value = float(text)
+    except ValueError:
+        raise RunError(f"{what} printed 'achieved tok/s: {text}', which is not a number") from None
+    if math.isinf(value):
+        raise RunError(f"{what} printed 'achieved tok/s: {text}': the timed part took less than its 1 ms "
+                       f"clock; run more steps")
+    if math.isnan(value) or value <= 0:
+        raise RunError(f"{what} printed 'achieved tok/s: {text}', not a positive rate")
+    return value
+
+
+def quantization(tok_per_s: float, positions: int) -> float:
+    """Relative error bound of a tok/s figure from a millisecond clock: 1 ms over the timed part,
+    which lasts (positions - 1) / tok_per_s seconds."""
+    if positions < 2 or tok_per_s <= 0:
+        return math.inf
+    return 0.001 / ((positions - 1) / tok_per_s)
+
+
+def _read_stats(path: str) -> dict[str, int]:
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return {}
+    out = {}
+    for part in text.split():
+        key, _, value = part.partition("=")
+        if value.lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+def _wait(pid: int, timeout: float) -> tuple[int, object] | None:
+    """``os.wait4`` with a timeout; None when the child is still running at the deadline."""
+    if hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                ready, _, _ = select.select([fd], [], [], timeout)
+            finally:
+                os.close(fd)
+            if not ready:
+                return None
+            _, status, usage = os.wait4(pid, 0)
+            return status, usage
+    done: list[tuple[int, object]] = []
+    waiter = threading.Thread(target=lambda: done.append(os.wait4(pid, 0)[1:]), daemon=True)
+    waiter.start()
+    waiter.join(timeout)
+    return done[0] if done else None
+
+
+class Runner:
+    """Runs binaries with a fixed base environment (built once: a run costs little besides the
+    child itself)."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self.env = dict(os.environ if env is None else env)
+        self.env.pop(STATS_ENV, None)
+
+    def run(self, binary: str | os.PathLike, spec: RunSpec) -> RunResult:
+        binary = Path(binary)
+        argv = spec.argv(binary)
+        env = dict(self.env)
+        if spec.threads is not None:
+            env["OMP_NUM_THREADS"] = str(spec.threads)
+        fd, stats_path = tempfile.mkstemp(prefix="llmperf-run-", suffix=".stats")
+        os.close(fd)
+        env[STATS_ENV] = stats_path
+        out = tempfile.TemporaryFile()
+        err = tempfile.TemporaryFile()
+        try:
+            actions = [(os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
+            t0 = time.perf_counter()
+            try:
+                pid = os.posix_spawn(str(binary), argv, env, file_actions=actions)
+            except OSError as exc:
+                raise RunError(f"{binary}: cannot start: {exc.strerror or exc}") from None
+            waited = _wait(pid, spec.timeout)
+            if waited is None:
+                os.kill(pid, signal.SIGKILL)
+                os.wait4(pid, 0)
+                raise RunError(f"{binary.name} did not finish within the timeout of {spec.timeout:g} s "
+                               f"(--llmperf-run-timeout) and was killed; command: {' '.join(argv)}")
+            wall = time.perf_counter() - t0
+            status, usage = waited
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode("utf-8", "replace")
+            stderr = err.read().decode("utf-8", "replace")
+        finally:
+            out.close()
+            err.close()
+            stats = _read_stats(stats_path)
+            os.unlink(stats_path)
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            raise RunError(f"{binary.name} was killed by {name}; stderr ends with:\n{_tail(stderr) or '(empty)'}")
+        code = os.WEXITSTATUS(status)
+        if code != 0:
+            raise RunError(f"{binary.name} exited with code {code}; stderr ends with:\n{_tail(stderr) or '(empty)'}")
+        rate = parse_tok_per_s(stderr, stdout, binary.name)
+        rss = usage.ru_maxrss * (1 if os.uname().sysname == "Darwin" else 1024)  # type: ignore[attr-defined]
+        return RunResult(
+            tok_per_s=rate, wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime,  # type: ignore[attr-defined]
+            peak_rss=rss, returncode=code, stdout=stdout, stderr=stderr,
+            positions=stats.get("positions"), prompt_tokens=stats.get("prompt_tokens"),
+            elapsed_ns=stats.get("elapsed_ns"), argv=argv,
+        )
+
+
+@dataclass
+class Bench:
+    """Round after round of one binary on one spec: the kept rounds' results and the measurement."""
+
+    results: list[RunResult]  # the kept rounds (warm-up and descheduled rounds left out)
+    measurement: object  # measure.Measurement of the printed tok/s
+    all_results: list[RunResult]
+
+    @property
+    def tok_per_s(self) -> list[float]:
+        return [r.tok_per_s for r in self.results]
+
+
+def bench(run_once: Callable[[], RunResult], settings, decisive=None) -> Bench:
+    """Repeat ``run_once`` under the rounds engine of :mod:`..measure`: warm-up, then rounds until
+    the tok/s median is precise (and the verdict decisive) or the time budget is spent. Each round
+    is paired with the machine-speed probe; its CPU share is the child's CPU time over wall time."""
+    from .. import measure
+
+    results: list[RunResult] = []
+
+    def sample() -> tuple[float, float, float]:
+        r = run_once()
+        results.append(r)
+        return r.tok_per_s, r.wall_s, r.cpu_s
+
+    m = measure.run_rounds(sample, settings, decisive=decisive)
+    return Bench(results=[results[i] for i in m.kept_rounds], measurement=m, all_results=results)
+
+
+def describe(argv: Sequence[str]) -> str:
+    return " ".join(a if a and " " not in a else repr(a) for a in argv)

@@ -35,6 +35,7 @@ from .config import (
     tolerance_for,
 )
 from .llama2c.fixtures import add_options as _llama2c_options
+from .llama2c.fixtures import check_options as _llama2c_check_options
 from .llama2c.fixtures import llama2c  # noqa: F401  (the fixture, registered with this plugin)
 
 PROPERTY = "llmperf"
@@ -212,6 +213,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cfg = build_config(config)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmperf: {exc}") from None
+    _llama2c_check_options(config)
     state = _State(cfg, config)
     config.stash[STATE] = state
     if not state.is_worker:

@@ -75,7 +75,8 @@ def read_info(path: Path, fingerprint: str) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    entry = data.get("memory_bandwidth", {}).get(fingerprint) if isinstance(data, dict) else None
+    table = data.get("memory_bandwidth") if isinstance(data, dict) else None
+    entry = table.get(fingerprint) if isinstance(table, dict) else None
     if isinstance(entry, dict) and isinstance(entry.get("read_GBps"), (int, float)) and entry["read_GBps"] > 0:
         return entry
     return None
@@ -89,7 +90,9 @@ def write_info(path: Path, fingerprint: str, entry: dict) -> None:
             data = {}
     except (OSError, ValueError):
         data = {}
-    data.setdefault("memory_bandwidth", {})[fingerprint] = entry
+    if not isinstance(data.get("memory_bandwidth"), dict):
+        data["memory_bandwidth"] = {}
+    data["memory_bandwidth"][fingerprint] = entry
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

@@ -10,7 +10,7 @@ needs them, with a one-line reason (and the tail of the compiler's or the binary
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -38,6 +38,12 @@ def add_options(add) -> None:
              "stories110M) or 'all'; default: stories260K,stories15M")
     add("--llmperf-threads", "llmperf_threads", metavar="N,N,...", dest="llmperf_threads",
         help="OpenMP thread counts of the sweep; default: 1, 2, 4, ... up to the usable cores")
+
+
+def _fail(message: str) -> NoReturn:
+    """Fail the test with ``message`` alone: called in an ``except`` block, where ``pytest.fail``
+    would also print the exception being handled ("During handling of the above exception...")."""
+    raise pytest.fail.Exception(message, pytrace=False) from None
 
 
 def _settings(config: pytest.Config):
@@ -104,6 +110,19 @@ def selected_threads(config: pytest.Config) -> list[int]:
     return values
 
 
+def check_options(config: pytest.Config) -> None:
+    """Usage errors of the llama2.c options at configure time (one line, exit code 4) rather than
+    in the first test or collection that needs them; imports nothing when none of them is set."""
+    from ..plugin import _value
+
+    if _value(config, "llmperf_llama2c_models")[0]:
+        selected_models(config)
+    if _value(config, "llmperf_threads")[0]:
+        selected_threads(config)
+    if _value(config, "llmperf_llama2c_src", "LLMPERF_LLAMA2C_SRC")[0] or _value(config, "llmperf_run_timeout")[0]:
+        _session(config)
+
+
 def _session(config: pytest.Config):
     if SESSION not in config.stash:
         from .session import Llama2cSession, SourceError
@@ -136,7 +155,7 @@ class Llama2c:
         except (FlagsRejected, ModelMissing) as exc:
             pytest.skip(str(exc))
         except (BuildError, CompilerNotFound, CacheError) as exc:
-            pytest.fail(f"llmperf: {exc}", pytrace=False)
+            _fail(f"llmperf: {exc}")
         raise AssertionError("unreachable")
 
     def model(self, name: str, quantized: bool = False):
@@ -150,7 +169,7 @@ class Llama2c:
         except ModelMissing as exc:
             pytest.skip(str(exc))
         except (ModelFileError, CacheError) as exc:
-            pytest.fail(f"llmperf: {exc}", pytrace=False)
+            _fail(f"llmperf: {exc}")
         raise AssertionError("unreachable")
 
     # -- running -------------------------------------------------------------------------------
@@ -172,7 +191,7 @@ class Llama2c:
         try:
             return Runner().run(binary, self.spec(model, **kw))
         except RunError as exc:
-            pytest.fail(f"llmperf: {exc}", pytrace=False)
+            _fail(f"llmperf: {exc}")
         raise AssertionError("unreachable")
 
     def bench(self, binary: Path, model, mbu: bool = True, **kw: Any):
@@ -188,7 +207,7 @@ class Llama2c:
             result = bench(lambda: runner.run(binary, spec), recorder.settings_for("tok_per_s"),
                            decisive=recorder.decisive_for("tok_per_s", "tok/s", True))
         except RunError as exc:
-            pytest.fail(f"llmperf: {exc}", pytrace=False)
+            _fail(f"llmperf: {exc}")
         recorder.record_rounds("tok_per_s", result.measurement, "tok/s", True)
         positions = result.results[0].positions or spec.steps
         rate = sorted(result.tok_per_s)[len(result.tok_per_s) // 2]
@@ -247,7 +266,7 @@ def _node_bandwidth(config: pytest.Config, session) -> dict:
         if cfg.save_baseline and bandwidth.read_info(stored, digest) is None:
             bandwidth.write_info(stored, digest, entry)
     except (bandwidth.BandwidthError, BuildError, CompilerNotFound, FlagsRejected, CacheError, OSError) as exc:
-        pytest.fail(f"llmperf: memory bandwidth of node {cfg.node}: {exc}", pytrace=False)
+        _fail(f"llmperf: memory bandwidth of node {cfg.node}: {exc}")
     return entry
 
 

@@ -142,7 +142,14 @@ def _wait(pid: int, timeout: float) -> tuple[int, object] | None:
             _, status, usage = os.wait4(pid, 0)
             return status, usage
     done: list[tuple[int, object]] = []
-    waiter = threading.Thread(target=lambda: done.append(os.wait4(pid, 0)[1:]), daemon=True)
+
+    def reap() -> None:
+        try:
+            done.append(os.wait4(pid, 0)[1:])
+        except ChildProcessError:  # reaped by the caller after killing it at the deadline
+            pass
+
+    waiter = threading.Thread(target=reap, daemon=True)
     waiter.start()
     waiter.join(timeout)
     return done[0] if done else None
@@ -176,8 +183,11 @@ class Runner:
                 raise RunError(f"{binary}: cannot start: {exc.strerror or exc}") from None
             waited = _wait(pid, spec.timeout)
             if waited is None:
-                os.kill(pid, signal.SIGKILL)
-                os.wait4(pid, 0)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.wait4(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass  # already reaped by _wait's thread (no pidfd_open), which races us for it
                 raise RunError(f"{binary.name} did not finish within the timeout of {spec.timeout:g} s "
                                f"(--llmperf-run-timeout) and was killed; command: {' '.join(argv)}")
             wall = time.perf_counter() - t0

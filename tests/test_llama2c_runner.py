@@ -1,0 +1,456 @@
+"""Tests of pytest_llmperf.llama2c.runner: one run of a binary, its failures, and bench().
+
+The "binaries" are a small C program compiled once for the module, whose behaviour is chosen by
+its first argument (where a llama2.c runner takes its checkpoint), and shell scripts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf import measure
+from pytest_llmperf.llama2c import runner
+from pytest_llmperf.llama2c.runner import (
+    STATS_ENV,
+    Bench,
+    RunError,
+    RunResult,
+    Runner,
+    RunSpec,
+    bench,
+    parse_tok_per_s,
+    quantization,
+)
+
+FAKE_C = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "ok";
+    if (!strcmp(mode, "ok")) {
+        printf("Once upon a time\n");
+        fprintf(stderr, "achieved tok/s: 1234.500000\n");
+        return 0;
+    }
+    if (!strcmp(mode, "alloc")) {  /* touch 64 MiB: the peak RSS must show it */
+        size_t n = 64u << 20;
+        volatile char *p = malloc(n);
+        for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+        fprintf(stderr, "achieved tok/s: 10.0\n");
+        return 0;
+    }
+    if (!strcmp(mode, "spin")) {  /* 0.3 s of CPU */
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        volatile unsigned long x = 0;
+        do {
+            for (int i = 0; i < 100000; i++) x += i;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) * 1e-9 < 0.3);
+        fprintf(stderr, "achieved tok/s: 20.0\n");
+        return 0;
+    }
+    if (!strcmp(mode, "sleep")) {  /* 0.3 s of wall time */
+        struct timespec d = {0, 300000000};
+        nanosleep(&d, NULL);
+        fprintf(stderr, "achieved tok/s: 30.0\n");
+        return 0;
+    }
+    if (!strcmp(mode, "abort")) {
+        fprintf(stderr, "loading weights\nrun: assertion failed: weights corrupt\n");
+        fflush(stderr);
+        abort();
+    }
+    if (!strcmp(mode, "segv")) {
+        fprintf(stderr, "about to crash\n");
+        fflush(stderr);
+        raise(SIGSEGV);
+    }
+    if (!strcmp(mode, "hang")) {
+        for (;;) pause();
+    }
+    if (!strcmp(mode, "exit3")) {
+        for (int i = 1; i <= 30; i++) fprintf(stderr, "stderr line %d\n", i);
+        return 3;
+    }
+    if (!strcmp(mode, "inf")) {
+        fprintf(stderr, "achieved tok/s: inf\n");
+        return 0;
+    }
+    if (!strcmp(mode, "garbage")) {
+        printf("\x01\x02 zzz\nmore noise\n");
+        fprintf(stderr, "tok/s? who knows\n");
+        return 0;
+    }
+    if (!strcmp(mode, "nothing")) return 0;
+    if (!strcmp(mode, "args")) {
+        for (int i = 0; i < argc; i++) printf("%s\n", argv[i]);
+        fprintf(stderr, "achieved tok/s: 1.0\n");
+        return 0;
+    }
+    fprintf(stderr, "unknown mode %s\n", mode);
+    return 99;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("fake-runner")
+    src = directory / "fake.c"
+    src.write_text(FAKE_C)
+    binary = directory / "fakerun"
+    subprocess.run([shutil.which("cc"), "-O1", "-o", str(binary), str(src)], check=True, capture_output=True,
+                   timeout=120)
+    return binary
+
+
+def spec(mode: str, **kw) -> RunSpec:
+    kw.setdefault("steps", 64)
+    return RunSpec(checkpoint=Path(mode), tokenizer=Path("tok512.bin"), **kw)
+
+
+def script(tmp_path: Path, body: str, name: str = "fake.sh") -> Path:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+# -- one run -----------------------------------------------------------------------------------
+
+def test_successful_run(fake: Path) -> None:
+    r = Runner().run(fake, spec("ok"))
+    assert r.tok_per_s == 1234.5
+    assert r.returncode == 0
+    assert r.stdout == "Once upon a time\n"
+    assert r.stderr == "achieved tok/s: 1234.500000\n"
+    assert r.peak_rss > 0
+    assert 0 < r.wall_s < 30
+    assert r.cpu_s >= 0
+    assert r.positions is None and r.prompt_tokens is None and r.elapsed_ns is None and r.tokens is None
+    assert r.argv[0] == str(fake)
+
+
+def test_argv_is_run_c_s(fake: Path) -> None:
+    s = spec("args", steps=17, seed=3, temperature=0.0, topp=0.5, prompt="Once upon")
+    assert s.argv(fake) == [str(fake), "args", "-z", "tok512.bin", "-n", "17", "-s", "3", "-t", "0.0", "-p", "0.5",
+                            "-i", "Once upon"]
+    r = Runner().run(fake, s)
+    assert r.stdout.splitlines() == s.argv(fake)
+    assert r.argv == s.argv(fake)
+    assert "-i" not in spec("args").argv(fake)
+
+
+def test_peak_rss_counts_the_childs_memory(fake: Path) -> None:
+    r = Runner().run(fake, spec("alloc"))
+    assert r.peak_rss >= 64 << 20
+    assert r.peak_rss < 1 << 30
+
+
+def test_wall_and_cpu_time_are_plausible(fake: Path) -> None:
+    slept = Runner().run(fake, spec("sleep"))
+    assert 0.29 <= slept.wall_s < 10
+    assert slept.cpu_s < slept.wall_s
+    spun = Runner().run(fake, spec("spin"))
+    assert 0.29 <= spun.wall_s < 10
+    assert 0.05 <= spun.cpu_s <= spun.wall_s + 0.05
+
+
+def test_timeout_kills_the_binary(fake: Path) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(RunError) as info:
+        Runner().run(fake, spec("hang", timeout=0.5))
+    elapsed = time.monotonic() - t0
+    assert 0.45 <= elapsed < 10
+    message = str(info.value)
+    assert message.startswith("fakerun did not finish within the timeout of 0.5 s (--llmperf-run-timeout) "
+                              "and was killed; command: ")
+    assert str(fake) in message and "-n 64" in message
+
+
+def test_timeout_without_pidfd(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the thread-based wait used where os.pidfd_open is missing (macOS, old kernels)
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    thread_errors: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    before = threading.active_count()
+    with pytest.raises(RunError, match="did not finish within the timeout of 0.5 s"):
+        Runner().run(fake, spec("hang", timeout=0.5))
+    # the waiting thread and the caller both try to reap the killed child: neither may fail
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+    assert thread_errors == []
+    assert Runner().run(fake, spec("ok")).tok_per_s == 1234.5
+
+
+def test_timeout_of_a_script_kills_the_script(tmp_path: Path) -> None:
+    sh = script(tmp_path, "echo started >&2\nexec sleep 60\n", "sleeper")
+    t0 = time.monotonic()
+    with pytest.raises(RunError, match="sleeper did not finish within the timeout of 0.3 s"):
+        Runner().run(sh, spec("x", timeout=0.3))
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize(("mode", "name", "tail"), [
+    ("abort", "SIGABRT", "loading weights\nrun: assertion failed: weights corrupt"),
+    ("segv", "SIGSEGV", "about to crash"),
+])
+def test_killed_by_a_signal(fake: Path, mode: str, name: str, tail: str) -> None:
+    with pytest.raises(RunError) as info:
+        Runner().run(fake, spec(mode))
+    assert str(info.value) == f"fakerun was killed by {name}; stderr ends with:\n{tail}"
+
+
+def test_script_killing_itself(tmp_path: Path) -> None:
+    sh = script(tmp_path, "echo 'going down' >&2\nkill -TERM $$\nsleep 5\n", "selfkill")
+    with pytest.raises(RunError, match="^selfkill was killed by SIGTERM; stderr ends with:\ngoing down$"):
+        Runner().run(sh, spec("x"))
+
+
+def test_nonzero_exit_names_the_code_and_the_tail_of_stderr(fake: Path) -> None:
+    with pytest.raises(RunError) as info:
+        Runner().run(fake, spec("exit3"))
+    message = str(info.value)
+    first, *rest = message.splitlines()
+    assert first == "fakerun exited with code 3; stderr ends with:"
+    assert rest == [f"stderr line {i}" for i in range(21, 31)]  # the last ten lines
+
+
+def test_nonzero_exit_with_empty_stderr(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match=r"^quiet exited with code 7; stderr ends with:\n\(empty\)$"):
+        Runner().run(script(tmp_path, "exit 7\n", "quiet"), spec("x"))
+
+
+def test_inf_rate_asks_for_more_steps(fake: Path) -> None:
+    with pytest.raises(RunError, match=r"fakerun printed 'achieved tok/s: inf': .*1 ms clock; run more steps"):
+        Runner().run(fake, spec("inf"))
+
+
+def test_garbage_output(fake: Path) -> None:
+    with pytest.raises(RunError) as info:
+        Runner().run(fake, spec("garbage"))
+    message = str(info.value)
+    assert message.startswith("fakerun printed no 'achieved tok/s:' line")
+    assert message.endswith("tok/s? who knows")
+
+
+def test_no_output(fake: Path) -> None:
+    with pytest.raises(RunError, match=r"^fakerun printed no 'achieved tok/s:' line .*\n\(no output\)$"):
+        Runner().run(fake, spec("nothing"))
+
+
+def test_missing_and_non_executable_binaries(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match=f"^{tmp_path / 'absent'}: cannot start: No such file"):
+        Runner().run(tmp_path / "absent", spec("x"))
+    plain = tmp_path / "plain"
+    plain.write_text("#!/bin/sh\nexit 0\n")
+    plain.chmod(0o644)
+    with pytest.raises(RunError, match=f"^{plain}: cannot start: Permission denied"):
+        Runner().run(plain, spec("x"))
+
+
+def test_stats_file_of_the_reference_runner(tmp_path: Path) -> None:
+    sh = script(tmp_path, (
+        'echo "$' + STATS_ENV + '"\n'
+        'printf "positions=65 prompt_tokens=3\\nelapsed_ns=12345678 junk bad=x neg=-4\\n" > "$' + STATS_ENV + '"\n'
+        'echo "achieved tok/s: 5000.0" >&2\n'
+    ))
+    r = Runner().run(sh, spec("x"))
+    assert (r.positions, r.prompt_tokens, r.elapsed_ns) == (65, 3, 12345678)
+    assert r.tokens == 65
+    stats_path = Path(r.stdout.strip())
+    assert stats_path.name.startswith("llmperf-run-") and stats_path.suffix == ".stats"
+    assert not stats_path.exists()  # removed after the run
+
+
+def test_stats_file_is_removed_after_a_failure(tmp_path: Path) -> None:
+    sh = script(tmp_path, 'echo "$' + STATS_ENV + '" >&2\nexit 2\n')
+    with pytest.raises(RunError) as info:
+        Runner().run(sh, spec("x"))
+    stats_path = Path(str(info.value).splitlines()[-1])
+    assert stats_path.name.startswith("llmperf-run-")
+    assert not stats_path.exists()
+
+
+def test_environment_and_omp_threads(tmp_path: Path) -> None:
+    sh = script(tmp_path, 'echo "omp=$OMP_NUM_THREADS stats=${' + STATS_ENV + '} extra=$EXTRA"\n'
+                          'echo "achieved tok/s: 1.5" >&2\n')
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "7", STATS_ENV: "/stale/path",
+           "EXTRA": "kept"}
+    fixed = Runner(env)
+    assert STATS_ENV not in fixed.env  # a stats path from the caller's environment is not passed on
+    out = fixed.run(sh, spec("x", threads=3)).stdout
+    assert "omp=3 " in out and "extra=kept" in out and "/stale/path" not in out
+    assert fixed.run(sh, spec("x")).stdout.startswith("omp=7 ")  # threads=None leaves the environment's
+    assert fixed.env["OMP_NUM_THREADS"] == "7"  # one run's threads do not stick
+
+
+def test_tok_s_from_stdout_when_stderr_has_none(tmp_path: Path) -> None:
+    sh = script(tmp_path, 'echo "achieved tok/s: 42.5"\necho "noise" >&2\n')
+    assert Runner().run(sh, spec("x")).tok_per_s == 42.5
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("stderr", "expected"), [
+    ("achieved tok/s: 123.456000\n", 123.456),
+    ("achieved tok/s:123.5", 123.5),
+    ("achieved tok/s:   77.25   \n", 77.25),
+    ("achieved tok/s:\t8e3\t\n", 8000.0),
+    ("achieved tok/s: 1.0\nsome text\nachieved tok/s: 2.0\nmore text\n", 2.0),  # the last line wins
+    ("header\nachieved tok/s: 3.5\n", 3.5),
+])
+def test_parse_tok_per_s(stderr: str, expected: float) -> None:
+    assert parse_tok_per_s(stderr) == expected
+
+
+def test_parse_prefers_stderr_to_stdout() -> None:
+    assert parse_tok_per_s("achieved tok/s: 10\n", "achieved tok/s: 20\n") == 10.0
+    assert parse_tok_per_s("nothing here\n", "achieved tok/s: 20\n") == 20.0
+
+
+def test_parse_needs_the_line_to_start_with_the_label() -> None:
+    with pytest.raises(RunError, match="printed no 'achieved tok/s:' line"):
+        parse_tok_per_s("we achieved tok/s: 10\n")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("achieved tok/s: fast\n", "printed 'achieved tok/s: fast', which is not a number"),
+    ("achieved tok/s: 12.5x\n", "printed 'achieved tok/s: 12.5x', which is not a number"),
+    ("achieved tok/s:\n", "printed 'achieved tok/s: ', which is not a number"),
+    ("achieved tok/s: 12 tokens\n", "printed no 'achieved tok/s:' line"),
+    ("achieved tok/s: inf\n", "the timed part took less than its 1 ms clock; run more steps"),
+    ("achieved tok/s: nan\n", "not a positive rate"),
+    ("achieved tok/s: 0.000000\n", "not a positive rate"),
+    ("achieved tok/s: -5\n", "not a positive rate"),
+])
+def test_parse_rejects(text: str, message: str) -> None:
+    with pytest.raises(RunError) as info:
+        parse_tok_per_s(text, what="mybin")
+    assert str(info.value).startswith("mybin ")
+    assert message in str(info.value)
+
+
+def test_parse_no_line_shows_the_tail_of_the_output() -> None:
+    err = "\n".join(f"line {i}" for i in range(1, 16)) + "\n"
+    with pytest.raises(RunError) as info:
+        parse_tok_per_s(err, "stdout text", "bin")
+    lines = str(info.value).splitlines()
+    assert lines[1:] == [f"line {i}" for i in range(6, 16)]
+    with pytest.raises(RunError) as info:
+        parse_tok_per_s("", "only stdout\n", "bin")
+    assert str(info.value).endswith("\nonly stdout")
+    with pytest.raises(RunError) as info:
+        parse_tok_per_s("", "", "bin")
+    assert str(info.value).endswith("\n(no output)")
+
+
+# -- quantization ------------------------------------------------------------------------------
+
+def test_quantization() -> None:
+    # 101 positions at 1000 tok/s: the timed part lasts 100 ms; 1 ms of it is 1%
+    assert quantization(1000.0, 101) == pytest.approx(0.01)
+    # stories260K at 4000 tok/s over 512 positions: about 0.78%
+    assert quantization(4000.0, 512) == pytest.approx(0.001 / (511 / 4000.0))
+    # twice the positions, half the error; twice the rate, twice the error
+    assert quantization(1000.0, 201) == pytest.approx(quantization(1000.0, 101) / 2)
+    assert quantization(2000.0, 101) == pytest.approx(quantization(1000.0, 101) * 2)
+    assert math.isinf(quantization(1000.0, 1))
+    assert math.isinf(quantization(1000.0, 0))
+    assert math.isinf(quantization(0.0, 100))
+    assert math.isinf(quantization(-1.0, 100))
+
+
+# -- bench -------------------------------------------------------------------------------------
+
+def fake_result(rate: float, wall: float = 0.01, cpu: float | None = None, tag: int = 0) -> RunResult:
+    return RunResult(tok_per_s=rate, wall_s=wall, cpu_s=wall if cpu is None else cpu, peak_rss=1 << 20,
+                     returncode=0, stdout=f"run {tag}", stderr="")
+
+
+def test_bench_keeps_results_aligned_with_the_samples() -> None:
+    rates = [100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 99.8, 100.1]
+    made: list[RunResult] = []
+
+    def run_once() -> RunResult:
+        i = len(made)
+        made.append(fake_result(rates[i % len(rates)], tag=i))
+        return made[-1]
+
+    settings = measure.MeasureSettings(warmup=0, min_rounds=5, max_time=0.5, probe=False)
+    b = bench(run_once, settings)
+    assert isinstance(b, Bench)
+    m = b.measurement
+    assert b.all_results == made
+    assert m.rounds_total == len(made) >= 5
+    assert len(b.results) == len(m.samples) >= 5
+    assert b.tok_per_s == m.samples
+    assert b.results == [made[i] for i in m.kept_rounds]
+    assert m.cpu_share == pytest.approx(1.0)
+
+
+def test_bench_leaves_out_warmup_and_descheduled_rounds() -> None:
+    made: list[RunResult] = []
+
+    def run_once() -> RunResult:
+        i = len(made)
+        # two slow warm-up rounds; round 4 lost most of its wall time to another process
+        rate = 50.0 if i < 2 else 100.0 + (i % 3)
+        made.append(fake_result(rate, cpu=0.001 if i == 4 else None, tag=i))
+        return made[-1]
+
+    settings = measure.MeasureSettings(warmup=2, min_rounds=5, max_time=0.2, probe=True)
+    b = bench(run_once, settings)
+    m = b.measurement
+    kept_tags = [int(r.stdout.split()[1]) for r in b.results]
+    assert 0 not in kept_tags and 1 not in kept_tags and 4 not in kept_tags
+    assert kept_tags == m.kept_rounds
+    assert b.tok_per_s == m.samples and len(m.samples) >= 5
+    assert 50.0 not in b.tok_per_s
+    assert m.warmup["discarded"] == 2 and m.warmup["descheduled_rounds"] == 1
+    assert len(m.probes) == len(m.samples)
+
+
+def test_bench_propagates_run_errors() -> None:
+    count = [0]
+
+    def run_once() -> RunResult:
+        count[0] += 1
+        if count[0] == 3:
+            raise RunError("fakerun was killed by SIGKILL; stderr ends with:\n(empty)")
+        return fake_result(10.0)
+
+    with pytest.raises(RunError, match="SIGKILL"):
+        bench(run_once, measure.MeasureSettings(warmup=0, min_rounds=5, max_time=0.2, probe=False))
+
+
+def test_bench_of_a_real_binary(fake: Path) -> None:
+    r = Runner()
+    b = bench(lambda: r.run(fake, spec("ok")), measure.MeasureSettings(warmup=0, min_rounds=5, max_time=0.3))
+    assert b.tok_per_s == [1234.5] * len(b.results) and len(b.results) >= 5
+    assert all(x.peak_rss > 0 for x in b.results)
+
+
+def test_describe_quotes_arguments_with_spaces() -> None:
+    assert runner.describe(["run", "model.bin", "-i", "Once upon", ""]) == "run model.bin -i 'Once upon' ''"
+
+
+def test_signal_names_match_the_platform() -> None:
+    assert signal.Signals(signal.SIGABRT).name == "SIGABRT"  # what the message above relies on

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-TOK_S = re.compile(r"^achieved tok/s:[ \t]*(\S*)[ \t]*$", re.MULTILINE)
+TOK_S = re.compile(r"^[ \t]*achieved tok/s:[ \t]*(\S*?)[ \t\r]*$", re.MULTILINE)
 STATS_ENV = "LLMPERF_REFRUN_STATS"
 DEFAULT_TIMEOUT = 600.0
 

@@ -529,3 +529,25 @@ def test_ensure_unwritable_cache_dir_names_it(tmp_path):
 def test_ensure_unknown_model(tmp_path):
     with pytest.raises(ValueError, match="stories15M"):
         ensure_synthetic_model(tmp_path, "stories1B")
+
+
+def test_q8_header_accepts_export_py_group_size_that_does_not_divide_hidden(tmp_path):
+    # export.py picks 64 for stories260K (it only needs dim % 64 == 0); runq.c runs such a file
+    config = CONFIGS["stories260K"]
+    good = tmp_path / "good.bin"
+    write_q8_checkpoint(good, config)
+    header = bytearray(good.read_bytes()[:256])
+    header[37:41] = struct.pack("<i", 64)
+    path = tmp_path / "stories260K_q80.bin"
+    path.write_bytes(bytes(header) + b"\0" * (config.q8_file_size(64) - 256))
+    assert read_q8_header(path) == (config, 64)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_q8_bytes_per_token_is_the_file_less_header_plus_one_float_row(name):
+    # shared classifier: every tensor of the file is read per token, plus one dequantized float
+    # embedding row; the quantized embedding table is read whole as the classifier
+    config = CONFIGS[name]
+    gs = config.q8_group_size()
+    assert config.q8_weight_bytes_per_token(gs) == config.q8_file_size(gs) - 256 + 4 * config.dim
+    assert config.q8_weight_bytes_per_token(gs) <= 0.55 * config.weight_bytes_per_token()  # 260K: group 4

@@ -38,9 +38,13 @@ class ModelFiles:
     config: object  # models.ModelConfig
     synthetic: bool
     quantized: bool = False
+    group_size: int | None = None  # Q8_0 files
 
     @property
     def bytes_per_token(self) -> int:
+        """Checkpoint bytes one decoded token reads (float32, or int8 + scales for Q8_0)."""
+        if self.quantized:
+            return self.config.q8_weight_bytes_per_token(self.group_size)  # type: ignore[attr-defined]
         return self.config.weight_bytes_per_token()  # type: ignore[attr-defined]
 
 
@@ -121,13 +125,14 @@ class Llama2cSession:
             if tok is None:
                 raise ModelMissing(f"{base / wanted} not found: the tokenizer of {name} (--llmperf-models {base})")
             synthetic = False
+        group_size = None
         if quantized:
-            config, _gs = models.read_q8_header(ckpt)
+            config, group_size = models.read_q8_header(ckpt)
         else:
             config = models.read_checkpoint_header(ckpt)
         models.read_tokenizer(tok, config.vocab_size)
         return ModelFiles(name=name, checkpoint=ckpt, tokenizer=tok, config=config, synthetic=synthetic,
-                          quantized=quantized)
+                          quantized=quantized, group_size=group_size)
 
 
 def thread_counts(cores: int | None = None) -> list[int]:

@@ -84,11 +84,20 @@ class Recorder:
 
         return decisive
 
-    def settings_for(self, name: str) -> _measure.MeasureSettings:
-        """The measurement settings for metric ``name``: this test's, with its tolerance."""
-        return replace(self.settings, tolerance=self._tolerance_for(name), probe=self._normalize != "off")
+    @property
+    def normalize(self) -> str:
+        """``auto``, ``on`` or ``off``: this test's speed-adjustment setting (option or marker)."""
+        return self._normalize
 
-    def record_rounds(self, name: str, m: _measure.Measurement, unit: str, higher_is_better: bool) -> None:
+    def settings_for(self, name: str, probe: bool | None = None) -> _measure.MeasureSettings:
+        """The measurement settings for metric ``name``: this test's, with its tolerance; ``probe``
+        overrides whether the machine-speed probe is timed around the rounds."""
+        if probe is None:
+            probe = self._normalize != "off"
+        return replace(self.settings, tolerance=self._tolerance_for(name), probe=probe)
+
+    def record_rounds(self, name: str, m: _measure.Measurement, unit: str, higher_is_better: bool,
+                      normalize: str | None = None) -> None:
         """Record the samples of :func:`measure.run_rounds` (with their machine-speed probes, CPU
         share and warm-up), e.g. the tok/s a child process printed round by round."""
         self._check_name(name)
@@ -99,8 +108,8 @@ class Recorder:
         self.measurements[name] = m
         self.metrics[name] = Metric(
             name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=list(m.samples),
-            probes=list(m.probes) if m.probes else None, warmup=m.warmup, normalize=self._normalize,
-            cpu_share=m.cpu_share,
+            probes=list(m.probes) if m.probes else None, warmup=m.warmup,
+            normalize=normalize or self._normalize, cpu_share=m.cpu_share,
         )
 
     def rate(self, name: str, amount: float, unit: str, of: str = "time") -> None:

@@ -76,6 +76,8 @@ def metric_to_json(metric: Metric) -> dict:
     }
     if probes is not None:
         out["probes"] = [_round(v) for v in probes]
+        if metric.probe_kind != "python":
+            out["probe_kind"] = metric.probe_kind
     if metric.cpu_share is not None:
         out["cpu_share"] = _round(metric.cpu_share)
     if not metric.gate:
@@ -105,11 +107,15 @@ def metric_from_json(name: str, data: Any, where: str) -> Metric:
     share = data.get("cpu_share")
     if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or share < 0):
         raise BaselineError(f"{where}: metric {name!r} has an invalid cpu_share {share!r}")
+    kind = data.get("probe_kind", "python")
+    if not isinstance(kind, str) or not kind:
+        raise BaselineError(f"{where}: metric {name!r} has an invalid probe_kind {kind!r}")
     gate = data.get("gate", True)
     if not isinstance(gate, bool):
         raise BaselineError(f"{where}: metric {name!r} has an invalid gate {gate!r}")
     return Metric(
         name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher", gate=gate,
+        probe_kind=kind,
         cpu_share=float(share) if share is not None else None,
         samples=[float(v) for v in samples], probes=[float(v) for v in probes] if probes is not None else None,
         warmup=data.get("warmup"),

@@ -52,6 +52,7 @@ class Metric:
     warmup: dict | None = None  # {"discarded": n, "first": x, "steady": y}
     normalize: str = "auto"
     cpu_share: float | None = None  # median CPU time / wall time of the rounds, when measured
+    probe_kind: str = "python"  # what the probes time: "python" (measure.speed_probe) or a reference binary
     gate: bool = True  # False: informational (derived figures such as MBU), never fails a test
     note: str = ""  # shown under the summary table, e.g. "model fits in the last-level cache"
 
@@ -98,7 +99,7 @@ def _use_adjusted(base: Metric, cur: Metric) -> bool:
     probes and both ran on the CPU of the timing thread (CPU time at least 80% of wall time):
     only such work follows the CPU's speed. A workload that sleeps, waits for a GPU or computes
     on other threads does not, and dividing it by the probe would only add the probe's noise."""
-    if cur.normalize == "off" or not base.probes or not cur.probes:
+    if cur.normalize == "off" or not base.probes or not cur.probes or base.probe_kind != cur.probe_kind:
         return False
     if cur.normalize == "on":
         return True

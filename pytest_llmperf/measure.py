@@ -151,12 +151,15 @@ def run_rounds(
     decisive: Callable[[list[float], list[float] | None], bool] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     calibrate: Callable[[float], None] | None = None,
+    probe_fn: Callable[[], float] | None = None,
 ) -> Measurement:
     """Warm up, then take rounds until the stop rule holds; see the module docstring.
 
     ``sample()`` runs one round and returns ``(value, wall, cpu)``: the sample (a time per call,
     or a rate such as tok/s that a child process printed), the round's wall time and the CPU time
     it used (None when unknown). ``calibrate(value)`` is called after each warm-up round.
+    ``probe_fn()``, when given, replaces the speed probe: it returns the time of a fixed piece of
+    work (e.g. a reference binary's seconds per token, for rounds that run a native binary).
 
     Stop rule, checked at growing intervals once ``min_rounds`` are in: the median is precise
     enough for the tolerance (``precision_factor``) and, when ``decisive`` is given (the baseline
@@ -174,11 +177,17 @@ def run_rounds(
     probes: list[float] = []  # probes[i] is taken just before round i
     kept_rounds: list[int] = []
 
+    def take_probe() -> None:
+        if probe_fn is not None:
+            probes.append(probe_fn())
+            return
+        p0 = clock()
+        speed_probe()
+        probes.append(clock() - p0)
+
     def one_round() -> None:
         if probe:
-            p0 = clock()
-            speed_probe()
-            probes.append(clock() - p0)
+            take_probe()
         value, wall, used = sample()
         values.append(value)
         walls.append(wall)
@@ -251,9 +260,7 @@ def run_rounds(
                             break
         one_round()
     if probe:
-        p0 = clock()
-        speed_probe()
-        probes.append(clock() - p0)
+        take_probe()
     samples, speeds, dropped = kept(warm_end)
     steady = stats.median(samples)
     warmup = {

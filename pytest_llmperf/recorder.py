@@ -67,8 +67,8 @@ class Recorder:
         )
         return m.result
 
-    def decisive_for(self, name: str, unit: str, higher_is_better: bool
-                     ) -> Callable[[list[float], list[float] | None], bool] | None:
+    def decisive_for(self, name: str, unit: str, higher_is_better: bool, normalize: str | None = None,
+                     probe_kind: str = "python") -> Callable[[list[float], list[float] | None], bool] | None:
         """For the adaptive stop: a test of "is the verdict on these samples decisive (not noisy)?"
         against this test's baseline of ``name``, or None when there is no comparable baseline."""
         base = self._baseline.get(name)
@@ -77,8 +77,8 @@ class Recorder:
         tolerance = self._tolerance_for(name)
 
         def decisive(samples: list[float], probes: list[float] | None) -> bool:
-            cur = Metric(name, unit, higher_is_better, samples, probes, normalize=self._normalize,
-                         cpu_share=base.cpu_share)
+            cur = Metric(name, unit, higher_is_better, samples, probes, normalize=normalize or self._normalize,
+                         cpu_share=base.cpu_share, probe_kind=probe_kind)
             verdict = compare_metric("", base, cur, tolerance, self._confidence, self._noise_floor)
             return verdict.status != NOISY
 
@@ -97,7 +97,7 @@ class Recorder:
         return replace(self.settings, tolerance=self._tolerance_for(name), probe=probe)
 
     def record_rounds(self, name: str, m: _measure.Measurement, unit: str, higher_is_better: bool,
-                      normalize: str | None = None) -> None:
+                      normalize: str | None = None, probe_kind: str = "python") -> None:
         """Record the samples of :func:`measure.run_rounds` (with their machine-speed probes, CPU
         share and warm-up), e.g. the tok/s a child process printed round by round."""
         self._check_name(name)
@@ -109,7 +109,7 @@ class Recorder:
         self.metrics[name] = Metric(
             name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=list(m.samples),
             probes=list(m.probes) if m.probes else None, warmup=m.warmup,
-            normalize=normalize or self._normalize, cpu_share=m.cpu_share,
+            normalize=normalize or self._normalize, cpu_share=m.cpu_share, probe_kind=probe_kind,
         )
 
     def rate(self, name: str, amount: float, unit: str, of: str = "time") -> None:

@@ -146,12 +146,19 @@ class Llama2c:
     # -- building and files --------------------------------------------------------------------
     def build(self, flags: str, program: str = "run") -> Path:
         """The binary of ``program`` (run, or runq in a checkout that has it) built with ``flags``."""
+        return self._built(lambda: self.session.build(flags, program))
+
+    def build_reference(self) -> Path:
+        """Our reference runner at fixed flags: the native machine-speed probe of ``bench``."""
+        return self._built(self.session.reference_binary)
+
+    def _built(self, make) -> Path:
         from .build import BuildError, CompilerNotFound, FlagsRejected
         from .cache import CacheError
         from .session import ModelMissing
 
         try:
-            return self.session.build(flags, program)
+            return make()
         except (FlagsRejected, ModelMissing) as exc:
             pytest.skip(str(exc))
         except (BuildError, CompilerNotFound, CacheError) as exc:
@@ -197,23 +204,36 @@ class Llama2c:
     def bench(self, binary: Path, model, mbu: bool = True, **kw: Any):
         """Run round after round and record ``tok_per_s`` (gated), ``mbu`` and ``peak_rss``
         (informational) in this test's ``llmperf`` recorder; returns the runner.Bench."""
+        from dataclasses import replace
+
         from . import bandwidth
         from .runner import RunError, Runner, bench, quantization
+        from .session import PROBE_KIND, PROBE_STEPS
 
         recorder = self._request.getfixturevalue("llmperf")
         spec = self.spec(model, **kw)
         runner = Runner()
-        # the Python speed probe does not follow a native binary's speed on our CI machines (it
-        # flips between two speeds 1.5x apart while the binary's tok/s stays put): compiled
-        # runs are compared raw unless speed adjustment is asked for explicitly (normalize=on)
-        normalize = "on" if recorder.normalize == "on" else "off"
-        settings = recorder.settings_for("tok_per_s", probe=normalize == "on")
+        # the Python speed probe does not follow a native binary's speed (on our CI machine it flips
+        # between two speeds 1.5x apart while the binary's tok/s stays put); the probe of compiled
+        # runs is our reference runner at fixed flags on the same model, run before every round
+        normalize = "off" if recorder.normalize == "off" else "on"
+        probe_once = None
+        if normalize == "on":
+            reference = self.build_reference()
+            probe_spec = replace(spec, steps=min(PROBE_STEPS.get(model.name, 8), spec.steps), threads=1,
+                                 prompt=None)
+            probe_model = self.model(model.name) if model.quantized else model
+            probe_spec = replace(probe_spec, checkpoint=probe_model.checkpoint, tokenizer=probe_model.tokenizer)
+            probe_once = lambda: runner.run(reference, probe_spec)  # noqa: E731
+        settings = recorder.settings_for("tok_per_s", probe=probe_once is not None)
         try:
             result = bench(lambda: runner.run(binary, spec), settings,
-                           decisive=recorder.decisive_for("tok_per_s", "tok/s", True))
+                           decisive=recorder.decisive_for("tok_per_s", "tok/s", True, normalize, PROBE_KIND),
+                           probe_once=probe_once)
         except RunError as exc:
             _fail(f"llmperf: {exc}")
-        recorder.record_rounds("tok_per_s", result.measurement, "tok/s", True, normalize=normalize)
+        recorder.record_rounds("tok_per_s", result.measurement, "tok/s", True, normalize=normalize,
+                               probe_kind=PROBE_KIND)
         positions = result.results[0].positions or spec.steps
         rate = sorted(result.tok_per_s)[len(result.tok_per_s) // 2]
         q = quantization(rate, positions)

@@ -234,10 +234,23 @@ class Bench:
         return [r.tok_per_s for r in self.results]
 
 
-def bench(run_once: Callable[[], RunResult], settings, decisive=None) -> Bench:
+def seconds_per_token(result: RunResult) -> float:
+    """The timed part of a run per position after the first: nanosecond-precise from the reference
+    runner's stats, else from the printed (millisecond-based) tok/s."""
+    if result.elapsed_ns and result.positions and result.positions > 1:
+        return result.elapsed_ns / 1e9 / (result.positions - 1)
+    return 1.0 / result.tok_per_s
+
+
+def bench(run_once: Callable[[], RunResult], settings, decisive=None,
+          probe_once: Callable[[], RunResult] | None = None) -> Bench:
     """Repeat ``run_once`` under the rounds engine of :mod:`..measure`: warm-up, then rounds until
-    the tok/s median is precise (and the verdict decisive) or the time budget is spent. Each round
-    is paired with the machine-speed probe; its CPU share is the child's CPU time over wall time."""
+    the tok/s median is precise (and the verdict decisive) or the time budget is spent. A round's
+    CPU share is the child's CPU time over wall time.
+
+    ``probe_once`` (with ``settings.probe``) runs a fixed reference binary before each round and
+    after the last: its seconds per token are the round's machine-speed probe, so a change of the
+    machine's speed between sessions cancels out of the comparison of tok/s."""
     from .. import measure
 
     results: list[RunResult] = []
@@ -247,7 +260,8 @@ def bench(run_once: Callable[[], RunResult], settings, decisive=None) -> Bench:
         results.append(r)
         return r.tok_per_s, r.wall_s, r.cpu_s
 
-    m = measure.run_rounds(sample, settings, decisive=decisive)
+    probe_fn = (lambda: seconds_per_token(probe_once())) if probe_once is not None else None
+    m = measure.run_rounds(sample, settings, decisive=decisive, probe_fn=probe_fn)
     return Bench(results=[results[i] for i in m.kept_rounds], measurement=m, all_results=results)
 
 

@@ -20,6 +20,11 @@ PROGRAMS = ("run", "runq")
 # short enough that the default suite finishes in a few minutes (stories15M: 128, about 1.5 s here)
 DEFAULT_STEPS = {"stories260K": 512, "stories15M": 128, "stories42M": 128, "stories110M": 128}
 DEFAULT_MODELS = ("stories260K", "stories15M")
+# the reference probe run before every round: our runner at fixed flags, single-threaded, on the same
+# model, for a fraction of a second (its nanosecond stats make short runs precise)
+PROBE_FLAGS = "-O3"
+PROBE_STEPS = {"stories260K": 256, "stories15M": 24, "stories42M": 10, "stories110M": 4}
+PROBE_KIND = "refrun-O3"
 
 
 class ModelMissing(LookupError):
@@ -90,6 +95,10 @@ class Llama2cSession:
         if source is None:
             raise ModelMissing(f"no {program}.c in {self.settings.src or 'the reference runner'}")
         return build(source, flags, self.cache_dir() / "llama2c", cc=self.settings.cc, name=program)
+
+    def reference_binary(self) -> Path:
+        """Our reference runner built with PROBE_FLAGS: the native machine-speed probe."""
+        return build(REFERENCE_SOURCE, PROBE_FLAGS, self.cache_dir() / "llama2c", cc=self.settings.cc, name="run")
 
     def model(self, name: str, quantized: bool = False) -> ModelFiles:
         """The checkpoint and tokenizer of a published model: from ``models_dir`` when given (validated

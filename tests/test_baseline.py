@@ -533,3 +533,15 @@ def test_cpu_share_round_trips_and_is_validated():
     for bad in (-1, "high", True):
         with pytest.raises(BaselineError, match="invalid cpu_share"):
             metric_from_json("time", {**data, "cpu_share": bad}, "w")
+
+
+def test_probe_kind_round_trips_and_defaults_to_python():
+    m = Metric("tok_per_s", "tok/s", True, [1.0, 2.0], probes=[0.5, 0.5], probe_kind="refrun-O3")
+    data = metric_to_json(m)
+    assert data["probe_kind"] == "refrun-O3"
+    assert metric_from_json("tok_per_s", data, "f.json").probe_kind == "refrun-O3"
+    plain = metric_to_json(Metric("time", "s", False, [1.0], probes=[0.5]))
+    assert "probe_kind" not in plain
+    assert metric_from_json("time", plain, "f.json").probe_kind == "python"
+    with pytest.raises(BaselineError, match="f.json: metric 'time' has an invalid probe_kind 3"):
+        metric_from_json("time", {**plain, "probe_kind": 3}, "f.json")

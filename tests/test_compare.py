@@ -448,3 +448,16 @@ def test_auto_adjusts_only_work_that_runs_on_the_timing_thread(base_share, cur_s
     base, cur = time_metric(b_s, b_p, cpu_share=base_share), time_metric(c_s, c_p, cpu_share=cur_share)
     assert compare._use_adjusted(base, cur) is expected
     assert compare_metric("t", base, cur, tolerance=0.05).adjusted is expected
+
+
+def test_probes_of_different_kinds_are_never_mixed():
+    # a baseline probed with the Python probe cannot speed-adjust a run probed by a reference binary
+    b_s, b_p = tracking_run(100.0, 1.0, seed=1)
+    c_s, c_p = tracking_run(100.0, 1.3, seed=2)
+    base, cur = time_metric(b_s, b_p), time_metric(c_s, c_p)
+    cur.probe_kind = "refrun-O3"
+    assert compare._use_adjusted(base, cur) is False
+    v = compare_metric("t", base, cur, tolerance=0.05)
+    assert v.adjusted is False and v.change == pytest.approx(v.raw_change)
+    base.probe_kind = "refrun-O3"
+    assert compare._use_adjusted(base, cur) is True

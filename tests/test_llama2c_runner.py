@@ -21,6 +21,7 @@ from pytest_llmperf import measure
 from pytest_llmperf.llama2c import runner
 from pytest_llmperf.llama2c.runner import (
     STATS_ENV,
+    seconds_per_token,
     Bench,
     RunError,
     RunResult,
@@ -454,3 +455,26 @@ def test_describe_quotes_arguments_with_spaces() -> None:
 
 def test_signal_names_match_the_platform() -> None:
     assert signal.Signals(signal.SIGABRT).name == "SIGABRT"  # what the message above relies on
+
+
+def test_bench_pairs_each_round_with_the_reference_runs_seconds_per_token() -> None:
+    # the reference probe runs before every round and once after the last; with nanosecond stats
+    # its seconds per token come from them, else from its printed tok/s
+    probes: list[RunResult] = []
+
+    def probe_once() -> RunResult:
+        i = len(probes)
+        r = fake_result(50.0 if i % 2 else 40.0, tag=i)
+        if i == 0:
+            r.positions, r.elapsed_ns = 11, 200_000_000  # 10 tokens in 0.2 s: 0.02 s per token
+        probes.append(r)
+        return r
+
+    settings = measure.MeasureSettings(warmup=0, min_rounds=5, max_time=0.05, probe=True)
+    b = bench(lambda: fake_result(100.0), settings, probe_once=probe_once)
+    m = b.measurement
+    assert len(probes) == m.rounds_total + 1
+    expected = [1 / 40.0 if i % 2 == 0 else 1 / 50.0 for i in range(len(probes))]
+    expected[0] = 0.02
+    assert m.probes == [min(expected[i], expected[i + 1]) for i in m.kept_rounds]
+    assert seconds_per_token(probes[0]) == pytest.approx(0.02)

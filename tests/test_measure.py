@@ -487,3 +487,12 @@ def test_not_adaptive_spends_the_whole_budget(clock):
                                                     adaptive=False), clock=clock)
     assert full.stop_reason == "time budget"
     assert len(full.samples) >= 99
+
+
+def test_a_probe_function_replaces_the_speed_probe(clock):
+    # e.g. a reference binary's seconds per token: its return value is the probe time as is
+    values = iter([0.3, 0.1, 0.2, 0.4, 0.5, 0.05, 0.6])
+    m = measure.run_rounds(lambda: (1.0, 1.0, None), settings(warmup=0, probe=True), clock=clock,
+                           probe_fn=lambda: next(values))
+    assert m.rounds_total == 5
+    assert m.probes == [0.1, 0.1, 0.2, 0.4, 0.05]

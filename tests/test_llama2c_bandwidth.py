@@ -145,7 +145,7 @@ def test_measure_reports_the_bandwidth(small_probe: tuple[dict, Path]) -> None:
     assert info["threads"] >= 1
     assert info["passes"] == bandwidth.PASSES
     assert info["llc_bytes"] == 1 * MiB
-    assert info["method"].startswith("bwprobe -O2")
+    assert info["method"].startswith("bwprobe -O3")
     measured = dt.datetime.fromisoformat(info["measured_at"])
     assert measured.tzinfo is not None
     assert abs((dt.datetime.now(dt.timezone.utc) - measured).total_seconds()) < 3600
@@ -168,7 +168,7 @@ def test_measure_without_openmp_runs_one_thread(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(bandwidth, "MIN_PROBE_BYTES", 64 * MiB)
     info = bandwidth.measure(tmp_path / "cache", str(cc), llc_bytes=None, memory_bytes=None)
     assert info["threads"] == 1
-    assert info["method"] == "bwprobe -O2 (no OpenMP: one thread)"
+    assert info["method"] == "bwprobe -O3 (no OpenMP: one thread)"
     assert info["read_GBps"] > 0
 
 

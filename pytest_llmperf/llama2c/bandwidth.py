@@ -45,9 +45,9 @@ def measure(cache_dir: Path, cc: str, llc_bytes: int | None, memory_bytes: int |
     """Build and run the probe; returns ``{"read_GBps", "bytes", "threads", "passes", "llc_bytes",
     "method", "measured_at"}``. OpenMP when the compiler has it, else one thread (said in method)."""
     try:
-        binary, method = build(PROBE_SOURCE, "-O2 -fopenmp", cache_dir, cc=cc), "bwprobe -O2 -fopenmp"
+        binary, method = build(PROBE_SOURCE, "-O3 -fopenmp", cache_dir, cc=cc), "bwprobe -O3 -fopenmp"
     except FlagsRejected:
-        binary, method = build(PROBE_SOURCE, "-O2", cache_dir, cc=cc), "bwprobe -O2 (no OpenMP: one thread)"
+        binary, method = build(PROBE_SOURCE, "-O3", cache_dir, cc=cc), "bwprobe -O3 (no OpenMP: one thread)"
     size = probe_bytes(llc_bytes, memory_bytes)
     try:
         out = subprocess.run([str(binary), str(size), str(PASSES)], capture_output=True, text=True, timeout=timeout)

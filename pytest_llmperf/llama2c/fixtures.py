@@ -252,6 +252,10 @@ class Llama2c:
             if llc and per_token <= llc:
                 note = (f"the weights ({per_token / 2**20:.1f} MiB read per token) fit in the last-level cache "
                         f"({llc / 2**20:.0f} MiB): decode reads them from the cache, and MBU may exceed 100%")
+            elif llc and per_token <= bandwidth.LLC_FACTOR * llc:
+                note = (f"the weights ({per_token / 2**20:.0f} MiB read per token) are only {per_token / llc:.1f}x "
+                        f"the last-level cache ({llc / 2**20:.0f} MiB): part of them may come from the cache, "
+                        f"so MBU reads high")
             recorder.record("mbu", [100 * bandwidth.mbu(per_token, r, bw["read_GBps"]) for r in result.tok_per_s],
                             unit="%", higher_is_better=True, gate=False, note=note)
         return result

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .build import build
-from .cache import CacheError, ensure_dir
+from .cache import CacheError, default_cache_dir, ensure_dir
 
 REFERENCE_SOURCE = Path(__file__).with_name("refrun.c")
 PROGRAMS = ("run", "runq")
@@ -58,7 +58,7 @@ class Settings:
     src: Path | None = None  # a llama2.c checkout; None: our reference runner
     cc: str = "cc"
     models_dir: Path | None = None  # real checkpoints; None: synthetic ones
-    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "pytest-llmperf")
+    cache_dir: Path = field(default_factory=default_cache_dir)
     run_timeout: float = 600.0
 
 

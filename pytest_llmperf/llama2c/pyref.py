@@ -25,12 +25,12 @@ import re
 import struct
 import sys
 import time
-from array import array
 from dataclasses import dataclass, field
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
+
+from .models import ModelConfig, read_tokenizer, read_weights_f64
 
 __all__ = [
-    "Shape",
     "Model",
     "Generation",
     "load",
@@ -53,27 +53,6 @@ ROPE_BASE = 10000.0
 _BYTE_PIECE = re.compile(rb"<0x([0-9A-Fa-f]{1,2})")
 
 
-class Shape(NamedTuple):
-    """Model configuration read from the 28-byte header."""
-
-    dim: int
-    hidden_dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    vocab_size: int
-    seq_len: int
-    shared_classifier: bool
-
-    @property
-    def head_size(self) -> int:
-        return self.dim // self.n_heads
-
-    @property
-    def kv_dim(self) -> int:
-        return self.dim * self.n_kv_heads // self.n_heads
-
-
 Matrix = List[List[float]]
 
 
@@ -94,7 +73,7 @@ class _Layer:
 class Model:
     """A loaded checkpoint and tokenizer, all floats as Python floats."""
 
-    shape: Shape
+    shape: ModelConfig
     embedding: Matrix
     layers: List[_Layer]
     final_norm: List[float]
@@ -130,94 +109,39 @@ class Generation:
 # loading
 
 
-def _floats(buf: bytes, offset: int, count: int) -> Tuple[array, int]:
-    end = offset + 4 * count
-    if end > len(buf):
-        raise ValueError("checkpoint is truncated: needs %d bytes, has %d" % (end, len(buf)))
-    a = array("f")
-    a.frombytes(buf[offset:end])
-    if sys.byteorder == "big":
-        a.byteswap()
-    return a, end
-
-
-def _rows(flat: Sequence[float], start: int, n_rows: int, n_cols: int) -> Matrix:
-    return [list(flat[start + r * n_cols : start + (r + 1) * n_cols]) for r in range(n_rows)]
-
-
-def _read_tokenizer(path: str, vocab_size: int) -> Tuple[List[bytes], List[float]]:
-    with open(path, "rb") as f:
-        data = f.read()
-    pos = 4  # max_token_length is not needed here
-    pieces: List[bytes] = []
-    scores: List[float] = []
-    for i in range(vocab_size):
-        if pos + 8 > len(data):
-            raise ValueError("tokenizer %s ends after %d of %d tokens" % (path, i, vocab_size))
-        score, length = struct.unpack_from("<fi", data, pos)
-        pos += 8
-        if length < 0 or pos + length > len(data):
-            raise ValueError("tokenizer %s ends inside token %d" % (path, i))
-        # C treats every piece as a NUL-terminated string: keep what it sees
-        pieces.append(data[pos : pos + length].split(b"\0", 1)[0])
-        scores.append(score)
-        pos += length
-    return pieces, scores
+def _rows(flat: Sequence[float], n_rows: int, n_cols: int) -> Matrix:
+    return [list(flat[r * n_cols : (r + 1) * n_cols]) for r in range(n_rows)]
 
 
 def load(checkpoint_path: str, tokenizer_path: str) -> Model:
-    """Read a legacy llama2.c checkpoint and a tokenizer.bin of the model's vocab_size tokens."""
-    with open(checkpoint_path, "rb") as f:
-        buf = f.read()
-    if len(buf) < 28:
-        raise ValueError("checkpoint %s is shorter than its 28-byte header" % checkpoint_path)
-    dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len = struct.unpack_from("<7i", buf, 0)
-    shape = Shape(dim, hidden, n_layers, n_heads, n_kv_heads, abs(vocab), seq_len, vocab > 0)
-    if min(dim, hidden, n_layers, n_heads, n_kv_heads, abs(vocab), seq_len) <= 0:
-        raise ValueError("checkpoint %s has an invalid header" % checkpoint_path)
-    if dim % n_heads or n_heads % n_kv_heads or shape.head_size % 2:
-        raise ValueError("checkpoint %s has an invalid header" % checkpoint_path)
-    V, D, H, L, KV = shape.vocab_size, dim, hidden, n_layers, shape.kv_dim
-
-    off = 28
-    emb, off = _floats(buf, off, V * D)
-    att_norm, off = _floats(buf, off, L * D)
-    wq, off = _floats(buf, off, L * D * D)
-    wk, off = _floats(buf, off, L * KV * D)
-    wv, off = _floats(buf, off, L * KV * D)
-    wo, off = _floats(buf, off, L * D * D)
-    ffn_norm, off = _floats(buf, off, L * D)
-    w1, off = _floats(buf, off, L * H * D)
-    w2, off = _floats(buf, off, L * D * H)
-    w3, off = _floats(buf, off, L * H * D)
-    final_norm, off = _floats(buf, off, D)
-    off += 4 * seq_len * shape.head_size  # the two unused RoPE tables
-    embedding = _rows(emb, 0, V, D)
-    if shape.shared_classifier:
-        classifier = embedding
-    else:
-        cls, off = _floats(buf, off, V * D)
-        classifier = _rows(cls, 0, V, D)
-
+    """Read (and validate, see models.py) a legacy llama2.c checkpoint and a tokenizer.bin of the
+    model's vocab_size tokens."""
+    w = read_weights_f64(checkpoint_path)
+    shape: ModelConfig = w["config"]
+    V, D, H, KV = shape.vocab_size, shape.dim, shape.hidden_dim, shape.kv_dim
+    embedding = _rows(w["token_embedding"], V, D)
+    classifier = embedding if shape.shared_classifier else _rows(w["wcls"], V, D)
     layers = [
         _Layer(
-            att_norm=list(att_norm[l * D : (l + 1) * D]),
-            wq=_rows(wq, l * D * D, D, D),
-            wk=_rows(wk, l * KV * D, KV, D),
-            wv=_rows(wv, l * KV * D, KV, D),
-            wo=_rows(wo, l * D * D, D, D),
-            ffn_norm=list(ffn_norm[l * D : (l + 1) * D]),
-            w_gate=_rows(w1, l * H * D, H, D),
-            w_down=_rows(w2, l * D * H, D, H),
-            w_up=_rows(w3, l * H * D, H, D),
+            att_norm=list(w["rms_att"][l]),
+            wq=_rows(w["wq"][l], D, D),
+            wk=_rows(w["wk"][l], KV, D),
+            wv=_rows(w["wv"][l], KV, D),
+            wo=_rows(w["wo"][l], D, D),
+            ffn_norm=list(w["rms_ffn"][l]),
+            w_gate=_rows(w["w1"][l], H, D),
+            w_down=_rows(w["w2"][l], D, H),
+            w_up=_rows(w["w3"][l], H, D),
         )
-        for l in range(L)
+        for l in range(shape.n_layers)
     ]
-    pieces, scores = _read_tokenizer(tokenizer_path, V)
+    tok = read_tokenizer(tokenizer_path, V)
+    # C treats every piece as a NUL-terminated string: keep what it sees
+    pieces = [piece.split(b"\0", 1)[0] for piece in tok.pieces]
     lookup: dict = {}
-    for i, p in enumerate(pieces):
-        lookup.setdefault(p, i)
-    return Model(shape, embedding, layers, list(final_norm), classifier, pieces, scores, lookup)
+    for i, piece in enumerate(pieces):
+        lookup.setdefault(piece, i)
+    return Model(shape, embedding, layers, list(w["rms_final"]), classifier, pieces, list(tok.scores), lookup)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ class Runner:
                 except (ProcessLookupError, ChildProcessError):
                     pass  # already reaped by _wait's thread (no pidfd_open), which races us for it
                 raise RunError(f"{binary.name} did not finish within the timeout of {spec.timeout:g} s "
-                               f"(--llmperf-run-timeout) and was killed; command: {' '.join(argv)}")
+                               f"(--llmperf-run-timeout) and was killed; command: {describe(argv)}")
             wall = time.perf_counter() - t0
             status, usage = waited
             out.seek(0)

@@ -134,6 +134,24 @@ def parse_confidence(text: Any, what: str = "--llmperf-confidence") -> float:
     return value
 
 
+PROFILERS = ("torch",)
+DEFAULT_PROFILE_STEPS = 3
+DEFAULT_ARTIFACTS_DIR = "llmperf-artifacts"
+
+
+def parse_profilers(text: Any, what: str = "--llmperf-profile") -> frozenset:
+    """``"torch"`` or ``"torch,..."`` -> the set of profiler names; ``none`` or empty -> none."""
+    if text is None:
+        return frozenset()
+    parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]
+    if parts == ["none"]:
+        return frozenset()
+    unknown = [p for p in parts if p not in PROFILERS]
+    if unknown:
+        raise ConfigError(f"{what}: unknown profiler {unknown[0]!r} (known: {', '.join(PROFILERS)})")
+    return frozenset(parts)
+
+
 def parse_normalize(text: Any, what: str = "--llmperf-normalize") -> str:
     if isinstance(text, bool):
         return "on" if text else "off"
@@ -166,6 +184,9 @@ class Config(NamedTuple):
     report_only: bool = False
     json_path: Path | None = None
     markdown_path: Path | None = None
+    artifacts_dir: Path | None = None  # profiler outputs, <dir>/<node>/<test>/...; None: the default
+    profilers: frozenset = frozenset()  # --llmperf-profile: which profilers wrap the benchmarks
+    profile_steps: int = DEFAULT_PROFILE_STEPS
 
 
 class MarkerOptions(NamedTuple):

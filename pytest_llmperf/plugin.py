@@ -16,6 +16,7 @@ import pytest
 
 from . import __version__
 from .config import (
+    DEFAULT_ARTIFACTS_DIR,
     DEFAULT_BASELINE_DIR,
     DEFAULT_CONFIDENCE,
     DEFAULT_MAX_TIME,
@@ -29,6 +30,7 @@ from .config import (
     parse_fraction,
     parse_normalize,
     parse_positive_int,
+    parse_profilers,
     parse_seconds,
     parse_tolerance_spec,
     parse_warmup,
@@ -37,6 +39,9 @@ from .config import (
 from .llama2c.fixtures import add_options as _llama2c_options
 from .llama2c.fixtures import check_options as _llama2c_check_options
 from .llama2c.fixtures import llama2c  # noqa: F401  (the fixture, registered with this plugin)
+from .torch_models.fixtures import add_options as _torch_options
+from .torch_models.fixtures import check_options as _torch_check_options
+from .torch_models.fixtures import torch_decode, torch_device, torch_lm  # noqa: F401  (fixtures)
 
 PROPERTY = "llmperf"
 BASELINE_TIME_FACTOR = 3
@@ -131,7 +136,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--llmperf-json", None, metavar="PATH", dest="llmperf_json", help="write the run's results and verdicts as JSON")
     add("--llmperf-markdown", None, metavar="PATH", dest="llmperf_markdown",
         help="write a Markdown summary (for a CI job summary or a PR comment)")
+    add("--llmperf-profile", "llmperf_profile", metavar="NAMES", dest="llmperf_profile",
+        help="profile the benchmarks with these profilers, in runs separate from the timed ones: torch "
+             "(the PyTorch profiler's operator table); default: none")
+    add("--llmperf-profile-steps", "llmperf_profile_steps", metavar="N", dest="llmperf_profile_steps",
+        help="steps (or decoded tokens' generations) run under a profiler; default: 3")
+    add("--llmperf-artifacts", "llmperf_artifacts", metavar="DIR", dest="llmperf_artifacts",
+        help=f"where profiler outputs go, as DIR/<node>/<test>/... (also env LLMPERF_ARTIFACTS); "
+             f"default: {DEFAULT_ARTIFACTS_DIR} under the rootdir")
     _llama2c_options(add)
+    _torch_options(add)
 
 
 def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[Any, str | None]:
@@ -199,7 +213,27 @@ def build_config(config: pytest.Config) -> Config:
         report_only=bool(v("llmperf_report_only")),
         json_path=opt_path("llmperf_json"),
         markdown_path=opt_path("llmperf_markdown"),
+        artifacts_dir=_rooted(config, v("llmperf_artifacts", "LLMPERF_ARTIFACTS") or DEFAULT_ARTIFACTS_DIR),
+        profilers=parse_profilers(v("llmperf_profile")),
+        profile_steps=parse_positive_int(v("llmperf_profile_steps") or 3, "--llmperf-profile-steps"),
     )
+
+
+def _rooted(config: pytest.Config, raw: Any) -> Path:
+    path = Path(os.path.expanduser(str(raw)))
+    return path if path.is_absolute() else config.rootpath / path
+
+
+def artifact_dir(config: pytest.Config, nodeid: str) -> Path:
+    """Where the profiler outputs of test ``nodeid`` go: ``<artifacts>/<node>/<test>`` (the test id
+    made a safe file name: ``suites/test_x.py::test_y[a-b]`` -> ``test_x.py--test_y[a-b]``)."""
+    import re
+
+    cfg = config.stash[STATE].config
+    path, _, rest = nodeid.partition("::")
+    name = path.rsplit("/", 1)[-1] + ("--" + rest.replace("::", "--") if rest else "")
+    name = re.sub(r"[^A-Za-z0-9._+=,\[\]-]", "_", name)[:200]
+    return (cfg.artifacts_dir or config.rootpath / DEFAULT_ARTIFACTS_DIR) / cfg.node / name
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -214,6 +248,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"llmperf: {exc}") from None
     _llama2c_check_options(config)
+    _torch_check_options(config)
     state = _State(cfg, config)
     config.stash[STATE] = state
     if not state.is_worker:
@@ -383,6 +418,9 @@ def evaluate(state: _State, item: pytest.Item, metrics: list) -> tuple[dict, lis
         "verdicts": [v.to_dict() for v in verdicts],
         "fingerprint": digest,
     }
+    recorder = item.stash.get(RECORDER, None)
+    if recorder is not None and recorder.artifacts:
+        payload["artifacts"] = list(recorder.artifacts)
     return payload, errors + failures
 
 
@@ -527,6 +565,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"llmperf: {summary}")
         for line in report.notes(verdicts):
             tr.write_line(f"llmperf: note: {line}")
+        artifacts = [(p["nodeid"], a) for p in state.payloads for a in p.get("artifacts", [])]
+        if artifacts:
+            tr.write_line("")
+            tr.write_line(f"llmperf: profiler outputs in {state.config.artifacts_dir}:")
+            for nodeid, a in artifacts:
+                tr.write_line(f"  {nodeid} [{a['kind']}] {a.get('summary', '')}".rstrip())
+                for path in a.get("paths", []):
+                    tr.write_line(f"      {path}")
         for v in verdicts:
             if v.status == "not-compared":
                 tr.write_line(f"llmperf: WARNING {v.test} {v.metric} not compared: {v.reason}", yellow=True)

@@ -42,6 +42,11 @@ class Recorder:
         self._normalize = normalize
         self.metrics: dict[str, Metric] = {}
         self.measurements: dict[str, _measure.Measurement] = {}
+        self.artifacts: list[dict] = []  # profiler outputs: {"kind", "paths", "summary"}
+
+    def add_artifact(self, kind: str, paths: Iterable[Any], summary: str = "") -> None:
+        """Note files a profiler wrote for this test (listed in the summary and the JSON report)."""
+        self.artifacts.append({"kind": str(kind), "paths": [str(p) for p in paths], "summary": str(summary)})
 
     # -- timing a callable -------------------------------------------------------------------
     def measure(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -23,7 +23,7 @@ from pytest_llmperf.torch_models.fixtures import PASS_IDS, lm_grid  # noqa: E402
 
 
 def pytest_generate_tests(metafunc):
-    if "lm_case" not in metafunc.fixturenames:
+    if "size" not in metafunc.fixturenames:
         return
     grid = lm_grid(metafunc.config)
     cases = []
@@ -32,12 +32,11 @@ def pytest_generate_tests(metafunc):
             for precision in grid["precisions"]:
                 for context in grid["contexts"]:
                     for compiled in grid["compile"]:
-                        case = (size, kind, precision, context, grid["batch_size"], compiled)
                         name = f"{size}-{PASS_IDS[kind]}-{precision}-ctx{context}" + ("-compiled" if compiled else "")
-                        cases.append(pytest.param(case, id=name))
-    metafunc.parametrize("lm_case", cases)
+                        cases.append(pytest.param(size, kind, precision, context, grid["batch_size"], compiled,
+                                                  id=name))
+    metafunc.parametrize(("size", "kind", "precision", "context", "batch", "compiled"), cases)
 
 
-def test_transformer(torch_lm, lm_case):
-    size, kind, precision, context, batch_size, compiled = lm_case
-    torch_lm.bench(size, kind, precision=precision, context=context, batch_size=batch_size, compile=compiled)
+def test_transformer(torch_lm, size, kind, precision, context, batch, compiled):
+    torch_lm.bench(size, kind, precision=precision, context=context, batch_size=batch, compile=compiled)

@@ -178,6 +178,7 @@ def test_cuda_asked_for_without_a_gpu_fails_naming_it(pytester: pytest.Pytester)
     ("--llmperf-lm-contexts=128,x", "--llmperf-lm-contexts: expected positive whole numbers like 128,256; got '128,x'"),
     ("--llmperf-lm-passes=backward", "--llmperf-lm-passes: unknown value 'backward' (known: forward, *"),
     ("--llmperf-precisions=int4", "--llmperf-precisions: unknown value 'int4' (known: fp32, bf16, fp16)"),
+    ("--llmperf-torch-threads=0", "--llmperf-torch-threads: expected positive whole numbers like 128,256; got '0'"),
     ("--llmperf-lm-compile=maybe", "--llmperf-lm-compile: invalid value 'maybe' (use off, on or both)"),
     ("--llmperf-decode-variants=eager,beam", "--llmperf-decode-variants: unknown value 'beam' (known: eager, *"),
     ("--llmperf-decode-model=gpt5", "--llmperf-decode-model: unknown value 'gpt5' (known: tiny, stories15M, *"),
@@ -294,3 +295,13 @@ def test_without_torch_the_suites_and_fixtures_skip_with_the_reason(pytester: py
     result.assert_outcomes(skipped=3)
     assert result.stdout.str().count("torch is not installed: pip install 'pytest-llmperf[torch]'") == 3
     assert result.ret == 0
+
+
+def test_torch_threads_option_sets_torch_threads(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_t="""
+import torch
+
+def test_t(torch_device):
+    assert torch.get_num_threads() == 1
+""")
+    run(pytester, "--llmperf-torch-threads=1").assert_outcomes(passed=1)

@@ -39,6 +39,9 @@ def add_options(add) -> None:
     add("--llmperf-device", "llmperf_device", metavar="DEVICE", dest="llmperf_device",
         help="device of the torch benchmarks: auto, cpu, cuda, cuda:N, mps (also env LLMPERF_DEVICE); "
              "default: auto (cuda, else mps, else cpu)")
+    add("--llmperf-torch-threads", "llmperf_torch_threads", metavar="N", dest="llmperf_torch_threads",
+        help="CPU threads torch computes with in the torch benchmarks (torch.set_num_threads); default: torch's "
+             "own (the usable cores). 1 keeps a shared 2-core runner from stalling a step on a lost core")
     add("--llmperf-lm-sizes", "llmperf_lm_sizes", metavar="NAMES", dest="llmperf_lm_sizes",
         help="transformer LM sizes: tiny, mini, small, medium, large, xl, 2.7B, or 'table' (small to 2.7B); "
              "default: tiny,mini")
@@ -155,6 +158,11 @@ def _decode_settings(config: pytest.Config) -> dict:
             "checkpoint": _path(checkpoint) if checkpoint else None, "draft": draft}
 
 
+def torch_threads(config: pytest.Config) -> int | None:
+    raw = _value(config, "llmperf_torch_threads")
+    return _ints(raw, "--llmperf-torch-threads")[0] if raw else None
+
+
 def _path(raw: Any) -> Path:
     p = Path(str(raw)).expanduser()
     return p if p.is_absolute() else Path.cwd() / p
@@ -164,6 +172,7 @@ def check_options(config: pytest.Config) -> None:
     """Usage errors of the torch options at configure time (one line, exit code 4); imports
     nothing heavy (torch is not needed to check names)."""
     lm_grid(config)
+    torch_threads(config)
     decode_variants(config)
     _decode_settings(config)
     raw = _value(config, "llmperf_device", "LLMPERF_DEVICE")
@@ -195,6 +204,11 @@ class TorchSession:
                 self._device = resolve_device(self.device_spec)
             except (DeviceUnavailable, ValueError) as exc:
                 self._device_error = f"llmperf: --llmperf-device: {exc}"
+            threads = torch_threads(self.config)
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
         if self._device_error:
             _fail(self._device_error)
         return self._device

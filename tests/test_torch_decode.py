@@ -18,13 +18,8 @@ PROMPT = [1, 17, 42, 99, 3, 250, 7]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are far too small to gain from intra-op threads, and on a busy 2-core machine
-    two OpenMP threads make each step wait for a descheduled thread (10-50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """One torch thread for this module (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture

@@ -14,15 +14,9 @@ from pytest_llmperf.torch_models import transformer as tm  # noqa: E402
 GiB = 2**30
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These models are far too small to gain from intra-op threads, and on a small shared machine
-    # a busy second core turns every OpenMP barrier into a stall (a 256^3 matmul went from 0.5 ms
-    # to 8 ms with two threads while another process held one core).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_torch_thread):
+    """One torch thread for this module (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -75,9 +75,7 @@ def add_options(add) -> None:
         help="tokens the draft proposes per verification; default: 5")
 
 
-def _fail(message: str) -> NoReturn:
-    """Fail the test with ``message`` alone (no "during handling of the above exception")."""
-    raise pytest.fail.Exception(message, pytrace=False) from None
+from ..llama2c.fixtures import _fail  # noqa: E402  (fail with one line, no chained traceback)
 
 
 def _names(raw: Any, known: tuple[str, ...], option: str) -> list[str]:

@@ -74,7 +74,7 @@ def test_lm_bench_records_metrics_saves_and_compares(pytester: pytest.Pytester) 
     assert set(metrics) >= {"ms_per_step", "tok_per_s", "first_step_ms", "peak_mem", "mfu"}
     assert metrics["ms_per_step"]["unit"] == "ms" and metrics["ms_per_step"]["direction"] == "lower"
     assert "gate" not in metrics["ms_per_step"]  # gated
-    assert metrics["ms_per_step"]["probe_kind"] == "torch-mm"
+    assert metrics["ms_per_step"]["probe_kind"] == "torch-mm512"
     assert all(metrics[m].get("gate") is False for m in ("tok_per_s", "first_step_ms", "peak_mem", "mfu"))
     # tok/s is batch x context over the step time, round by round
     for ms, rate in zip(metrics["ms_per_step"]["samples"], metrics["tok_per_s"]["samples"]):

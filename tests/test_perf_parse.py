@@ -1,0 +1,71 @@
+"""perf stat -x output: recorded on this VM (software events counted, hardware events not
+supported) and written by hand in perf's format (multiplexing, <not counted>, thousands
+separators). The perf wrapper itself comes with issue 5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf.profilers import perf
+from pytest_llmperf.profilers.perf import COUNTED, NOT_COUNTED, NOT_SUPPORTED, PerfEventError, PerfParseError
+
+DATA = Path(__file__).parent / "data" / "perf"
+
+
+def test_vm_output_software_counted_hardware_not_supported():
+    counters = {c.event: c for c in perf.parse_stat_csv((DATA / "stat_vm.csv").read_text())}
+    assert list(counters) == ["task-clock", "page-faults", "context-switches", "cycles", "instructions",
+                              "cache-misses"]
+    assert counters["task-clock"].value == 0.48 and counters["task-clock"].unit == "msec"
+    assert counters["task-clock"].metric_value == 0.514 and counters["task-clock"].metric_unit == "CPUs utilized"
+    assert counters["page-faults"].value == 49 and counters["page-faults"].status == COUNTED
+    assert counters["context-switches"].value == 0 and counters["context-switches"].status == COUNTED
+    for name in ("cycles", "instructions", "cache-misses"):
+        assert counters[name].status == NOT_SUPPORTED and counters[name].value is None  # never zero
+    assert perf.ipc(list(counters.values())) is None
+
+
+def test_multiplexed_counts_keep_their_scaling_and_percentage():
+    counters = {c.event: c for c in perf.parse_stat_csv((DATA / "stat_multiplexed.csv").read_text())}
+    cycles, ins = counters["cycles"], counters["instructions"]
+    assert cycles.value == 1523456789 and cycles.running_pct == 66.62 and cycles.multiplexed
+    assert ins.metric_value == 1.89 and ins.metric_unit == "insn per cycle"
+    assert perf.ipc(list(counters.values())) == pytest.approx(2876543210 / 1523456789)
+    missed = counters["L1-dcache-load-misses"]
+    assert missed.status == NOT_COUNTED and missed.value is None and missed.running_pct == 0.0
+
+
+def test_repeated_runs_variance_column():
+    (c,) = perf.parse_stat_csv((DATA / "stat_repeat.csv").read_text())
+    assert c.event == "task-clock" and c.value == 0.33 and c.variance_pct == 13.91 and c.running_pct == 100.0
+    assert not c.multiplexed
+
+
+def test_thousands_separators_with_another_field_separator():
+    counters = {c.event: c for c in perf.parse_stat_csv((DATA / "stat_semicolon.csv").read_text(), separator=";")}
+    assert counters["instructions"].value == 1234567
+    assert counters["task-clock"].value == 812.55
+
+
+def test_unknown_event_names_the_event():
+    with pytest.raises(PerfEventError, match=r"perf does not know the event 'nosuch-event': parser error"):
+        perf.parse_stat_csv((DATA / "event_error.txt").read_text())
+
+
+@pytest.mark.parametrize("line", ["garbage", "abc,,cycles,1,100.00,,", "1,,cycles,1,lots,,", "1,,,1,100.00,,"])
+def test_unparsable_lines_are_errors_quoting_the_line(line):
+    with pytest.raises(PerfParseError, match="unparsable"):
+        perf.parse_stat_csv(line + "\n")
+
+
+def test_unavailable_reasons(tmp_path, monkeypatch):
+    assert "perf not found on PATH" in perf.unavailable_reason("no-such-perf-binary")
+    paranoid = tmp_path / "paranoid"
+    paranoid.write_text("3\n")
+    monkeypatch.setattr(perf.shutil, "which", lambda name: "/usr/bin/perf")
+    monkeypatch.setattr(perf.os, "geteuid", lambda: 1000)
+    assert "perf_event_paranoid is 3" in perf.unavailable_reason(paranoid_path=str(paranoid))
+    paranoid.write_text("2\n")
+    assert perf.unavailable_reason(paranoid_path=str(paranoid)) is None

@@ -22,6 +22,7 @@ from .config import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_ROUNDS,
     DEFAULT_NOISE_FLOOR,
+    DEFAULT_PROFILE_STEPS,
     DEFAULT_TOLERANCE,
     Config,
     ConfigError,
@@ -186,10 +187,7 @@ def build_config(config: pytest.Config) -> Config:
             tolerance = overall
         per_metric.update(metrics)
 
-    base_dir = v("llmperf_baseline_dir", "LLMPERF_BASELINE_DIR") or DEFAULT_BASELINE_DIR
-    base_path = Path(os.path.expanduser(str(base_dir)))
-    if not base_path.is_absolute():
-        base_path = config.rootpath / base_path
+    base_path = _rooted(config, v("llmperf_baseline_dir", "LLMPERF_BASELINE_DIR") or DEFAULT_BASELINE_DIR)
 
     def opt_path(dest: str) -> Path | None:
         raw = v(dest)
@@ -215,11 +213,12 @@ def build_config(config: pytest.Config) -> Config:
         markdown_path=opt_path("llmperf_markdown"),
         artifacts_dir=_rooted(config, v("llmperf_artifacts", "LLMPERF_ARTIFACTS") or DEFAULT_ARTIFACTS_DIR),
         profilers=parse_profilers(v("llmperf_profile")),
-        profile_steps=parse_positive_int(v("llmperf_profile_steps") or 3, "--llmperf-profile-steps"),
+        profile_steps=parse_positive_int(v("llmperf_profile_steps") or DEFAULT_PROFILE_STEPS, "--llmperf-profile-steps"),
     )
 
 
 def _rooted(config: pytest.Config, raw: Any) -> Path:
+    """A path option: ``~`` expanded, relative paths taken from the rootdir."""
     path = Path(os.path.expanduser(str(raw)))
     return path if path.is_absolute() else config.rootpath / path
 

@@ -66,13 +66,20 @@ def bound_samples(samples: list[float], probes: list[float] | None, limit: int =
     return [samples[i] for i in idx], ([probes[i] for i in idx] if probes is not None else None)
 
 
+def _exact(value: float) -> float | int:
+    """A deterministic count is stored as it is (an integer when it is one): rounding it to seven
+    digits would make equal counts look unequal to a reader."""
+    return int(value) if float(value).is_integer() else value
+
+
 def metric_to_json(metric: Metric) -> dict:
     samples, probes = bound_samples(metric.samples, metric.probes)
+    keep = _exact if metric.exact else _round
     out: dict[str, Any] = {
         "unit": metric.unit,
         "direction": metric.direction,
-        "summary": {k: (_round(v) if isinstance(v, float) else v) for k, v in stats.summarize(metric.samples).items()},
-        "samples": [_round(v) for v in samples],
+        "summary": {k: (keep(v) if isinstance(v, float) else v) for k, v in stats.summarize(metric.samples).items()},
+        "samples": [keep(v) for v in samples],
     }
     if probes is not None:
         out["probes"] = [_round(v) for v in probes]
@@ -82,6 +89,8 @@ def metric_to_json(metric: Metric) -> dict:
         out["cpu_share"] = _round(metric.cpu_share)
     if not metric.gate:
         out["gate"] = False
+    if metric.exact:
+        out["exact"] = True
     if metric.warmup:
         out["warmup"] = {k: (_round(v) if isinstance(v, float) else v) for k, v in metric.warmup.items()}
     return out
@@ -113,8 +122,11 @@ def metric_from_json(name: str, data: Any, where: str) -> Metric:
     gate = data.get("gate", True)
     if not isinstance(gate, bool):
         raise BaselineError(f"{where}: metric {name!r} has an invalid gate {gate!r}")
+    exact = data.get("exact", False)
+    if not isinstance(exact, bool):
+        raise BaselineError(f"{where}: metric {name!r} has an invalid exact {exact!r}")
     return Metric(
-        name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher", gate=gate,
+        name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher", gate=gate, exact=exact,
         probe_kind=kind,
         cpu_share=float(share) if share is not None else None,
         samples=[float(v) for v in samples], probes=[float(v) for v in probes] if probes is not None else None,

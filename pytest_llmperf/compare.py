@@ -15,6 +15,9 @@ means worse; ``t`` is the tolerance; [lo, hi] is the ``confidence`` interval (99
 * ok          everything else: within the tolerance, or a convincing change that is clearly
               inside it.
 
+A deterministic metric (``exact``, e.g. an instruction count under valgrind, the same on every
+run) skips the statistics: regressed or improved when the change itself is beyond the tolerance.
+
 A change beyond the tolerance that is not statistically convincing is noisy, never regressed;
 a convincing change clearly inside the tolerance is ok. The 0.674 se margin makes a change of
 exactly the tolerance fail about three times out of four instead of a coin toss, and a change a
@@ -54,6 +57,7 @@ class Metric:
     cpu_share: float | None = None  # median CPU time / wall time of the rounds, when measured
     probe_kind: str = "python"  # what the probes time: "python" (measure.speed_probe) or a reference binary
     gate: bool = True  # False: informational (derived figures such as MBU), never fails a test
+    exact: bool = False  # deterministic (instruction counts): compared without statistics
     note: str = ""  # shown under the summary table, e.g. "model fits in the last-level cache"
 
     @property
@@ -157,6 +161,8 @@ def _compare(
     if base_median <= 0 or current_median is None or current_median <= 0:
         return Verdict(status=NOISY, reason="medians must be positive to form a ratio", **common)
     raw_change = current_median / base_median - 1.0
+    if cur.exact and base.exact:
+        return _compare_exact(raw_change, common)
     adjusted = _use_adjusted(base, cur)
     if adjusted:
         b, c = adjusted_samples(base), adjusted_samples(cur)
@@ -188,6 +194,22 @@ def _compare(
     else:
         status, reason = OK, "within the tolerance"
     return Verdict(status=status, reason=reason, **common)
+
+
+def _compare_exact(change: float, common: dict) -> Verdict:
+    """A deterministic metric (the same count on every run): no statistics and no noise floor,
+    only the change against the tolerance. Its interval is the change itself."""
+    sign = 1.0 if common["higher_is_better"] else -1.0
+    worse = -sign * change
+    tolerance = common["tolerance"]
+    if worse > tolerance:
+        status, reason = REGRESSED, "deterministic count, worse beyond the tolerance"
+    elif worse < -tolerance:
+        status, reason = IMPROVED, "deterministic count, better beyond the tolerance: consider saving a new baseline"
+    else:
+        status, reason = OK, "deterministic count, within the tolerance"
+    return Verdict(status=status, reason=reason, change=change, ci_low=change, ci_high=change,
+                   p_value=None, raw_change=change, **common)
 
 
 def verdict_message(v: Verdict) -> str:

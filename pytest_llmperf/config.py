@@ -134,16 +134,23 @@ def parse_confidence(text: Any, what: str = "--llmperf-confidence") -> float:
     return value
 
 
-PROFILERS = ("torch",)
+# "torch" profiles in process (the PyTorch profiler); the others wrap a benchmarked process and
+# are named in pytest_llmperf.profilers.PROCESS_PROFILERS (kept in step by a test)
+PROFILERS = ("torch", "perf-stat", "perf-record", "nsys", "instructions")
 DEFAULT_PROFILE_STEPS = 3
+# deterministic metrics get their own tight default tolerance: an overall --llmperf-tolerance
+# sized for timing noise does not loosen them; naming them (instructions=1%) does
+BUILTIN_METRIC_TOLERANCES = {"instructions": 0.001}
 DEFAULT_ARTIFACTS_DIR = "llmperf-artifacts"
 
 
 def parse_profilers(text: Any, what: str = "--llmperf-profile") -> frozenset:
-    """``"torch"`` or ``"torch,..."`` -> the set of profiler names; ``none`` or empty -> none."""
+    """``"torch"`` or ``"perf-stat,instructions"`` (or a list of names) -> the set of profiler
+    names; ``none`` or empty -> none."""
     if text is None:
         return frozenset()
-    parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]
+    items = text if isinstance(text, (list, tuple, set, frozenset)) else str(text).split(",")
+    parts = [str(p).strip().lower() for p in items if str(p).strip()]
     if parts == ["none"]:
         return frozenset()
     unknown = [p for p in parts if p not in PROFILERS]
@@ -198,6 +205,7 @@ class MarkerOptions(NamedTuple):
     warmup: Warmup | None = None
     max_time: float | None = None
     normalize: str | None = None
+    profile: frozenset | None = None  # profilers for this test, added to --llmperf-profile's
 
     @classmethod
     def keywords(cls) -> list[str]:
@@ -241,17 +249,22 @@ class MarkerOptions(NamedTuple):
             values["max_time"] = parse_seconds(kwargs["max_time"], f"{where}: llmperf(max_time=...)")
         if kwargs.get("normalize") is not None:
             values["normalize"] = parse_normalize(kwargs["normalize"], f"{where}: llmperf(normalize=...)")
+        if kwargs.get("profile") is not None:
+            values["profile"] = parse_profilers(kwargs["profile"], f"{where}: llmperf(profile=...)")
         return cls(**values)
 
 
 def tolerance_for(metric: str, config: Config, marker: MarkerOptions | None) -> float:
     """The tolerance in force for one metric of one test; the most specific setting wins:
-    marker per-metric, marker overall, command line/ini per-metric, command line/ini overall."""
-    if marker is not None:
-        if metric in marker.tolerances:
-            return marker.tolerances[metric]
-        if marker.tolerance is not None:
-            return marker.tolerance
+    marker per-metric, marker overall, command line/ini per-metric, command line/ini overall.
+    A deterministic metric with a built-in tolerance (``instructions``: 0.1%) keeps it unless
+    it is named: marker per-metric, command line/ini per-metric, built-in."""
+    if marker is not None and metric in marker.tolerances:
+        return marker.tolerances[metric]
+    if metric in BUILTIN_METRIC_TOLERANCES:
+        return config.metric_tolerances.get(metric, BUILTIN_METRIC_TOLERANCES[metric])
+    if marker is not None and marker.tolerance is not None:
+        return marker.tolerance
     if metric in config.metric_tolerances:
         return config.metric_tolerances[metric]
     return config.tolerance

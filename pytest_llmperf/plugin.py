@@ -40,6 +40,9 @@ from .config import (
 from .llama2c.fixtures import add_options as _llama2c_options
 from .llama2c.fixtures import check_options as _llama2c_check_options
 from .llama2c.fixtures import llama2c  # noqa: F401  (the fixture, registered with this plugin)
+from .profilers.fixtures import add_options as _profiler_options
+from .profilers.fixtures import check_options as _profiler_check_options
+from .profilers.fixtures import llmperf_profile  # noqa: F401  (the fixture)
 from .torch_models.fixtures import add_options as _torch_options
 from .torch_models.fixtures import check_options as _torch_check_options
 from .torch_models.fixtures import torch_decode, torch_device, torch_lm  # noqa: F401  (fixtures)
@@ -139,7 +142,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write a Markdown summary (for a CI job summary or a PR comment)")
     add("--llmperf-profile", "llmperf_profile", metavar="NAMES", dest="llmperf_profile",
         help="profile the benchmarks with these profilers, in runs separate from the timed ones: torch "
-             "(the PyTorch profiler's operator table); default: none")
+             "(the PyTorch profiler's operator table), perf-stat (counters as metrics), perf-record (perf.data "
+             "and top symbols), nsys (CUDA kernel summary), instructions (valgrind instruction count, "
+             "deterministic); comma-separated; default: none")
     add("--llmperf-profile-steps", "llmperf_profile_steps", metavar="N", dest="llmperf_profile_steps",
         help="steps (or decoded tokens' generations) run under a profiler; default: 3")
     add("--llmperf-artifacts", "llmperf_artifacts", metavar="DIR", dest="llmperf_artifacts",
@@ -147,6 +152,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              f"default: {DEFAULT_ARTIFACTS_DIR} under the rootdir")
     _llama2c_options(add)
     _torch_options(add)
+    _profiler_options(add)
 
 
 def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[Any, str | None]:
@@ -238,9 +244,10 @@ def artifact_dir(config: pytest.Config, nodeid: str) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "llmperf(tolerance=, tolerances=, rounds=, warmup=, max_time=, normalize=): per-test settings of "
-        "pytest-llmperf; tolerance '5%' or 'tok_per_s=3%', tolerances {'metric': '3%'}, rounds = minimum "
-        "measured rounds, warmup N or 'auto', max_time seconds, normalize auto/on/off",
+        "llmperf(tolerance=, tolerances=, rounds=, warmup=, max_time=, normalize=, profile=): per-test settings "
+        "of pytest-llmperf; tolerance '5%' or 'tok_per_s=3%', tolerances {'metric': '3%'}, rounds = minimum "
+        "measured rounds, warmup N or 'auto', max_time seconds, normalize auto/on/off, profile 'perf-stat,"
+        "instructions' (profilers added to --llmperf-profile's)",
     )
     try:
         cfg = build_config(config)
@@ -248,6 +255,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"llmperf: {exc}") from None
     _llama2c_check_options(config)
     _torch_check_options(config)
+    _profiler_check_options(config)
     state = _State(cfg, config)
     config.stash[STATE] = state
     if not state.is_worker:
@@ -425,22 +433,39 @@ def evaluate(state: _State, item: pytest.Item, metrics: list) -> tuple[dict, lis
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    result = yield
+    try:
+        result = yield
+    except (pytest.skip.Exception, KeyboardInterrupt):
+        raise
+    except BaseException:
+        # the test failed after recording metrics (a profiler that failed after the timed rounds,
+        # say): they are still compared and reported; the failure stands, and a failed test never
+        # goes into a saved baseline
+        state = item.config.stash.get(STATE, None)
+        if state is not None:
+            _evaluate_item(state, item)
+        raise
     state = item.config.stash.get(STATE, None)
     if state is None:
         return result
+    failures = _evaluate_item(state, item)
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+    return result
+
+
+def _evaluate_item(state: _State, item: pytest.Item) -> list[str]:
+    """Compare the metrics the test recorded, attach the payload to its report; failure lines."""
     recorder = item.stash.get(RECORDER, None)
     metrics = list(recorder.metrics.values()) if recorder is not None else []
     bench = _benchmark_metric(item, {m.name for m in metrics})
     if bench is not None:
         metrics.append(bench)
-    if not metrics:
-        return result
+    if not metrics and not (recorder is not None and recorder.artifacts):
+        return []
     payload, failures = evaluate(state, item, metrics)
     item.user_properties.append((PROPERTY, payload))
-    if failures:
-        pytest.fail("\n".join(failures), pytrace=False)
-    return result
+    return failures
 
 
 class _Collector:
@@ -502,7 +527,7 @@ def _save(state: _State) -> None:
 
     records = []
     for payload in state.payloads:
-        if payload["nodeid"] not in state.passed_call:
+        if payload["nodeid"] not in state.passed_call or not payload["metrics"]:
             continue
         metrics = [metric_from_json(name, m, payload["nodeid"]) for name, m in payload["metrics"].items()]
         records.append({"nodeid": payload["nodeid"], "metrics": metrics, "params": payload.get("params")})
@@ -532,6 +557,27 @@ def _write_reports(state: _State) -> None:
             report.write_text(cfg.markdown_path, report.markdown(cfg.node, verdicts, [str(p) for p in state.saved]))
     except OSError as exc:
         state.save_error = (state.save_error + "; " if state.save_error else "") + f"cannot write report: {exc}"
+
+
+def _artifacts_summary(tr, state: _State) -> None:
+    """Where the profilers' files are, per test, and which profilers were skipped and why (once)."""
+    artifacts, skipped = [], {}
+    for p in state.payloads:
+        for a in p.get("artifacts", []):
+            reason = (a.get("details") or {}).get("skipped")
+            if reason:
+                skipped.setdefault((a["kind"], reason), []).append(p["nodeid"])
+            else:
+                artifacts.append((p["nodeid"], a))
+    if artifacts:
+        tr.write_line("")
+        tr.write_line(f"llmperf: profiler outputs in {state.config.artifacts_dir}:")
+        for nodeid, a in artifacts:
+            tr.write_line(f"  {nodeid} [{a['kind']}] {a.get('summary', '')}".rstrip())
+            for path in a.get("paths", []):
+                tr.write_line(f"      {path}")
+    for (kind, reason), tests in skipped.items():
+        tr.write_line(f"llmperf: profiler {kind} skipped in {len(tests)} test(s): {reason}", yellow=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -564,19 +610,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"llmperf: {summary}")
         for line in report.notes(verdicts):
             tr.write_line(f"llmperf: note: {line}")
-        artifacts = [(p["nodeid"], a) for p in state.payloads for a in p.get("artifacts", [])]
-        if artifacts:
-            tr.write_line("")
-            tr.write_line(f"llmperf: profiler outputs in {state.config.artifacts_dir}:")
-            for nodeid, a in artifacts:
-                tr.write_line(f"  {nodeid} [{a['kind']}] {a.get('summary', '')}".rstrip())
-                for path in a.get("paths", []):
-                    tr.write_line(f"      {path}")
         for v in verdicts:
             if v.status == "not-compared":
                 tr.write_line(f"llmperf: WARNING {v.test} {v.metric} not compared: {v.reason}", yellow=True)
             elif v.status == "improved" and not state.config.save_baseline:
                 tr.write_line(f"llmperf: {v.test} {v.metric} improved: consider --llmperf-save-baseline", green=True)
+    _artifacts_summary(tr, state)
     for path in state.saved:
         tr.write_line(f"llmperf: saved baseline {path}")
     if state.config.save_baseline and not state.saved and not state.save_error and state.payloads:

@@ -44,9 +44,13 @@ class Recorder:
         self.measurements: dict[str, _measure.Measurement] = {}
         self.artifacts: list[dict] = []  # profiler outputs: {"kind", "paths", "summary"}
 
-    def add_artifact(self, kind: str, paths: Iterable[Any], summary: str = "") -> None:
-        """Note files a profiler wrote for this test (listed in the summary and the JSON report)."""
-        self.artifacts.append({"kind": str(kind), "paths": [str(p) for p in paths], "summary": str(summary)})
+    def add_artifact(self, kind: str, paths: Iterable[Any], summary: str = "", details: Mapping | None = None) -> None:
+        """Note files a profiler wrote for this test (listed in the summary and the JSON report);
+        ``details`` (counters with their status, top symbols, kernels) go into the JSON report."""
+        entry = {"kind": str(kind), "paths": [str(p) for p in paths], "summary": str(summary)}
+        if details:
+            entry["details"] = dict(details)
+        self.artifacts.append(entry)
 
     # -- timing a callable -------------------------------------------------------------------
     def measure(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -144,6 +148,7 @@ class Recorder:
         higher_is_better: bool = _UNSET,  # type: ignore[assignment]
         gate: bool = True,
         note: str = "",
+        exact: bool = False,
     ) -> None:
         """Record samples of a metric measured by the test itself (tok/s, ms/step, bytes...).
 
@@ -152,7 +157,8 @@ class Recorder:
         a name is recorded, so that "worse" is never guessed. ``gate=False`` makes the metric
         informational: compared and shown with the status ``info``, never failing the test (for
         figures derived from a gated one, such as memory-bandwidth utilisation from tok/s).
-        ``note`` is printed under the summary table.
+        ``note`` is printed under the summary table. ``exact=True`` declares a deterministic
+        metric (an instruction count): compared without statistics, against the tolerance alone.
         """
         self._check_name(name)
         if isinstance(samples, (int, float)) and not isinstance(samples, bool):
@@ -186,7 +192,7 @@ class Recorder:
         if higher_is_better is _UNSET:
             raise RecordError(f"llmperf.record({name!r}): say higher_is_better=True or False (e.g. True for tok/s)")
         self.metrics[name] = Metric(name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=values,
-                                    normalize="off", gate=bool(gate), note=str(note))
+                                    normalize="off", gate=bool(gate), note=str(note), exact=bool(exact))
 
     @staticmethod
     def _check_name(name: str) -> None:

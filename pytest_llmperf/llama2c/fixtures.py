@@ -9,6 +9,7 @@ needs them, with a one-line reason (and the tail of the compiler's or the binary
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -211,8 +212,25 @@ class Llama2c:
         from .session import PROBE_KIND, PROBE_STEPS
 
         recorder = self._request.getfixturevalue("llmperf")
+        profiling = self._request.getfixturevalue("llmperf_profile")
         spec = self.spec(model, **kw)
         runner = Runner()
+        inline, tags = None, []
+        if "perf-stat" in profiling.names:
+            from ..profilers.fixtures import perf_stat_inline
+
+            inline = perf_stat_inline(self._request.config)
+            if inline is not None and inline.unavailable_reason() is not None:
+                inline = None  # command() below skips it with the reason
+
+        def run_once():
+            if inline is None:
+                return runner.run(binary, spec)
+            tags.append(f"{binary.name}-perf-stat-round{len(tags) + 1}")
+            profiling.directory.mkdir(parents=True, exist_ok=True)
+            prefix, _env = inline.wrap([], profiling.directory, tags[-1])
+            return runner.run(binary, spec, prefix=prefix)
+
         # the Python speed probe does not follow a native binary's speed (on our CI machine it flips
         # between two speeds 1.5x apart while the binary's tok/s stays put); the probe of compiled
         # runs is our reference runner at fixed flags on the same model, run before every round
@@ -227,7 +245,7 @@ class Llama2c:
             probe_once = lambda: runner.run(reference, probe_spec)  # noqa: E731
         settings = recorder.settings_for("tok_per_s", probe=probe_once is not None)
         try:
-            result = bench(lambda: runner.run(binary, spec), settings,
+            result = bench(run_once, settings,
                            decisive=recorder.decisive_for("tok_per_s", "tok/s", True, normalize, PROBE_KIND),
                            probe_once=probe_once)
         except RunError as exc:
@@ -258,6 +276,15 @@ class Llama2c:
                         f"so MBU reads high")
             recorder.record("mbu", [100 * bandwidth.mbu(per_token, r, bw["read_GBps"]) for r in result.tok_per_s],
                             unit="%", higher_is_better=True, gate=False, note=note)
+        if inline is not None:
+            profiling.record_inline(inline, [tags[i] for i in result.measurement.kept_rounds],
+                                    [result.all_results[i] for i in result.measurement.kept_rounds])
+        if profiling:
+            env = dict(os.environ)
+            if spec.threads is not None:
+                env["OMP_NUM_THREADS"] = str(spec.threads)
+            profiling.command(spec.argv(binary), env=env, timeout=spec.timeout,
+                              only=[n for n in profiling.names if not (inline is not None and n == "perf-stat")])
         return result
 
     def bandwidth(self) -> dict:

@@ -163,9 +163,14 @@ class Runner:
         self.env = dict(os.environ if env is None else env)
         self.env.pop(STATS_ENV, None)
 
-    def run(self, binary: str | os.PathLike, spec: RunSpec) -> RunResult:
+    def run(self, binary: str | os.PathLike, spec: RunSpec, prefix: Sequence[str] | None = None) -> RunResult:
+        """One run of ``binary``; ``prefix`` is a wrapper's command line put before it (``perf stat
+        ... --``, for counters of the timed rounds themselves)."""
         binary = Path(binary)
         argv = spec.argv(binary)
+        exe = str(binary)
+        if prefix:
+            exe, argv = str(prefix[0]), [*prefix, *argv]
         env = dict(self.env)
         if spec.threads is not None:
             env["OMP_NUM_THREADS"] = str(spec.threads)
@@ -178,9 +183,9 @@ class Runner:
             actions = [(os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
             t0 = time.perf_counter()
             try:
-                pid = os.posix_spawn(str(binary), argv, env, file_actions=actions)
+                pid = os.posix_spawn(exe, argv, env, file_actions=actions)
             except OSError as exc:
-                raise RunError(f"{binary}: cannot start: {exc.strerror or exc}") from None
+                raise RunError(f"{exe}: cannot start: {exc.strerror or exc}") from None
             waited = _wait(pid, spec.timeout)
             if waited is None:
                 try:

@@ -1,4 +1,4 @@
-"""``perf stat`` output and availability: the parsing half of the perf wrapper (issue 5). No pytest.
+"""``perf stat`` and ``perf record``: parsing their output, availability, and the two profilers. No pytest.
 
 ``perf stat -x SEP`` writes one line per event: ``value SEP unit SEP event [SEP variance%] SEP
 run-time SEP percent-running SEP metric-value SEP metric-unit``. The value is ``<not supported>``
@@ -16,6 +16,8 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from .base import Profile, Profiler, ProfilerError, Reading, child_failed, tail
 
 COUNTED = "counted"
 NOT_SUPPORTED = "not supported"
@@ -134,3 +136,211 @@ def unavailable_reason(perf: str = "perf", paranoid_path: str = "/proc/sys/kerne
         return (f"kernel.perf_event_paranoid is {level}: unprivileged processes may not use perf "
                 f"(sysctl kernel.perf_event_paranoid=2 or lower)")
     return None
+
+
+# -- the profilers -----------------------------------------------------------------------------
+
+# scheduler-dependent counts: they follow the machine's load, not the program, and are recorded
+# as informational metrics (shown and compared, never failing a test)
+INFORMATIONAL = frozenset({"context-switches", "cs", "cpu-migrations", "migrations"})
+_UNITS = {"msec": "ms"}
+
+
+def metric_name(event: str) -> str:
+    """``perf.<event>``, the event made a valid metric name (``cycles:u`` -> ``perf.cycles_u``)."""
+    return "perf." + (re.sub(r"[^A-Za-z0-9_.\-]+", "_", event).strip("_") or "event")
+
+
+def readings(counters: list[Counter]):
+    """Metrics of counted events (with direction), IPC when both halves were counted, and the
+    events that were not (``{event: status}``), never as zeros."""
+    out, missing = [], {}
+    for c in counters:
+        if c.status != COUNTED or c.value is None:
+            missing[c.event] = c.status
+            continue
+        base = c.event.split(":")[0].split("/")[-1] or c.event
+        note = (f"{c.event} was multiplexed: counted {c.running_pct:g}% of the run, scaled up by perf"
+                if c.multiplexed else "")
+        out.append(Reading(metric_name(c.event), c.value, _UNITS.get(c.unit, c.unit),
+                           higher_is_better=base.lower() in HIGHER_IS_BETTER, gate=base not in INFORMATIONAL,
+                           note=note))
+    value = ipc(counters)
+    if value is not None:
+        out.append(Reading("perf.ipc", value, "", higher_is_better=True))
+    return out, missing
+
+
+def stat_summary(counters: list[Counter], top: int = 4) -> str:
+    parts = []
+    for c in counters:
+        if c.status == COUNTED and c.value is not None and len(parts) < top:
+            unit = _UNITS.get(c.unit, c.unit)
+            value = f"{c.value:,.1f}" if unit else f"{c.value:,.0f}"
+            parts.append(f"{c.event} {value}{' ' + unit if unit else ''}" + (" (multiplexed)" if c.multiplexed else ""))
+    value = ipc(counters)
+    if value is not None:
+        parts.append(f"IPC {value:.2f}")
+    missing = [c.event for c in counters if c.status != COUNTED]
+    if missing:
+        parts.append("not supported/counted: " + ", ".join(missing))
+    return "; ".join(parts)
+
+
+def _check_events(events) -> tuple[str, ...]:
+    out = tuple(str(e).strip() for e in events if str(e).strip())
+    if not out:
+        raise ValueError("perf stat needs at least one event")
+    return out
+
+
+class PerfStat(Profiler):
+    """``perf stat -x, -o FILE -e EVENT ... -- command``: counters as metrics."""
+
+    name = "perf-stat"
+    runs_default = 3
+
+    def __init__(self, perf: str = "perf", events=None):
+        from . import DEFAULT_PERF_EVENTS
+
+        self.perf = perf
+        self.events = _check_events(events or DEFAULT_PERF_EVENTS)
+
+    def unavailable_reason(self) -> str | None:
+        return unavailable_reason(self.perf)
+
+    def wrap(self, argv, outdir: Path, tag: str):
+        cmd = [shutil.which(self.perf) or self.perf, "stat", "-x", ",", "-o", str(outdir / f"{tag}.perf-stat.csv")]
+        for event in self.events:
+            cmd += ["-e", event]
+        return cmd + ["--", *argv], {"LC_ALL": "C"}
+
+    def collect(self, outdir: Path, tag: str, done):
+        path = outdir / f"{tag}.perf-stat.csv"
+        if "event syntax error" in done.stderr:
+            try:
+                parse_stat_csv(done.stderr[done.stderr.index("event syntax error"):])
+            except PerfEventError as exc:
+                raise ProfilerError(f"perf-stat: {exc} (events: {','.join(self.events)})") from None
+        if done.returncode != 0:
+            raise child_failed(self, done, done.argv[done.argv.index("--") + 1])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ProfilerError(f"perf-stat: perf stat wrote no output file {path}: {exc.strerror or exc}") from None
+        try:
+            counters = parse_stat_csv(text)
+        except PerfEventError as exc:
+            raise ProfilerError(f"perf-stat: {exc}") from None
+        except PerfParseError as exc:
+            raise ProfilerError(f"perf-stat: {path}: {exc}") from None
+        if not counters:
+            raise ProfilerError(f"perf-stat: perf stat wrote no counters to {path}")
+        got, missing = readings(counters)
+        details = {"counters": [{"event": c.event, "value": c.value, "unit": c.unit, "status": c.status,
+                                 "running_pct": c.running_pct} for c in counters]}
+        return Profile("perf-stat", got, [path], stat_summary(counters), missing, details)
+
+
+# -- perf record -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Symbol:
+    share: float  # percent of the samples
+    symbol: str
+    dso: str
+
+
+SEP = "\x1f"  # the field separator asked of perf report: it appears in no symbol name
+
+
+def parse_report(text: str) -> tuple[int | None, str | None, list[Symbol]]:
+    """``perf report --stdio -F overhead,sym,dso -t SEP`` -> (samples, event, symbols by share).
+    Raises PerfParseError for a line that is neither a comment nor a row."""
+    samples, event, rows = None, None, []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            m = re.match(r"#\s*Samples:\s*([\d.,]+)([KMG]?)\s+of event '([^']*)'", line)
+            if m:
+                scale = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[m.group(2)]
+                samples = int(float(m.group(1).replace(",", "")) * scale)
+                event = m.group(3)
+            continue
+        fields = [f.strip() for f in line.split(SEP)]
+        if len(fields) < 3 or not fields[0].endswith("%"):
+            raise PerfParseError(f"unparsable perf report line: {line!r}")
+        try:
+            share = float(fields[0].rstrip("%"))
+        except ValueError:
+            raise PerfParseError(f"unparsable perf report line: {line!r}") from None
+        symbol = re.sub(r"^\[[.kgu]\]\s*", "", fields[1])
+        rows.append(Symbol(share, symbol, fields[2]))
+    rows.sort(key=lambda s: -s.share)
+    return samples, event, rows
+
+
+def symbols_table(rows: list[Symbol], top: int = 25) -> str:
+    lines = [f"{'share':>7}  {'symbol':<50} object"]
+    for s in rows[:top]:
+        lines.append(f"{s.share:6.2f}%  {s.symbol:<50} {s.dso}")
+    return "\n".join(lines) + "\n"
+
+
+def _short(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else name[: width - 3] + "..."
+
+
+class PerfRecord(Profiler):
+    """``perf record -F FREQ -g -o perf.data -- command``; the data file is kept and the top
+    symbols are read with ``perf report``. It records no gated metric: it is for reading."""
+
+    name = "perf-record"
+    runs_default = 1
+
+    def __init__(self, perf: str = "perf", freq: int = 999):
+        self.perf = perf
+        self.freq = int(freq)
+
+    def unavailable_reason(self) -> str | None:
+        return unavailable_reason(self.perf)
+
+    def wrap(self, argv, outdir: Path, tag: str):
+        perf = shutil.which(self.perf) or self.perf
+        return [perf, "record", "-F", str(self.freq), "-g", "-o", str(outdir / f"{tag}.perf.data"), "--", *argv], {}
+
+    def collect(self, outdir: Path, tag: str, done):
+        import subprocess
+
+
+        data = outdir / f"{tag}.perf.data"
+        if done.returncode != 0:
+            raise child_failed(self, done, done.argv[done.argv.index("--") + 1])
+        if not data.is_file():
+            raise ProfilerError(f"perf-record: perf record wrote no {data}; stderr ends with:\n{tail(done.stderr)}")
+        cmd = [shutil.which(self.perf) or self.perf, "report", "-i", str(data), "--stdio", "--no-children",
+               "--sort", "sym,dso", "-F", "overhead,sym,dso", "-g", "none", "--percent-limit", "0", "-t", SEP]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "LC_ALL": "C"})
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ProfilerError(f"perf-record: perf report on {data} failed: {exc}") from None
+        if out.returncode != 0:
+            raise ProfilerError(f"perf-record: perf report on {data} exited with code {out.returncode}; "
+                                f"stderr ends with:\n{tail(out.stderr)}")
+        try:
+            samples, event, rows = parse_report(out.stdout)
+        except PerfParseError as exc:
+            raise ProfilerError(f"perf-record: perf report on {data}: {exc}") from None
+        report = outdir / f"{tag}.perf-report.txt"
+        header = f"perf record -F {self.freq}: {samples or 0} samples of {event or '?'}\n"
+        report.write_text(header + symbols_table(rows))
+        if not rows:
+            summary = f"no samples ({event or 'no event'}): the run was shorter than the sampling period"
+        else:
+            top = ", ".join(f"{s.share:.1f}% {_short(s.symbol)} ({s.dso})" for s in rows[:3])
+            summary = f"{samples} samples of {event}; top: {top}"
+        got = [Reading("perf.samples", float(samples), "", higher_is_better=False, gate=False)] if samples else []
+        details = {"samples": samples, "event": event,
+                   "top_symbols": [{"share": s.share, "symbol": s.symbol, "dso": s.dso} for s in rows[:10]]}
+        return Profile("perf-record", got, [data, report], summary, {}, details)

@@ -545,3 +545,16 @@ def test_probe_kind_round_trips_and_defaults_to_python():
     assert metric_from_json("time", plain, "f.json").probe_kind == "python"
     with pytest.raises(BaselineError, match="f.json: metric 'time' has an invalid probe_kind 3"):
         metric_from_json("time", {**plain, "probe_kind": 3}, "f.json")
+
+
+def test_exact_metric_round_trips_unrounded():
+    m = Metric("instructions", "instr", False, [454771383.0, 454771383.0], exact=True)
+    data = metric_to_json(m)
+    assert data["exact"] is True and data["samples"] == [454771383, 454771383]
+    assert isinstance(data["samples"][0], int) and data["summary"]["median"] == 454771383
+    back = metric_from_json("instructions", json.loads(json.dumps(data)), "f.json")
+    assert back.exact and back.samples == [454771383.0, 454771383.0]
+    plain = metric_to_json(Metric("x", "", False, [454771383.0]))
+    assert "exact" not in plain and plain["samples"] == [454771400.0]  # seven digits for the rest
+    with pytest.raises(BaselineError, match="invalid exact 'yes'"):
+        metric_from_json("instructions", {**data, "exact": "yes"}, "f.json")

@@ -461,3 +461,38 @@ def test_probes_of_different_kinds_are_never_mixed():
     assert v.adjusted is False and v.change == pytest.approx(v.raw_change)
     base.probe_kind = "refrun-O3"
     assert compare._use_adjusted(base, cur) is True
+
+
+# -- deterministic (exact) metrics --------------------------------------------------------------
+
+def count_metric(value, exact=True, n=1):
+    return Metric("instructions", "instr", False, [float(value)] * n, exact=exact)
+
+
+@pytest.mark.parametrize("current, status", [
+    (1_000_000, OK), (1_000_999, OK), (1_001_001, REGRESSED), (998_999, IMPROVED), (999_001, OK),
+])
+def test_exact_metrics_compare_without_statistics(current, status):
+    # one sample each (a deterministic count needs one run) and a 0.1% tolerance: the change alone decides
+    v = compare_metric("t", count_metric(1_000_000), count_metric(current), 0.001, noise_floor=0.05)
+    assert v.status == status
+    assert v.change == pytest.approx(current / 1_000_000 - 1)
+    assert v.ci_low == v.ci_high == v.change and v.p_value is None
+
+
+def test_exact_metric_higher_is_better_direction():
+    base = Metric("hits", "", True, [1000.0], exact=True)
+    assert compare_metric("t", base, Metric("hits", "", True, [990.0], exact=True), 0.005).status == REGRESSED
+    assert compare_metric("t", base, Metric("hits", "", True, [1010.0], exact=True), 0.005).status == IMPROVED
+
+
+def test_exact_needs_both_sides_exact():
+    # a baseline recorded before the metric was declared exact is compared with statistics
+    v = compare_metric("t", count_metric(1_000_000, exact=False), count_metric(1_002_000), 0.001)
+    assert v.status == NOISY and "too few samples" in v.reason
+
+
+def test_exact_gate_false_is_info():
+    cur = Metric("instructions", "instr", False, [2e6], exact=True, gate=False)
+    v = compare_metric("t", count_metric(1e6), cur, 0.001)
+    assert v.status == compare.INFO and "regressed" in v.reason

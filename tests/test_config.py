@@ -323,3 +323,27 @@ def test_tolerance_zero_in_marker_is_respected():
     config = make_config(tolerance=0.10)
     assert tolerance_for("time", config, MarkerOptions(tolerance=0.0)) == 0.0
     assert tolerance_for("time", config, MarkerOptions(tolerances={"time": 0.0})) == 0.0
+
+
+def test_instructions_keep_their_tight_tolerance_unless_named():
+    from pytest_llmperf.config import BUILTIN_METRIC_TOLERANCES
+
+    assert BUILTIN_METRIC_TOLERANCES["instructions"] == 0.001
+    loose = make_config(tolerance=0.2)
+    marker = MarkerOptions(tolerance=0.3)
+    # an overall tolerance (command line or marker) sized for timing noise does not loosen it
+    assert tolerance_for("instructions", loose, marker) == 0.001
+    assert tolerance_for("tok_per_s", loose, marker) == 0.3
+    # naming it does
+    assert tolerance_for("instructions", make_config(metric_tolerances={"instructions": 0.01}), marker) == 0.01
+    assert tolerance_for("instructions", loose, MarkerOptions(tolerances={"instructions": 0.02})) == 0.02
+
+
+def test_marker_profile_keyword():
+    m = MarkerOptions.from_marker((), {"profile": "perf-stat, Instructions"}, "t.py::t")
+    assert m.profile == frozenset({"perf-stat", "instructions"})
+    assert MarkerOptions.from_marker((), {"profile": ["nsys"]}, "w").profile == frozenset({"nsys"})
+    with pytest.raises(ConfigError) as exc:
+        MarkerOptions.from_marker((), {"profile": "perf-stat,vtune"}, "t.py::t")
+    assert one_line(exc) == ("t.py::t: llmperf(profile=...): unknown profiler 'vtune' "
+                             "(known: torch, perf-stat, perf-record, nsys, instructions)")

@@ -1,0 +1,217 @@
+"""The perf stat and perf record profilers: readings from counters, perf report parsing (recorded
+on this VM, and written by hand), the wrapper's command line, every failure path on recorded
+output, and the real perf on a small compiled program (skipped only where perf is absent; CI
+installs it)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf.profilers import DEFAULT_PERF_EVENTS, ProfilerOptions, create
+from pytest_llmperf.profilers import base, perf
+from pytest_llmperf.profilers.base import Completed, ProfilerError, ProfilerUnavailable
+
+DATA = Path(__file__).parent / "data" / "perf"
+HAVE_PERF = shutil.which("perf") is not None and perf.unavailable_reason() is None
+needs_perf = pytest.mark.skipif(not HAVE_PERF, reason="perf not usable here (apt-get install linux-perf)")
+
+
+def test_readings_directions_gates_and_not_supported():
+    counters = perf.parse_stat_csv((DATA / "stat_vm.csv").read_text())
+    got, missing = perf.readings(counters)
+    by = {r.name: r for r in got}
+    assert set(by) == {"perf.task-clock", "perf.page-faults", "perf.context-switches"}
+    assert by["perf.task-clock"].unit == "ms" and by["perf.task-clock"].value == 0.48
+    assert not by["perf.task-clock"].higher_is_better and by["perf.task-clock"].gate
+    assert by["perf.page-faults"].gate and by["perf.page-faults"].unit == ""
+    assert not by["perf.context-switches"].gate  # scheduler-dependent: informational
+    assert missing == {"cycles": "not supported", "instructions": "not supported", "cache-misses": "not supported"}
+
+
+def test_readings_ipc_and_multiplexing_note():
+    counters = perf.parse_stat_csv((DATA / "stat_multiplexed.csv").read_text())
+    got, missing = perf.readings(counters)
+    by = {r.name: r for r in got}
+    assert by["perf.ipc"].higher_is_better and by["perf.ipc"].value == pytest.approx(2876543210 / 1523456789)
+    assert by["perf.cycles"].value == 1523456789  # perf's scaled value, kept
+    assert "multiplexed: counted 66.62% of the run" in by["perf.cycles"].note
+    assert missing["L1-dcache-load-misses"] == "not counted"
+    assert "perf.L1-dcache-load-misses" not in by  # never a zero
+
+
+def test_metric_names_are_valid():
+    assert perf.metric_name("cycles:u") == "perf.cycles_u"
+    assert perf.metric_name("cpu/event=0x3c,umask=0x0/") == "perf.cpu_event_0x3c_umask_0x0"
+    assert perf.metric_name("task-clock") == "perf.task-clock"
+
+
+def test_stat_summary_mentions_unsupported():
+    text = perf.stat_summary(perf.parse_stat_csv((DATA / "stat_vm.csv").read_text()))
+    assert text.startswith("task-clock 0.5 ms; page-faults 49; context-switches 0")
+    assert text.endswith("not supported/counted: cycles, instructions, cache-misses")
+
+
+def test_report_recorded_on_this_vm():
+    samples, event, rows = perf.parse_report((DATA / "report_vm.txt").read_text())
+    assert samples == 231 and event == "cpu-clock:pppH"
+    assert [(s.symbol, s.dso) for s in rows[:2]] == [("main", "run"), ("__expf_fma", "libm.so.6")]
+    assert rows[0].share == 85.71
+    assert sum(s.share for s in rows) == pytest.approx(100.0, abs=0.1)
+    assert ("_raw_spin_unlock_irqrestore", "[kernel.kallsyms]") in [(s.symbol, s.dso) for s in rows]
+
+
+def test_report_thousands_of_samples_and_cxx_names():
+    samples, event, rows = perf.parse_report((DATA / "report_cycles.txt").read_text())
+    assert samples == 12000 and event == "cycles"
+    assert rows[1].symbol == "std::vector<int, std::allocator<int> >::push_back(int const&)"
+    assert rows[1].dso == "libfoo.so" and rows[2].share == 17.5
+    table = perf.symbols_table(rows)
+    assert table.splitlines()[1].split()[:2] == ["62.50%", "matmul"]
+
+
+@pytest.mark.parametrize("line", ["garbage", " 12.5%\x1f[.] main", "abc%\x1fmain\x1frun"])
+def test_report_unparsable_line(line):
+    with pytest.raises(perf.PerfParseError, match="unparsable perf report line"):
+        perf.parse_report(line + "\n")
+
+
+def test_perf_stat_wrap_command_line(tmp_path):
+    p = create("perf-stat", ProfilerOptions(perf="/usr/bin/perf", perf_events=("task-clock", "cycles:u")))
+    cmd, env = p.wrap(["./run", "m.bin"], tmp_path, "t1")
+    assert cmd[:6] == ["/usr/bin/perf", "stat", "-x", ",", "-o", str(tmp_path / "t1.perf-stat.csv")]
+    assert cmd[6:] == ["-e", "task-clock", "-e", "cycles:u", "--", "./run", "m.bin"]
+    assert env == {"LC_ALL": "C"}
+    assert create("perf-stat").events == DEFAULT_PERF_EVENTS and create("perf-stat").runs_default == 3
+
+
+def test_perf_record_wrap_command_line(tmp_path):
+    p = create("perf-record", ProfilerOptions(perf="/usr/bin/perf", perf_freq=499))
+    cmd, _ = p.wrap(["./run"], tmp_path, "t")
+    assert cmd == ["/usr/bin/perf", "record", "-F", "499", "-g", "-o", str(tmp_path / "t.perf.data"), "--", "./run"]
+    assert p.runs_default == 1
+
+
+def _done(returncode=0, stderr="", argv=("perf", "stat", "--", "./prog")) -> Completed:
+    return Completed(list(argv), returncode, "", stderr, 0.1)
+
+
+def test_perf_stat_collect_recorded_output(tmp_path):
+    shutil.copy(DATA / "stat_vm.csv", tmp_path / "t.perf-stat.csv")
+    profile = create("perf-stat").collect(tmp_path, "t", _done())
+    assert profile.kind == "perf-stat" and profile.files == [tmp_path / "t.perf-stat.csv"]
+    assert {r.name for r in profile.readings} == {"perf.task-clock", "perf.page-faults", "perf.context-switches"}
+    assert profile.unavailable["cycles"] == "not supported"
+    statuses = {c["event"]: c["status"] for c in profile.details["counters"]}
+    assert statuses["instructions"] == "not supported" and statuses["task-clock"] == "counted"
+
+
+def test_perf_stat_unknown_event_names_it(tmp_path):
+    stderr = (DATA / "event_error.txt").read_text()
+    with pytest.raises(ProfilerError, match=r"^perf-stat: perf does not know the event 'nosuch-event'"):
+        create("perf-stat", ProfilerOptions(perf_events=("task-clock", "nosuch-event"))).collect(
+            tmp_path, "t", _done(129, stderr))
+
+
+def test_perf_stat_child_failure_names_the_program(tmp_path):
+    with pytest.raises(ProfilerError, match=r"^perf-stat: prog under perf-stat exited with code 3; stderr ends with:\nboom"):
+        create("perf-stat").collect(tmp_path, "t", _done(3, "boom\n"))
+
+
+def test_perf_stat_missing_and_unparsable_output(tmp_path):
+    with pytest.raises(ProfilerError, match=r"perf-stat: perf stat wrote no output file .*t.perf-stat.csv"):
+        create("perf-stat").collect(tmp_path, "t", _done())
+    (tmp_path / "t.perf-stat.csv").write_text("Segmentation fault in perf\n")
+    with pytest.raises(ProfilerError, match=r"perf-stat: .*t.perf-stat.csv: unparsable perf stat line"):
+        create("perf-stat").collect(tmp_path, "t", _done())
+    (tmp_path / "t.perf-stat.csv").write_text("# started on today\n\n")
+    with pytest.raises(ProfilerError, match="perf stat wrote no counters"):
+        create("perf-stat").collect(tmp_path, "t", _done())
+
+
+def test_perf_record_failures(tmp_path):
+    rec = create("perf-record")
+    with pytest.raises(ProfilerError, match="perf-record: prog under perf-record exited with code 2"):
+        rec.collect(tmp_path, "t", _done(2, "no"))
+    with pytest.raises(ProfilerError, match=r"perf-record: perf record wrote no .*t.perf.data"):
+        rec.collect(tmp_path, "t", _done(0))
+
+
+def test_missing_perf_is_unavailable_before_running_anything(tmp_path):
+    p = create("perf-stat", ProfilerOptions(perf=str(tmp_path / "no-perf")))
+    assert not p.is_available()
+    with pytest.raises(ProfilerUnavailable, match=r"^perf-stat: perf not found on PATH"):
+        base.run(p, ["true"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_profiler_name():
+    with pytest.raises(ValueError, match="unknown profiler 'vtune'"):
+        create("vtune")
+
+
+def test_profiler_names_agree_with_the_option_parser():
+    from pytest_llmperf.config import PROFILERS
+    from pytest_llmperf.profilers import PROCESS_PROFILERS
+
+    assert set(PROCESS_PROFILERS) <= set(PROFILERS) and set(PROFILERS) - set(PROCESS_PROFILERS) == {"torch"}
+
+
+# -- the real perf ---------------------------------------------------------------------------
+
+PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+static double work(long n) { double s = 0; for (long i = 1; i <= n; i++) s += 1.0 / (double)i; return s; }
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 1000000;
+    int code = argc > 2 ? atoi(argv[2]) : 0;
+    printf("%f\n", work(n));
+    return code;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("prog")
+    (d / "work.c").write_text(PROGRAM)
+    subprocess.run(["cc", "-O1", "-o", str(d / "work"), str(d / "work.c")], check=True)
+    return d / "work"
+
+
+@needs_perf
+def test_real_perf_stat_software_counted_hardware_recorded_as_such(program, tmp_path):
+    profile = base.run(create("perf-stat"), [program, "3000000"], tmp_path, tag="s")
+    by = {r.name: r for r in profile.readings}
+    assert by["perf.task-clock"].value > 0 and by["perf.page-faults"].value > 0
+    counted = {c["event"] for c in profile.details["counters"] if c["status"] == "counted"}
+    # every event is either counted (a metric) or recorded with its status (never a zero metric)
+    assert counted | set(profile.unavailable) == set(DEFAULT_PERF_EVENTS)
+    assert {perf.metric_name(e) for e in counted} <= set(by)
+    assert all(s in ("not supported", "not counted") for s in profile.unavailable.values())
+    assert (tmp_path / "s.perf-stat.csv").is_file()
+
+
+@needs_perf
+def test_real_perf_stat_unknown_event_and_failing_program(program, tmp_path):
+    bad = create("perf-stat", ProfilerOptions(perf_events=("task-clock", "no-such-event-xyz")))
+    with pytest.raises(ProfilerError, match="perf does not know the event 'no-such-event-xyz'"):
+        base.run(bad, [program, "10"], tmp_path, tag="bad")
+    with pytest.raises(ProfilerError, match="work under perf-stat exited with code 4"):
+        base.run(create("perf-stat"), [program, "10", "4"], tmp_path, tag="fail")
+
+
+@needs_perf
+def test_real_perf_record_keeps_data_and_reports_top_symbols(program, tmp_path):
+    profile = base.run(create("perf-record", ProfilerOptions(perf_freq=2000)), [program, "60000000"], tmp_path,
+                       tag="r")
+    assert (tmp_path / "r.perf.data").stat().st_size > 0
+    top = profile.details["top_symbols"]
+    assert top and top[0]["symbol"] in ("work", "main") and top[0]["dso"] == "work"
+    assert profile.details["samples"] > 10
+    assert "samples of" in profile.summary and "work" in profile.summary
+    assert (tmp_path / "r.perf-report.txt").read_text().startswith("perf record -F 2000:")

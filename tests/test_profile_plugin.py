@@ -1,0 +1,326 @@
+"""The process profilers through pytest (pytester, a pytest subprocess per run): selection by
+option and marker, metrics and files, the summary, skips with reasons, and every failure path
+(unknown event, failing program, unparsable output, missing tool) with the test's own metrics
+still reported. perf and valgrind are the real tools (CI installs them); nsys is absent here
+and faked where a test needs it to run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf.profilers import perf
+
+HAVE_PERF = shutil.which("perf") is not None and perf.unavailable_reason() is None
+HAVE_VALGRIND = shutil.which("valgrind") is not None
+needs_perf = pytest.mark.skipif(not HAVE_PERF, reason="perf not usable here (apt-get install linux-perf)")
+needs_valgrind = pytest.mark.skipif(not HAVE_VALGRIND, reason="valgrind not installed (apt-get install valgrind)")
+ENV_OPTIONS = ("LLMPERF_NODE", "LLMPERF_BASELINE_DIR", "LLMPERF_ARTIFACTS", "LLMPERF_PERF", "LLMPERF_VALGRIND",
+               "LLMPERF_NSYS", "LLMPERF_CACHE_DIR", "PYTEST_ADDOPTS")
+
+PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 100000;
+    int code = argc > 2 ? atoi(argv[2]) : 0;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    double s = 0;
+    for (long i = 1; i <= n; i++) s += 1.0 / (double)i;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    printf("sum %f in %f ms\n", s, (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6);
+    return code;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("prog")
+    (d / "work.c").write_text(PROGRAM)
+    subprocess.run(["cc", "-O1", "-o", str(d / "work"), str(d / "work.c")], check=True)
+    return d / "work"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("profiler-cache")
+
+
+def run(pytester: pytest.Pytester, cache: Path, *args: str, env: dict | None = None) -> pytest.RunResult:
+    mp = pytest.MonkeyPatch()
+    try:
+        for key in ENV_OPTIONS:
+            mp.delenv(key, raising=False)
+        for key, value in (env or {}).items():
+            mp.setenv(key, value)
+        return pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--llmperf-node=pnode", f"--llmperf-cache-dir={cache}",
+            "--llmperf-json=report.json", *args, timeout=300)
+    finally:
+        mp.undo()
+
+
+def report(pytester: pytest.Pytester) -> dict:
+    data = json.loads((pytester.path / "report.json").read_text())
+    return {t["nodeid"].split("::")[-1]: t for t in data["tests"]}
+
+
+def write_test(pytester: pytest.Pytester, program: Path, body: str = "", n: int = 200000) -> None:
+    pytester.makepyfile(test_prof=f"""
+        import pytest
+        PROGRAM = {str(program)!r}
+
+        def test_work(llmperf, llmperf_profile):
+            llmperf.record("own", [1.0, 1.1, 0.9], unit="s", higher_is_better=False)
+            llmperf_profile.command([PROGRAM, "{n}"])
+        {body}
+    """)
+
+
+@needs_perf
+@needs_valgrind
+def test_all_profilers_by_option(pytester, program, cache_dir):
+    write_test(pytester, program)
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,perf-record,instructions,nsys",
+                 "--llmperf-nsys=/nonexistent/nsys", "--llmperf-artifacts=arts")
+    result.assert_outcomes(passed=1)
+    t = report(pytester)["test_work"]
+    m = t["metrics"]
+    assert len(m["perf.task-clock"]["samples"]) == 3 and m["perf.task-clock"]["unit"] == "ms"
+    assert m["instructions"]["exact"] is True and len(m["instructions"]["samples"]) == 1
+    assert isinstance(m["instructions"]["samples"][0], int) and m["instructions"]["samples"][0] > 200000
+    assert m["own"]["samples"] == [1.0, 1.1, 0.9]  # the test's own metric is untouched
+    tol = {v["metric"]: v["tolerance"] for v in t["verdicts"]}
+    assert tol["instructions"] == 0.001 and tol["perf.task-clock"] == 0.05
+    kinds = {a["kind"]: a for a in t["artifacts"]}
+    assert set(kinds) == {"perf-stat", "perf-record", "instructions", "nsys"}
+    assert "nsys not found" in kinds["nsys"]["details"]["skipped"] and kinds["nsys"]["paths"] == []
+    folder = pytester.path / "arts" / "pnode" / "test_prof.py--test_work"
+    for path in kinds["perf-record"]["paths"] + kinds["instructions"]["paths"] + kinds["perf-stat"]["paths"]:
+        assert Path(path).is_file() and Path(path).parent == folder
+    assert (folder / "work-perf-record.perf.data").is_file()
+    statuses = {c["event"]: c["status"] for c in kinds["perf-stat"]["details"]["counters"]}
+    assert statuses["task-clock"] == "counted"
+    # hardware counters are either counted (a metric) or kept with their status, never zero
+    for event, status in statuses.items():
+        assert (status == "counted") == (perf.metric_name(event) in m), event
+    result.stdout.fnmatch_lines([
+        f"llmperf: profiler outputs in {pytester.path / 'arts'}:",
+        "  test_prof.py::test_work [[]perf-stat[]] task-clock *",
+        f"      {folder}/work-perf-stat-1.perf-stat.csv",
+        "  test_prof.py::test_work [[]perf-record[]] * samples of *",
+        "  test_prof.py::test_work [[]instructions[]] *instructions*",
+        "llmperf: profiler nsys skipped in 1 test(s): nsys not found*",
+    ])
+
+
+@needs_perf
+def test_marker_selects_profilers_for_one_test(pytester, program, cache_dir):
+    write_test(pytester, program, body="""
+        @pytest.mark.llmperf(profile="perf-stat")
+        def test_marked(llmperf, llmperf_profile):
+            llmperf_profile.command([PROGRAM, "1000"])
+    """)
+    result = run(pytester, cache_dir, "--llmperf-profile-runs=4")
+    result.assert_outcomes(passed=2)
+    tests = report(pytester)
+    assert "perf.task-clock" not in tests["test_work"]["metrics"] and "artifacts" not in tests["test_work"]
+    assert len(tests["test_marked"]["metrics"]["perf.task-clock"]["samples"]) == 4
+    # the default artifacts directory is under the rootdir
+    assert (pytester.path / "llmperf-artifacts" / "pnode" / "test_prof.py--test_marked").is_dir()
+
+
+@needs_perf
+def test_unknown_event_fails_naming_it_and_keeps_the_tests_metrics(pytester, program, cache_dir):
+    write_test(pytester, program)
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat", "--llmperf-perf-events=task-clock,bogus-ev")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*llmperf: perf-stat: perf does not know the event 'bogus-ev'*"])
+    t = report(pytester)["test_work"]
+    assert t["metrics"]["own"]["samples"] == [1.0, 1.1, 0.9]
+
+
+@needs_perf
+@needs_valgrind
+def test_failing_program_fails_the_test_naming_it(pytester, program, cache_dir):
+    pytester.makepyfile(test_fail=f"""
+        def test_exit(llmperf, llmperf_profile):
+            llmperf.record("own", 2.0, unit="s", higher_is_better=False)
+            llmperf_profile.command([{str(program)!r}, "10", "5"])
+    """)
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,instructions", "--llmperf-save-baseline")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*llmperf: perf-stat: work under perf-stat exited with code 5*",
+                                 "*llmperf: instructions: work under instructions exited with code 5*"])
+    assert report(pytester)["test_exit"]["metrics"]["own"]["samples"] == [2.0]
+    # a failed test is never saved into a baseline
+    assert not list((pytester.path / "baselines").rglob("*.json"))
+
+
+def test_unparsable_perf_output_and_missing_perf(pytester, program, cache_dir, tmp_path):
+    fake = tmp_path / "perf"
+    fake.write_text("#!/bin/sh\n# a perf that writes nonsense to its -o file and runs nothing\n"
+                    "while [ $# -gt 0 ]; do if [ \"$1\" = -o ]; then echo 'Totally not CSV' > \"$2\"; fi; shift; done\n")
+    fake.chmod(0o755)
+    write_test(pytester, program)
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat", env={"LLMPERF_PERF": str(fake)})
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*llmperf: perf-stat: *work-perf-stat-1.perf-stat.csv: unparsable perf stat line: "
+                                 "'Totally not CSV'*"])
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,perf-record", "--llmperf-perf=/nowhere/perf")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["llmperf: profiler perf-stat skipped in 1 test(s): perf not found on PATH*",
+                                 "llmperf: profiler perf-record skipped in 1 test(s): perf not found on PATH*"])
+    assert report(pytester)["test_work"]["metrics"]["own"]["samples"] == [1.0, 1.1, 0.9]
+
+
+@needs_valgrind
+def test_instruction_count_gates_exactly(pytester, program, cache_dir):
+    write_test(pytester, program, n=100000)
+    result = run(pytester, cache_dir, "--llmperf-profile=instructions", "--llmperf-save-baseline")
+    result.assert_outcomes(passed=1)
+    saved = json.loads(next((pytester.path / "baselines" / "pnode").rglob("test_prof*.json")).read_text())
+    (entry,) = [t for t in saved["tests"].values()] if isinstance(saved["tests"], dict) else saved["tests"]
+    base_count = entry["metrics"]["instructions"]["samples"][0]
+    # the same binary and input: the same count, ok under a 0.1% tolerance and a loose overall one
+    result = run(pytester, cache_dir, "--llmperf-profile=instructions", "--llmperf-tolerance=50%")
+    result.assert_outcomes(passed=1)
+    (v,) = [v for v in report(pytester)["test_work"]["verdicts"] if v["metric"] == "instructions"]
+    assert v["status"] == "ok" and v["change"] == 0.0 and v["current"] == base_count
+    # 1% more work: regressed, however loose the overall tolerance
+    write_test(pytester, program, n=101000)
+    result = run(pytester, cache_dir, "--llmperf-profile=instructions", "--llmperf-tolerance=50%")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*llmperf: instructions regressed: baseline * instr -> current * instr, "
+                                 "change +*tolerance 0.1% (lower is better)*"])
+    # naming the metric loosens it
+    result = run(pytester, cache_dir, "--llmperf-profile=instructions", "--llmperf-tolerance=instructions=2%")
+    result.assert_outcomes(passed=1)
+
+
+def test_nsys_through_a_fake_tool(pytester, program, cache_dir, tmp_path):
+    """nsys is absent here: a stand-in that runs the program and writes a recorded kernel summary
+    shows the path from option to metrics and files."""
+    csv = Path(__file__).parent / "data" / "nsys"
+    sample = sorted(p for p in csv.glob("*.csv") if "old" not in p.name and "skip" not in p.name)[0]
+    fake = tmp_path / "nsys"
+    fake.write_text(f"""#!{sys.executable}
+import os, shutil, subprocess, sys
+args = sys.argv[1:]
+if args[0] == "profile":
+    out = args[args.index("--output") + 1]
+    child = args[args.index("--") + 1:]
+    code = subprocess.call(child)
+    open(out + ".nsys-rep", "w").write("report")
+    sys.exit(code)
+if args[0] == "stats":
+    out = args[args.index("--output") + 1]
+    report = args[args.index("--report") + 1]
+    shutil.copy({str(sample)!r}, out + "_" + report + ".csv")
+    sys.exit(0)
+sys.exit(2)
+""")
+    fake.chmod(0o755)
+    write_test(pytester, program)
+    result = run(pytester, cache_dir, "--llmperf-profile=nsys", f"--llmperf-nsys={fake}",
+                 env={"LLMPERF_FAKE_GPU": "1"})
+    t = report(pytester)["test_work"]
+    kinds = {a["kind"]: a for a in t.get("artifacts", [])}
+    if "skipped" in kinds["nsys"].get("details", {}):
+        # the GPU check found no GPU on this machine: that is the skip users see here
+        assert "GPU" in kinds["nsys"]["details"]["skipped"]
+        result.assert_outcomes(passed=1)
+        return
+    result.assert_outcomes(passed=1)
+    assert t["metrics"]["nsys.gpu_kernel_ms"]["samples"]
+    assert kinds["nsys"]["details"]["kernels"]
+
+
+def test_usage_errors(pytester, cache_dir):
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    for args, message in [
+        (["--llmperf-profile=perf-stat,vtune"], "*llmperf: --llmperf-profile: unknown profiler 'vtune'*"),
+        (["--llmperf-profile-runs=0"], "*--llmperf-profile-runs: invalid value '0', must be >= 1*"),
+        (["--llmperf-perf-freq=fast"], "*--llmperf-perf-freq: invalid value 'fast', expected a whole number*"),
+        (["--llmperf-perf-events= , "], "*--llmperf-perf-events: no event in ' , '*"),
+    ]:
+        result = run(pytester, cache_dir, *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, args
+        result.stderr.fnmatch_lines([message])
+    pytester.makepyfile(test_b="""
+        import pytest
+        @pytest.mark.llmperf(profile="gprof")
+        def test_b():
+            pass
+    """)
+    result = run(pytester, cache_dir)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_b.py::test_b: llmperf(profile=...): unknown profiler 'gprof'*"])
+
+
+def test_help_lists_the_profiler_options(pytester):
+    result = pytester.runpytest_subprocess("--help")
+    result.stdout.fnmatch_lines(["*--llmperf-profile=NAMES*", "*perf-stat (counters as*",
+                                 "*--llmperf-profile-runs=N*", "*--llmperf-perf-events=EVENTS*",
+                                 "*--llmperf-profile-inline*", "*--llmperf-nsys=PATH*"])
+
+
+def test_loading_the_plugin_imports_no_profiler_module(pytester):
+    pytester.makepyfile(test_mods="""
+        import sys
+        def test_mods():
+            loaded = [m for m in ("pytest_llmperf.profilers.perf", "pytest_llmperf.profilers.nsys",
+                                  "pytest_llmperf.profilers.valgrind", "pytest_llmperf.profilers.base",
+                                  "subprocess_never") if m in sys.modules]
+            assert loaded == []
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+LLAMA_TEST = """
+def test_llama(llama2c):
+    binary = llama2c.build("-O3")
+    llama2c.bench(binary, llama2c.model("stories260K"), threads=1, steps=64, mbu=False)
+"""
+
+
+@needs_perf
+@needs_valgrind
+def test_llama2c_bench_profiles_in_runs_of_its_own(pytester, cache_dir):
+    pytester.makepyfile(test_llama=LLAMA_TEST)
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,instructions", "--llmperf-max-time=0.3")
+    result.assert_outcomes(passed=1)
+    t = report(pytester)["test_llama"]
+    m = t["metrics"]
+    assert len(m["perf.task-clock"]["samples"]) == 3  # --llmperf-profile-runs, not the timed rounds
+    assert len(m["tok_per_s"]["samples"]) >= 5
+    assert m["instructions"]["exact"]
+    folder = pytester.path / "llmperf-artifacts" / "pnode" / "test_llama.py--test_llama"
+    assert sorted(p.name for p in folder.glob("*.perf-stat.csv")) == [
+        f"run-perf-stat-{i}.perf-stat.csv" for i in (1, 2, 3)]
+    assert (folder / "run-instructions.callgrind.out").is_file()
+
+
+@needs_perf
+def test_llama2c_inline_counts_the_timed_rounds(pytester, cache_dir):
+    pytester.makepyfile(test_llama=LLAMA_TEST)
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat", "--llmperf-profile-inline",
+                 "--llmperf-max-time=0.3")
+    result.assert_outcomes(passed=1)
+    m = report(pytester)["test_llama"]["metrics"]
+    # one counter sample per kept timed round, none from separate runs
+    assert len(m["perf.task-clock"]["samples"]) == len(m["tok_per_s"]["samples"])
+    folder = pytester.path / "llmperf-artifacts" / "pnode" / "test_llama.py--test_llama"
+    assert not list(folder.glob("run-perf-stat-[0-9]*.csv"))
+    assert list(folder.glob("run-perf-stat-round*.perf-stat.csv"))
+    result.stdout.fnmatch_lines(["*[[]perf-stat[]] task-clock*counted in the timed rounds (--llmperf-profile-inline)"])

@@ -330,6 +330,35 @@ class _Bench:
         paths = result.save(artifact_dir(self._request.config, self._request.node.nodeid))
         self.recorder.add_artifact("torch.profiler", paths, f"{what}: {result.summary_line(3)}")
 
+    def process_profile(self, size, kind, autocast, context, batch_size, compile, attention, device) -> None:
+        """The process profilers (nsys, perf stat, perf record) around the same steps in a process
+        of their own (run_lm), when selected for this test; the timed rounds are already done.
+        valgrind is not run on torch: its instruction counts are for compiled binaries."""
+        import sys
+
+        profiling = self._request.getfixturevalue("llmperf_profile")
+        if not profiling:
+            return
+        if "instructions" in profiling.names:
+            self.recorder.add_artifact("instructions", [], "skipped: not run on torch workloads",
+                                       {"skipped": "instruction counts under valgrind are for compiled binaries "
+                                                   "(a Python + torch process would take minutes)"})
+        precision = {None: "fp32"}.get(autocast, str(autocast).replace("torch.", ""))
+        argv = [sys.executable, "-m", "pytest_llmperf.torch_models.run_lm", "--size", size, "--kind", kind,
+                "--precision", precision, "--context", str(context), "--batch", str(batch_size),
+                "--attention", attention, "--device", str(device), "--steps", str(self.session_profile_steps())]
+        threads = torch_threads(self._request.config)
+        if threads:
+            argv += ["--threads", str(threads)]
+        if compile:
+            argv.append("--compile")
+        profiling.command(argv, only=[n for n in profiling.names if n != "instructions"])
+
+    def session_profile_steps(self) -> int:
+        from ..plugin import STATE
+
+        return self._request.config.stash[STATE].config.profile_steps
+
     def guarded(self, device, what: str, fn):
         """Run ``fn()``; an out-of-memory fails this test only, with one line, after freeing what
         it held so that the next test finds the device usable."""
@@ -427,6 +456,7 @@ class TorchLM(_Bench):
             rec.record("mfu", [100 * flops / (ms / 1e3) / peak for ms in m.samples], unit="%", higher_is_better=True,
                        gate=False, note=source)
         self.profile(step, device, what)
+        self.process_profile(cfg.name, kind, autocast, context, batch_size, compile, attention, device)
         median = sorted(m.samples)[len(m.samples) // 2]
         return {"ms_per_step": median, "first_step_ms": first * 1e3, "peak_bytes": pm.peak_bytes,
                 "flops": flops, "samples": list(m.samples)}

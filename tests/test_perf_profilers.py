@@ -5,6 +5,7 @@ installs it)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -215,3 +216,26 @@ def test_real_perf_record_keeps_data_and_reports_top_symbols(program, tmp_path):
     assert profile.details["samples"] > 10
     assert "samples of" in profile.summary and "work" in profile.summary
     assert (tmp_path / "r.perf-report.txt").read_text().startswith("perf record -F 2000:")
+
+
+class _EchoPreload(base.Profiler):
+    """A stand-in profiler whose 'tool' prints the LD_PRELOAD and OMP_NUM_THREADS it was given."""
+
+    name = "echo"
+
+    def unavailable_reason(self):
+        return None
+
+    def wrap(self, argv, outdir, tag):
+        return ["sh", "-c", 'printf "%s|%s" "$LD_PRELOAD" "$OMP_NUM_THREADS"'], {"LD_PRELOAD": "/x/shim.so",
+                                                                                   "OMP_NUM_THREADS": "1"}
+
+    def collect(self, outdir, tag, done):
+        return base.Profile("echo", summary=done.stdout)
+
+
+def test_run_puts_a_preload_before_the_commands_own_and_overrides_other_variables(tmp_path):
+    env = {"PATH": os.environ["PATH"], "LD_PRELOAD": "/y/own.so", "OMP_NUM_THREADS": "8"}
+    assert base.run(_EchoPreload(), ["ignored"], tmp_path, env=env).summary == "/x/shim.so:/y/own.so|1"
+    env.pop("LD_PRELOAD")
+    assert base.run(_EchoPreload(), ["ignored"], tmp_path, env=env).summary == "/x/shim.so|1"

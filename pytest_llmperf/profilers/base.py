@@ -114,7 +114,9 @@ def run(profiler: Profiler, argv: Sequence[str], outdir: str | os.PathLike, tag:
                             f"{exc.strerror or exc}") from None
     wrapped, extra = profiler.wrap([str(a) for a in argv], outdir, tag)
     full_env = dict(os.environ if env is None else env)
-    full_env.update(extra)
+    for key, value in extra.items():
+        earlier = full_env.get(key, "").strip() if key == "LD_PRELOAD" else ""
+        full_env[key] = f"{value}:{earlier}" if earlier else value  # a preload goes first, keeping the rest
     t0 = time.perf_counter()
     try:
         out = subprocess.run(wrapped, env=full_env, cwd=cwd, capture_output=True, timeout=timeout)

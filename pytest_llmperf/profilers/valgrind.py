@@ -343,8 +343,7 @@ class Instructions(Profiler):
         shim = self.fake_clock()
         if shim is not None:
             # run() adds these to the environment it runs with, which is os.environ unless it was given one
-            earlier = os.environ.get("LD_PRELOAD", "").strip()
-            env["LD_PRELOAD"] = f"{shim}:{earlier}" if earlier else str(shim)
+            env["LD_PRELOAD"] = str(shim)  # base.run puts it before the command's own LD_PRELOAD
         return cmd, env
 
     def collect(self, outdir: Path, tag: str, done: Completed) -> Profile:

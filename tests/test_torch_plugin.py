@@ -271,6 +271,36 @@ def test_torch_profile_writes_artifacts_and_the_summary_says_where(pytester: pyt
                                  f"      {folder / 'torch-profile.txt'}"])
 
 
+@pytest.mark.skipif(not __import__("shutil").which("perf"), reason="perf not installed (apt-get install linux-perf)")
+def test_process_profilers_wrap_run_lm_in_a_process_of_its_own(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_lm=LM_TEST.format(kind="forward", precision="fp32"))
+    report = pytester.path / "report.json"
+    result = run(pytester, "--llmperf-profile=perf-stat,instructions", "--llmperf-profile-runs=1",
+                 "--llmperf-profile-steps=2", f"--llmperf-json={report}", "--llmperf-device=cpu")
+    result.assert_outcomes(passed=1)
+    (test,) = results(report).values()
+    m = test["metrics"]
+    assert len(m["perf.task-clock"]["samples"]) == 1 and m["perf.task-clock"]["gate"] is False  # 1 run: info
+    assert "instructions" not in m
+    kinds = {a["kind"]: a for a in test["artifacts"]}
+    assert "compiled binaries" in kinds["instructions"]["details"]["skipped"]
+    folder = pytester.path / "llmperf-artifacts" / "testnode" / "test_lm.py--test_lm"
+    (csv,) = folder.glob("*.perf-stat.csv")
+    assert csv.name.startswith("python")
+    result.stdout.fnmatch_lines(["llmperf: profiler instructions skipped in 1 test(s): *compiled binaries*"])
+
+
+def test_run_lm_runs_the_fixtures_workload(capsys) -> None:
+    from pytest_llmperf.torch_models import run_lm
+
+    assert run_lm.main(["--size", "tiny", "--kind", "forward_backward", "--context", "16", "--batch", "1",
+                        "--steps", "2", "--warmup", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("llmperf run_lm: 2 steps, ") and out.rstrip().endswith("ms per step")
+    with pytest.raises(SystemExit):
+        run_lm.main(["--size", "tiny", "--kind", "sideways"])
+
+
 def test_without_profile_option_nothing_is_written(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_lm=LM_TEST.format(kind="forward", precision="fp32"))
     result = run(pytester)

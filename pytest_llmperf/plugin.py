@@ -285,9 +285,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     except ValueError:
         where = cfg.baseline_dir / cfg.node
     mode = "saving baselines" if cfg.save_baseline else ("report only" if cfg.report_only else "gating")
+    from .config import PROFILERS
+
+    profiling = f", profiling {','.join(p for p in PROFILERS if p in cfg.profilers)}" if cfg.profilers else ""
     return [
         f"llmperf: node {cfg.node} ({cfg.node_source}), baselines {where} ({state.baseline_files} files), "
-        f"tolerance {cfg.tolerance:.1%}, warmup {cfg.warmup}, {mode}"
+        f"tolerance {cfg.tolerance:.1%}, warmup {cfg.warmup}, {mode}{profiling}"
     ]
 
 

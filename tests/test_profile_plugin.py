@@ -114,6 +114,7 @@ def test_all_profilers_by_option(pytester, program, cache_dir):
     for event, status in statuses.items():
         assert (status == "counted") == (perf.metric_name(event) in m), event
     result.stdout.fnmatch_lines([
+        "llmperf: node pnode (--llmperf-node), *, gating, profiling perf-stat,perf-record,nsys,instructions",
         f"llmperf: profiler outputs in {pytester.path / 'arts'}:",
         "  test_prof.py::test_work [[]perf-stat[]] task-clock *",
         f"      {folder}/work-perf-stat-1.perf-stat.csv",

@@ -465,3 +465,20 @@ def test_a_failing_program_under_valgrind_with_an_earlier_preload(timed, shim_ca
     assert (tmp_path / "printed").read_text().startswith("elapsed 0.001000000 s")  # the fake clock answered
     with pytest.raises(ProfilerError, match=r"^instructions: valgrind cannot run .*no-such-program"):
         base.run(profiler, [tmp_path / "no-such-program"], tmp_path / "out")
+
+
+def test_an_instruction_valgrind_does_not_know_makes_the_profiler_unavailable(tmp_path):
+    """Recorded: a -march=native build (AVX-512) of the reference runner under valgrind 3.19."""
+    from pytest_llmperf.profilers.base import ProfilerUnavailable
+
+    profiler = Instructions(cache_dir=tmp_path / "cache")
+    profiler.version = "valgrind-3.19.0"
+    (tmp_path / "t.valgrind.log").write_text(
+        "==9242== Callgrind, a call-graph generating cache profiler\n"
+        "vex amd64->IR: unhandled instruction bytes: 0x62 0xF1 0x7F 0x28 0x7F 0x85 0xB8 0xFD 0xFF 0xFF\n"
+        "==9242== valgrind: Unrecognised instruction at address 0x10ab7f.\n"
+        "==9242== Process terminating with default action of signal 4 (SIGILL)\n")
+    done = Completed(["valgrind", "--tool=callgrind", "--callgrind-out-file=x", "--log-file=y", "/b/run"], -4, "", "", 0.1)
+    with pytest.raises(ProfilerUnavailable, match=r"^instructions: valgrind-3.19.0 does not recognise an "
+                                                   r"instruction of run \(a binary built for this CPU"):
+        profiler.collect(tmp_path, "t", done)

@@ -355,6 +355,12 @@ class Instructions(Profiler):
             if launcher:
                 raise ProfilerError(f"{self.name}: valgrind cannot run {program} "
                                     f"(exit code {done.returncode}): {launcher[0][len('valgrind: '):]}")
+            if "Unrecognised instruction" in log or "unhandled instruction bytes" in log:
+                # not the program's fault: valgrind cannot emulate an instruction it was built with
+                # (AVX-512 from -march=native on a recent x86, say); no count can be had here
+                raise base.ProfilerUnavailable(
+                    f"{self.name}: {self.version or 'valgrind'} does not recognise an instruction of "
+                    f"{Path(program).name} (a binary built for this CPU: -march=native with AVX-512?)")
             if any(marker in log for marker in _VALGRIND_FAILED):
                 raise ProfilerError(f"{self.name}: valgrind itself failed while running {program} "
                                     f"(exit code {done.returncode}); {log_file} ends with:\n{base.tail(log, 8)}")

@@ -330,3 +330,26 @@ def test_llama2c_inline_counts_the_timed_rounds(pytester, cache_dir):
     assert not list(folder.glob("run-perf-stat-[0-9]*.csv"))
     assert list(folder.glob("run-perf-stat-round*.perf-stat.csv"))
     result.stdout.fnmatch_lines(["*[[]perf-stat[]] task-clock*counted in the timed rounds (--llmperf-profile-inline)"])
+
+
+@needs_perf
+def test_two_commands_in_one_test_need_a_label(pytester, program, cache_dir):
+    pytester.makepyfile(test_two=f"""
+        PROGRAM = {str(program)!r}
+
+        def test_labelled(llmperf_profile):
+            llmperf_profile.command([PROGRAM, "1000"])
+            llmperf_profile.command([PROGRAM, "2000"], label="big")
+
+        def test_unlabelled(llmperf_profile):
+            llmperf_profile.command([PROGRAM, "1000"])
+            llmperf_profile.command([PROGRAM, "2000"])
+    """)
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*RecordError: llmperf_profile.command: metric 'perf.task-clock' is already "
+                                 "recorded in this test; give the second command a label*"])
+    m = report(pytester)["test_labelled"]["metrics"]
+    assert "perf.task-clock" in m and "big.perf.task-clock" in m
+    folder = pytester.path / "llmperf-artifacts" / "pnode" / "test_two.py--test_labelled"
+    assert (folder / "big-perf-stat-1.perf-stat.csv").is_file() and (folder / "work-perf-stat-1.perf-stat.csv").is_file()

@@ -14,7 +14,6 @@ naming the tool; the metrics recorded before it are still compared and reported.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -204,7 +203,9 @@ class ProcessProfiling:
         for metric, readings in by_metric.items():
             full = f"{label}.{metric}" if label else metric
             if full in self._recorded or full in recorder.metrics:
-                raise pytest.UsageError(
+                from ..recorder import RecordError
+
+                raise RecordError(
                     f"llmperf_profile.command: metric {full!r} is already recorded in this test; "
                     f"give the second command a label (command(argv, label='other'))")
             first = readings[0]
@@ -246,8 +247,3 @@ def llmperf_profile(request: pytest.FixtureRequest) -> ProcessProfiling:
     their readings become metrics of the test and their files go under ``--llmperf-artifacts``."""
     return ProcessProfiling(request)
 
-
-def env_with(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env

@@ -27,8 +27,10 @@ def test_readings_directions_gates_and_not_supported():
     by = {r.name: r for r in got}
     assert set(by) == {"perf.task-clock", "perf.page-faults", "perf.context-switches"}
     assert by["perf.task-clock"].unit == "ms" and by["perf.task-clock"].value == 0.48
-    assert not by["perf.task-clock"].higher_is_better and by["perf.task-clock"].gate
-    assert by["perf.page-faults"].gate and by["perf.page-faults"].unit == ""
+    assert not by["perf.task-clock"].higher_is_better
+    # a time in runs of their own follows the machine's speed: informational, and says why
+    assert not by["perf.task-clock"].gate and "not speed-adjusted" in by["perf.task-clock"].note
+    assert by["perf.page-faults"].gate and by["perf.page-faults"].unit == "" and not by["perf.page-faults"].note
     assert not by["perf.context-switches"].gate  # scheduler-dependent: informational
     assert missing == {"cycles": "not supported", "instructions": "not supported", "cache-misses": "not supported"}
 
@@ -40,6 +42,8 @@ def test_readings_ipc_and_multiplexing_note():
     assert by["perf.ipc"].higher_is_better and by["perf.ipc"].value == pytest.approx(2876543210 / 1523456789)
     assert by["perf.cycles"].value == 1523456789  # perf's scaled value, kept
     assert "multiplexed: counted 66.62% of the run" in by["perf.cycles"].note
+    assert not by["perf.cycles"].gate and "not speed-adjusted" in by["perf.cycles"].note
+    assert by["perf.instructions"].gate and by["perf.ipc"].gate  # counts and their ratio are gated
     assert missing["L1-dcache-load-misses"] == "not counted"
     assert "perf.L1-dcache-load-misses" not in by  # never a zero
 

@@ -143,6 +143,13 @@ def unavailable_reason(perf: str = "perf", paranoid_path: str = "/proc/sys/kerne
 # scheduler-dependent counts: they follow the machine's load, not the program, and are recorded
 # as informational metrics (shown and compared, never failing a test)
 INFORMATIONAL = frozenset({"context-switches", "cs", "cpu-migrations", "migrations"})
+# times (CPU time and cycles) of a run of its own: they follow the machine's speed from one session
+# to the next (1.5x on our CI VM), which the gated tok/s corrects with its speed probe and these
+# cannot; gating them cried wolf on unchanged binaries, so they are informational too
+TIME_EVENTS = frozenset({"task-clock", "cpu-clock", "cycles", "cpu-cycles", "ref-cycles", "bus-cycles",
+                         "duration_time", "user_time", "system_time"})
+TIME_NOTE = ("a time measured in separate runs, not speed-adjusted (the gated tok/s or ms_per_step is): "
+             "informational")
 _UNITS = {"msec": "ms"}
 
 
@@ -160,11 +167,12 @@ def readings(counters: list[Counter]):
             missing[c.event] = c.status
             continue
         base = c.event.split(":")[0].split("/")[-1] or c.event
-        note = (f"{c.event} was multiplexed: counted {c.running_pct:g}% of the run, scaled up by perf"
-                if c.multiplexed else "")
+        notes = [f"{c.event} was multiplexed: counted {c.running_pct:g}% of the run, scaled up by perf"
+                 if c.multiplexed else "", TIME_NOTE if base in TIME_EVENTS else ""]
         out.append(Reading(metric_name(c.event), c.value, _UNITS.get(c.unit, c.unit),
-                           higher_is_better=base.lower() in HIGHER_IS_BETTER, gate=base not in INFORMATIONAL,
-                           note=note))
+                           higher_is_better=base.lower() in HIGHER_IS_BETTER,
+                           gate=base not in INFORMATIONAL and base not in TIME_EVENTS,
+                           note="; ".join(n for n in notes if n)))
     value = ipc(counters)
     if value is not None:
         out.append(Reading("perf.ipc", value, "", higher_is_better=True))

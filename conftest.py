@@ -16,3 +16,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def run_isolated(pytester, *args: str, clear=(), env=None, timeout: float = 300):
+    """``pytester.runpytest_subprocess(*args)`` with the environment variables ``clear`` removed
+    and ``env`` set, in the subprocess only (the plugin reads LLMPERF_* variables, which a
+    developer's shell may have set)."""
+    mp = pytest.MonkeyPatch()
+    try:
+        for key in clear:
+            mp.delenv(key, raising=False)
+        for key, value in (env or {}).items():
+            mp.setenv(key, value)
+        return pytester.runpytest_subprocess(*args, timeout=timeout)
+    finally:
+        mp.undo()
+
+
+def compile_c(directory, name: str, source: str, flags=("-O1",)):
+    """Write ``source`` to DIR/NAME.c, compile it with cc into DIR/NAME and return that path."""
+    import subprocess
+    from pathlib import Path
+
+    directory = Path(directory)
+    (directory / f"{name}.c").write_text(source)
+    subprocess.run(["cc", *flags, "-o", str(directory / name), str(directory / f"{name}.c")], check=True)
+    return directory / name

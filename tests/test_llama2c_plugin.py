@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_isolated
 from pytest_llmperf.llama2c import models
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,15 +31,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(pytester: pytest.Pytester, cache: Path, *args: str, env: dict | None = None) -> pytest.RunResult:
-    mp = pytest.MonkeyPatch()
-    try:
-        for key in ENV_OPTIONS:
-            mp.delenv(key, raising=False)
-        for key, value in (env or {}).items():
-            mp.setenv(key, value)
-        return pytester.runpytest_subprocess(*FAST, f"--llmperf-cache-dir={cache}", *args, timeout=300)
-    finally:
-        mp.undo()
+    return run_isolated(pytester, *FAST, f"--llmperf-cache-dir={cache}", *args, clear=ENV_OPTIONS, env=env)
 
 
 def assert_cache_clean(cache: Path) -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import compile_c
 from pytest_llmperf.profilers import DEFAULT_PERF_EVENTS, ProfilerOptions, create
 from pytest_llmperf.profilers import base, perf
 from pytest_llmperf.profilers.base import Completed, ProfilerError, ProfilerUnavailable
@@ -182,10 +182,7 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("prog")
-    (d / "work.c").write_text(PROGRAM)
-    subprocess.run(["cc", "-O1", "-o", str(d / "work"), str(d / "work.c")], check=True)
-    return d / "work"
+    return compile_c(tmp_path_factory.mktemp("prog"), "work", PROGRAM)
 
 
 @needs_perf

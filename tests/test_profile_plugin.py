@@ -7,14 +7,13 @@ and faked where a test needs it to run."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import compile_c, run_isolated
 from pytest_llmperf.profilers import perf
 
 HAVE_PERF = shutil.which("perf") is not None and perf.unavailable_reason() is None
@@ -44,10 +43,7 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("prog")
-    (d / "work.c").write_text(PROGRAM)
-    subprocess.run(["cc", "-O1", "-o", str(d / "work"), str(d / "work.c")], check=True)
-    return d / "work"
+    return compile_c(tmp_path_factory.mktemp("prog"), "work", PROGRAM)
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +52,8 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def run(pytester: pytest.Pytester, cache: Path, *args: str, env: dict | None = None) -> pytest.RunResult:
-    mp = pytest.MonkeyPatch()
-    try:
-        for key in ENV_OPTIONS:
-            mp.delenv(key, raising=False)
-        for key, value in (env or {}).items():
-            mp.setenv(key, value)
-        return pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", "--llmperf-node=pnode", f"--llmperf-cache-dir={cache}",
-            "--llmperf-json=report.json", *args, timeout=300)
-    finally:
-        mp.undo()
+    return run_isolated(pytester, "-p", "no:cacheprovider", "--llmperf-node=pnode", f"--llmperf-cache-dir={cache}",
+                        "--llmperf-json=report.json", *args, clear=ENV_OPTIONS, env=env)
 
 
 def report(pytester: pytest.Pytester) -> dict:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_isolated
+
 torch = pytest.importorskip("torch")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,13 +34,7 @@ def _fixed_bandwidth(monkeypatch):
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    mp = pytest.MonkeyPatch()
-    try:
-        for key in ENV_OPTIONS:
-            mp.delenv(key, raising=False)
-        return pytester.runpytest_subprocess(*FAST, *args, timeout=600)
-    finally:
-        mp.undo()
+    return run_isolated(pytester, *FAST, *args, clear=ENV_OPTIONS, timeout=600)
 
 
 def suite(pytester: pytest.Pytester, name: str) -> None:

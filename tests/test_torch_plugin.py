@@ -286,6 +286,35 @@ def test_process_profilers_wrap_run_lm_in_a_process_of_its_own(pytester: pytest.
     result.stdout.fnmatch_lines(["llmperf: profiler instructions skipped in 1 test(s): *compiled binaries*"])
 
 
+@pytest.mark.skipif(not __import__("shutil").which("perf"), reason="perf not installed (apt-get install linux-perf)")
+def test_process_profilers_wrap_run_decode(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FIXED_BANDWIDTH)
+    pytester.makepyfile(test_d="def test_d(torch_decode):\n    torch_decode.bench('speculative')\n")
+    report = pytester.path / "report.json"
+    result = run(pytester, *DECODE, "--llmperf-profile=perf-record", "--llmperf-profile-steps=1",
+                 "--llmperf-speculate-k=2", f"--llmperf-json={report}")
+    result.assert_outcomes(passed=1)
+    (test,) = results(report).values()
+    (art,) = [a for a in test["artifacts"] if a["kind"] == "perf-record"]
+    assert art["details"]["samples"] > 0 and art["details"]["top_symbols"]
+    assert art["paths"][0].endswith("-perf-record.perf.data") and Path(art["paths"][0]).is_file()
+    assert "decode_tok_per_s" in test["metrics"]  # the timed rounds are untouched
+
+
+def test_run_decode_runs_the_fixtures_decoding(capsys) -> None:
+    from pytest_llmperf.torch_models import run_decode
+    from pytest_llmperf.torch_models.fixtures import DEFAULT_PROMPT_TOKENS
+
+    assert run_decode.main(["--model", "tiny", "--variant", "speculative", "--draft", "int8", "--k", "2",
+                            "--tokens", "4", "--generations", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("llmperf run_decode: 2 generations, ") and out.rstrip().endswith("tok/s")
+    prompt = run_decode.fixed_prompt(512, DEFAULT_PROMPT_TOKENS)
+    assert prompt[0] == 1 and len(prompt) == DEFAULT_PROMPT_TOKENS and all(3 <= t < 512 for t in prompt[1:])
+    with pytest.raises(SystemExit):
+        run_decode.main(["--variant", "tp"])
+
+
 def test_run_lm_runs_the_fixtures_workload(capsys) -> None:
     from pytest_llmperf.torch_models import run_lm
 

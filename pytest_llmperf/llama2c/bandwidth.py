@@ -18,7 +18,6 @@ import json
 import subprocess
 from pathlib import Path
 
-from ..baseline import NODE_INFO
 from ..fileutil import atomic_write
 from .build import FlagsRejected, build
 

@@ -336,6 +336,17 @@ class _Bench:
         valgrind is not run on torch: its instruction counts are for compiled binaries."""
         import sys
 
+        precision = {None: "fp32"}.get(autocast, str(autocast).replace("torch.", ""))
+        argv = [sys.executable, "-m", "pytest_llmperf.torch_models.run_lm", "--size", size, "--kind", kind,
+                "--precision", precision, "--context", str(context), "--batch", str(batch_size),
+                "--attention", attention, "--device", str(device), "--steps", str(self.session_profile_steps())]
+        if compile:
+            argv.append("--compile")
+        self.run_process_profilers(argv)
+
+    def run_process_profilers(self, argv: list) -> None:
+        """``argv`` (a run_lm or run_decode command) under the process profilers selected for this
+        test, with this session's torch threads."""
         profiling = self._request.getfixturevalue("llmperf_profile")
         if not profiling:
             return
@@ -343,15 +354,9 @@ class _Bench:
             self.recorder.add_artifact("instructions", [], "skipped: not run on torch workloads",
                                        {"skipped": "instruction counts under valgrind are for compiled binaries "
                                                    "(a Python + torch process would take minutes)"})
-        precision = {None: "fp32"}.get(autocast, str(autocast).replace("torch.", ""))
-        argv = [sys.executable, "-m", "pytest_llmperf.torch_models.run_lm", "--size", size, "--kind", kind,
-                "--precision", precision, "--context", str(context), "--batch", str(batch_size),
-                "--attention", attention, "--device", str(device), "--steps", str(self.session_profile_steps())]
         threads = torch_threads(self._request.config)
         if threads:
-            argv += ["--threads", str(threads)]
-        if compile:
-            argv.append("--compile")
+            argv = [*argv, "--threads", str(threads)]
         profiling.command(argv, only=[n for n in profiling.names if n != "instructions"])
 
     def session_profile_steps(self) -> int:
@@ -541,10 +546,9 @@ class TorchDecode(_Bench):
 
     def prompt(self, vocab_size: int, length: int = DEFAULT_PROMPT_TOKENS) -> list[int]:
         """A fixed prompt: BOS (1) then seeded token ids (the same in every session)."""
-        import random
+        from .run_decode import fixed_prompt
 
-        rng = random.Random(1234)
-        return [1] + [rng.randrange(3, vocab_size) for _ in range(length - 1)]
+        return fixed_prompt(vocab_size, length)
 
     def bench(self, variant: str, tokens: int | None = None) -> dict:
         """Decode ``tokens`` tokens per round with ``variant`` (eager, compile, int8, speculative,
@@ -636,9 +640,22 @@ class TorchDecode(_Bench):
             return gen.generate(model, prompt, tokens, decode_fn=decode_fn, draft=draft, speculate_k=k, sync=sync)
 
         self.profile(profiled, device, what)
+        self.process_profile_decode(variant, tokens, dtype, device)
         median = sorted(m.samples)[len(m.samples) // 2]
         return {"decode_tok_per_s": median, "tokens": list(second.tokens), "ttft_ms": second.ttft_s * 1e3,
                 "weight_bytes_per_token": weight_bytes_per_token(model), "samples": list(m.samples)}
+
+    def process_profile_decode(self, variant, tokens, dtype, device) -> None:
+        """The process profilers around the same decoding in a process of its own (run_decode)."""
+        import sys
+
+        opts = self.options
+        argv = [sys.executable, "-m", "pytest_llmperf.torch_models.run_decode", "--variant", variant,
+                "--tokens", str(tokens), "--dtype", str(dtype).replace("torch.", ""), "--device", str(device),
+                "--draft", str(opts["draft"]), "--k", str(opts["speculate_k"]),
+                "--generations", str(self.session_profile_steps())]
+        argv += ["--checkpoint", str(opts["checkpoint"])] if opts["checkpoint"] else ["--model", opts["model"]]
+        self.run_process_profilers(argv)
 
     def _plain_tokens(self, model, prompt, tokens, sync) -> list[int]:
         from . import generate as gen

@@ -63,7 +63,9 @@ def test_lm_bench_records_metrics_saves_and_compares(pytester: pytest.Pytester) 
     files = [p for p in baseline.rglob("*.json") if p.name != "node-info.json"]
     assert len(files) == 1
     report = pytester.path / "report.json"
-    compared = run(pytester, f"--llmperf-json={report}", "--llmperf-device=cpu")
+    # report-only: whether an unchanged tiny step comes out ok or "regressed" on a noisy 2-core VM
+    # is timing, which the test suite does not assert; that it is compared with the saved baseline is
+    compared = run(pytester, f"--llmperf-json={report}", "--llmperf-device=cpu", "--llmperf-report-only")
     compared.assert_outcomes(passed=1)
     r = results(report)["test_lm"]
     metrics = r["metrics"]
@@ -76,7 +78,9 @@ def test_lm_bench_records_metrics_saves_and_compares(pytester: pytest.Pytester) 
     for ms, rate in zip(metrics["ms_per_step"]["samples"], metrics["tok_per_s"]["samples"]):
         assert rate == pytest.approx(2 * 32 / (ms / 1e3), rel=1e-4)
     statuses = {v["metric"]: v["status"] for v in r["verdicts"]}
-    assert statuses["ms_per_step"] in ("ok", "noisy", "improved")
+    assert statuses["ms_per_step"] in ("ok", "noisy", "improved", "regressed")
+    (verdict,) = [v for v in r["verdicts"] if v["metric"] == "ms_per_step"]
+    assert verdict["baseline"] is not None and verdict["n_baseline"] >= 3  # compared with the saved rounds
     assert statuses["peak_mem"] == "info"
     compared.stdout.fnmatch_lines(["*warm-up (first round vs steady median):*"])
 

@@ -222,14 +222,17 @@ class Llama2c:
             inline = perf_stat_inline(self._request.config)
             if inline is not None and inline.unavailable_reason() is not None:
                 inline = None  # command() below skips it with the reason
+        if inline is not None:
+            profiling.directory.mkdir(parents=True, exist_ok=True)
+            # perf stat's own environment (LC_ALL=C: numbers parse_stat_csv can read), set once
+            inline_runner = Runner({**os.environ, **inline.wrap([], profiling.directory, "-")[1]})
 
         def run_once():
             if inline is None:
                 return runner.run(binary, spec)
             tags.append(f"{binary.name}-perf-stat-round{len(tags) + 1}")
-            profiling.directory.mkdir(parents=True, exist_ok=True)
             prefix, _env = inline.wrap([], profiling.directory, tags[-1])
-            return runner.run(binary, spec, prefix=prefix)
+            return inline_runner.run(binary, spec, prefix=prefix)
 
         # the Python speed probe does not follow a native binary's speed (on our CI machine it flips
         # between two speeds 1.5x apart while the binary's tok/s stays put); the probe of compiled

@@ -18,6 +18,7 @@ Nothing here initialises CUDA on import, and :func:`gpu_count` never does on a C
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import math
@@ -198,6 +199,19 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+@contextlib.contextmanager
+def nvtx_range(device: torch.device | str, name: str):
+    """An NVTX range named ``name`` around the block on a CUDA device (for nsys), nothing elsewhere."""
+    cuda = _as_device(device).type == "cuda"
+    if cuda:
+        torch.cuda.nvtx.range_push(name)
+    try:
+        yield
+    finally:
+        if cuda:
+            torch.cuda.nvtx.range_pop()
 
 
 # --------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from . import generate as gen
-    from .device import resolve_device, resolve_dtype, synchronize
+    from .device import nvtx_range, resolve_device, resolve_dtype, synchronize
     from .llama import build_llama, get_decode_config, load_llama2c
     from .quantize import quantize_int8_
 
@@ -80,12 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                             sync=sync)
 
     run()  # warm-up (and compilation)
-    nvtx = device.type == "cuda"
-    if nvtx:
-        torch.cuda.nvtx.range_push("llmperf:decode")
-    rates = [run().decode_tok_per_s for _ in range(args.generations)]
-    if nvtx:
-        torch.cuda.nvtx.range_pop()
+    with nvtx_range(device, "llmperf:decode"):
+        rates = [run().decode_tok_per_s for _ in range(args.generations)]
     print(f"llmperf run_decode: {args.generations} generations, {sorted(rates)[len(rates) // 2]:.1f} tok/s")
     return 0
 

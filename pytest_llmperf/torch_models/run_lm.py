@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .device import resolve_device, resolve_dtype, synchronize
+    from .device import nvtx_range, resolve_device, resolve_dtype, synchronize
     from .transformer import build_model, get_config, make_step
 
     if args.threads:
@@ -48,16 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.warmup):
         step()
     synchronize(device)
-    nvtx = device.type == "cuda"
-    if nvtx:
-        torch.cuda.nvtx.range_push("llmperf:steps")
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    synchronize(device)
-    elapsed = time.perf_counter() - t0
-    if nvtx:
-        torch.cuda.nvtx.range_pop()
+    with nvtx_range(device, "llmperf:steps"):
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        synchronize(device)
+        elapsed = time.perf_counter() - t0
     print(f"llmperf run_lm: {args.steps} steps, {elapsed / args.steps * 1e3:.3f} ms per step")
     return 0
 

@@ -220,7 +220,9 @@ def check_writable(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path, timeout: float = 120.0) -> Iterator[None]:
+def node_lock(directory: Path, timeout: float = 120.0) -> Iterator[None]:
+    """Hold the node directory's lock (``<node dir>/.llmperf.lock``): every read-merge-write of a
+    file under the node directory (baseline files, node-info.json) happens under it."""
     directory.mkdir(parents=True, exist_ok=True)
     try:
         with exclusive_lock(directory / LOCK_NAME, timeout):
@@ -282,7 +284,7 @@ class BaselineStore:
             path, key = self.path_for(record["nodeid"])
             by_file.setdefault(path, []).append((key, record))
         written = []
-        with _locked(self.node_dir):
+        with node_lock(self.node_dir):
             for path, entries in sorted(by_file.items()):
                 bfile = BaselineFile.load(path) if path.exists() else BaselineFile.empty(
                     path, self.node, split_nodeid(entries[0][1]["nodeid"])[0])

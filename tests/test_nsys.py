@@ -106,6 +106,33 @@ def test_anything_else_is_an_error_quoting_the_line(text, match):
     assert "nsys" in str(err.value) and "\n" not in str(err.value)
 
 
+ROW = ["50.0", "10", "1", "10", "10", "10", "10", "0", "k"]
+
+
+def row(**changed) -> str:
+    """HEADER and one row of it, with the cells at the given positions (c0..c8) changed."""
+    cells = list(ROW)
+    for key, value in changed.items():
+        cells[int(key[1:])] = value
+    return HEADER + "\n" + ",".join(f'"{c}"' for c in cells) + "\n"
+
+
+@pytest.mark.parametrize("cells", [
+    {"c2": "nan"}, {"c2": "inf"}, {"c2": "-inf"}, {"c2": "-1"}, {"c2": "1e400"}, {"c2": "9" * 400},
+    {"c1": "nan"}, {"c1": "inf"}, {"c1": "-10"}, {"c3": "1e400"}, {"c0": "NaN"}, {"c6": "-Infinity"},
+    {"c7": "nan"}, {"c4": "."}, {"c5": ""},
+])
+def test_numbers_that_are_not_finite_counts_or_times_are_errors_naming_the_line(cells):
+    """Issue 11, item 8: nan / inf instances escaped as ValueError / OverflowError, nan times
+    were read as kernels."""
+    with pytest.raises(NsysParseError) as err:
+        nsys.parse_kernel_csv(row(**cells), "t_cuda_gpu_kern_sum.csv")
+    message = str(err.value)
+    assert message.startswith("t_cuda_gpu_kern_sum.csv, line 2: ") and "\n" not in message
+    (value,) = cells.values()
+    assert repr(value)[:40] in message  # quoted (a long one cut short)
+
+
 # ---------------------------------------------------------------------------- tables and summaries
 
 @pytest.mark.parametrize("name, short", [

@@ -162,7 +162,7 @@ def test_unparsable_perf_output_and_missing_perf(pytester, program, cache_dir, t
     write_test(pytester, program)
     result = run(pytester, cache_dir, "--llmperf-profile=perf-stat", env={"LLMPERF_PERF": str(fake)})
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*llmperf: perf-stat: *work-perf-stat-1.perf-stat.csv: unparsable perf stat line: "
+    result.stdout.fnmatch_lines(["*llmperf: perf-stat: *work-perf-stat-1.perf-stat.csv, line 1: unparsable perf stat line: "
                                  "'Totally not CSV'*"])
     result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,perf-record", "--llmperf-perf=/nowhere/perf")
     result.assert_outcomes(passed=1)

@@ -159,6 +159,18 @@ def test_totals_errors_name_the_line(text, message):
         parse_callgrind_totals(text, "f")
 
 
+@pytest.mark.parametrize("cost", ["9" * 400, str(2 ** 64), "1_000", "\u0661\u0662", "+5", "1e3"])
+def test_a_cost_that_is_not_a_64_bit_count_is_an_error_naming_the_line(cost):
+    """Issue 11, item 8: a 400-digit cost was summed into an int that float() cannot take (an
+    OverflowError in the profiler), and int() took underscores and other scripts' digits."""
+    with pytest.raises(ValgrindParseError) as err:
+        parse_callgrind_totals(f"events: Ir\ntotals: {cost}\n", "f")
+    assert str(err.value).startswith("f, line 2: cost ") and "\n" not in str(err.value)
+    with pytest.raises(ValgrindParseError, match="^f, line 3: cost "):
+        top_functions(f"events: Ir\nfn=main\n1 {cost}\n", name="f")
+    assert parse_callgrind_totals(f"events: Ir\ntotals: {2 ** 64 - 1}\n") == 2 ** 64 - 1
+
+
 @pytest.mark.parametrize("text, message", [
     ("events: Ir\nfn=(3)\n1 5\n", r"f, line 2: fn=\(3\) refers to a name never defined"),
     ("events: Ir\n1 5\n", r"f, line 2: cost line before any fn= line"),

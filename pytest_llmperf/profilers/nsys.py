@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import math
 import os
 import re
 import shutil
@@ -52,7 +53,13 @@ GPU_DEVICES = "/dev/nvidia[0-9]*"
 
 
 class NsysParseError(ValueError):
-    """nsys stats printed something that is not a kernel summary; the message quotes the line."""
+    """nsys stats printed something that is not a kernel summary; the one-line message names the
+    file and line, and quotes the line."""
+
+
+def _quote(line: str, width: int = 200) -> str:
+    """A line for an error message: repr (one line, whatever it holds), cut at ``width``."""
+    return repr(line) if len(line) <= width else repr(line[:width]) + "..."
 
 
 @dataclass(frozen=True)
@@ -212,29 +219,38 @@ def _skipped(text: str) -> bool:
                for line in text.splitlines())
 
 
-def _number(text: str, line: str) -> float:
-    t = text.strip().rstrip("%")
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", t):
+# a number of the kernel table: plain decimal digits, or digits in groups of three (an exponent is
+# let through); no sign, nan or inf, which no time, count or share of it can be
+_PLAIN = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _number(text: str, line: str, where: str) -> float:
+    """A number of the kernel table: finite, 0 or more (``1,234.5`` and ``12.5%`` are numbers)."""
+    t = text.strip()
+    t = t[:-1] if t.endswith("%") else t
+    if re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", t):
         t = t.replace(",", "")
-    try:
-        return float(t)
-    except ValueError:
-        raise NsysParseError(f"unparsable number {text!r} in the nsys stats kernel table line {line!r}") from None
+    value = float(t) if _PLAIN.fullmatch(t) else math.nan
+    if not math.isfinite(value):
+        raise NsysParseError(f"{where}: unparsable number {_quote(text)} (a finite number, 0 or more) in the "
+                             f"kernel table line {_quote(line)}")
+    return value
 
 
-def parse_kernel_csv(text: str) -> list[Kernel]:
+def parse_kernel_csv(text: str, name: str = "nsys stats output") -> list[Kernel]:
     """The kernels of ``nsys stats --report cuda_gpu_kern_sum`` (or the older ``gpukernsum``)
     ``--format csv`` output, in its order. Lines before the header are skipped, and the table ends
     at the first blank line. A report that nsys SKIPPED for lack of kernel data gives []; any
-    other output without a table, and any row that is not a kernel, raises NsysParseError."""
+    other output without a table, and any row that is not a kernel (a number that is not finite
+    and 0 or more among them), raises NsysParseError naming ``name`` (the file) and the line."""
     lines = text.lstrip("\ufeff").splitlines()
     start = next((i for i, line in enumerate(lines) if _is_header(_cells(line))), None)
     if start is None:
         if _skipped(text):
             return []
         first = next((line for line in lines if line.strip()), "")
-        raise NsysParseError("no kernel table (a header with Time (%) and Name) in the nsys stats output; "
-                             f"it starts with {first!r}")
+        raise NsysParseError(f"{name}: no kernel table (a header with Time (%) and Name) in the nsys stats "
+                             f"output; it starts with {_quote(first)}")
     header = _cells(lines[start])
     columns: dict[str, tuple[int, float]] = {}
     for i, cell in enumerate(header):
@@ -243,31 +259,37 @@ def parse_kernel_csv(text: str) -> list[Kernel]:
             columns[found[0]] = (i, found[1])
     missing = [shown for f, shown in _REQUIRED.items() if f not in columns]
     if missing:
-        raise NsysParseError(f"the nsys stats kernel table lacks the column(s) {', '.join(missing)}: "
-                             f"header {lines[start]!r}")
+        raise NsysParseError(f"{name}, line {start + 1}: the nsys stats kernel table lacks the column(s) "
+                             f"{', '.join(missing)}: header {_quote(lines[start])}")
     kernels = []
-    for line in lines[start + 1:]:
+    for number, line in enumerate(lines[start + 1:], start + 2):
         if not line.strip():
             break
+        where = f"{name}, line {number}"
         cells = _cells(line)
         if len(cells) != len(header):
-            raise NsysParseError(f"unparsable nsys stats kernel table line ({len(cells)} fields, the header "
-                                 f"has {len(header)}): {line!r}")
+            raise NsysParseError(f"{where}: unparsable nsys stats kernel table line ({len(cells)} fields, the "
+                                 f"header has {len(header)}): {_quote(line)}")
 
         def value(field: str) -> float | None:
             if field not in columns:
                 return None
             index, factor = columns[field]
-            return _number(cells[index], line) * factor
+            scaled = _number(cells[index], line, where) * factor
+            if not math.isfinite(scaled):  # a finite number of seconds, in nanoseconds, may not be
+                raise NsysParseError(f"{where}: the number {_quote(cells[index])} is out of range in the "
+                                     f"kernel table line {_quote(line)}")
+            return scaled
 
         instances = value("instances")
-        if instances != int(instances) or instances < 0:
-            raise NsysParseError(f"unparsable instance count {cells[columns['instances'][0]]!r} in the nsys "
-                                 f"stats kernel table line {line!r}")
-        name = cells[columns["name"][0]].strip()
-        if not name:
-            raise NsysParseError(f"a kernel without a name in the nsys stats kernel table line {line!r}")
-        kernels.append(Kernel(name=name, time_pct=value("time_pct"), total_ns=value("total_ns"),
+        if instances != int(instances):
+            raise NsysParseError(f"{where}: unparsable instance count {_quote(cells[columns['instances'][0]])} "
+                                 f"in the nsys stats kernel table line {_quote(line)}")
+        kernel = cells[columns["name"][0]].strip()
+        if not kernel:
+            raise NsysParseError(f"{where}: a kernel without a name in the nsys stats kernel table line "
+                                 f"{_quote(line)}")
+        kernels.append(Kernel(name=kernel, time_pct=value("time_pct"), total_ns=value("total_ns"),
                               instances=int(instances), avg_ns=value("avg_ns"), med_ns=value("med_ns"),
                               min_ns=value("min_ns"), max_ns=value("max_ns"), stddev_ns=value("stddev_ns")))
     return kernels
@@ -399,11 +421,11 @@ class Nsys(base.Profiler):
                                      f"{base.tail(done.stderr) or base.tail(done.stdout) or '(no output)'}")
 
         csv_path, text, used = self._stats(outdir, tag, report)
+        where = str(csv_path) if csv_path is not None else f"the output of nsys stats on {report}"
         try:
-            kernels = parse_kernel_csv(text)
-        except NsysParseError as exc:
-            where = csv_path if csv_path is not None else f"the output of nsys stats on {report}"
-            raise base.ProfilerError(f"nsys: cannot read {where}: {exc}") from None
+            kernels = parse_kernel_csv(text, where)
+        except NsysParseError as exc:  # it names the file (or nsys stats's output) and the line
+            raise base.ProfilerError(f"nsys: cannot read {exc}") from None
         table = outdir / f"{tag}-kernels.txt"
         table.write_text(f"nsys stats --report {used} of {report.name}\n\n{kernel_table(kernels)}")
         files = [report] + ([csv_path] if csv_path is not None else []) + [table]

@@ -11,6 +11,7 @@ percentage, so a reader knows it is an estimate.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -28,11 +29,17 @@ HIGHER_IS_BETTER = frozenset({"ipc", "instructions-per-cycle"})
 
 
 class PerfParseError(ValueError):
-    """perf printed something that is not ``perf stat -x`` output; the message quotes the line."""
+    """perf printed something that is not ``perf stat -x`` (or ``perf report``) output; the one-line
+    message names the file and line, and quotes the line."""
 
 
-class PerfEventError(ValueError):
+class PerfEventError(PerfParseError):
     """perf rejected an event name; the message names the event."""
+
+
+def _quote(line: str, width: int = 200) -> str:
+    """A line for an error message: repr (one line, whatever it holds), cut at ``width``."""
+    return repr(line) if len(line) <= width else repr(line[:width]) + "..."
 
 
 @dataclass(frozen=True)
@@ -51,26 +58,41 @@ class Counter:
         return self.running_pct is not None and self.running_pct < 100.0
 
 
+# a count or a time as perf prints it: plain decimal digits (an exponent is let through); no sign,
+# no nan or inf, no digits of other scripts or underscores (which float() would take)
+_PLAIN = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _number(text: str, separator: str) -> float:
-    """A perf number; thousands separators (``1,234,567`` or ``1.234.567`` under another locale
-    when the field separator is not that character) are removed."""
+    """A perf count: a finite number, 0 or more; thousands separators (``1,234,567`` or
+    ``1.234.567`` under another locale when the field separator is not that character) are
+    removed. ValueError for anything else."""
     t = text.strip()
-    if separator != "," and re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", t):
+    if separator != "," and re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", t):
         t = t.replace(",", "")
-    elif separator != "." and re.fullmatch(r"\d{1,3}(\.\d{3}){2,}", t):
+    elif separator != "." and re.fullmatch(r"[0-9]{1,3}(\.[0-9]{3}){2,}", t):
         t = t.replace(".", "")
-    return float(t)
+    if not _PLAIN.fullmatch(t):
+        raise ValueError(text)
+    value = float(t)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
-def parse_stat_csv(text: str, separator: str = ",") -> list[Counter]:
+def parse_stat_csv(text: str, separator: str = ",", name: str = "perf stat output") -> list[Counter]:
     """Counters of ``perf stat -x SEPARATOR`` output (the ``-o`` file, or stderr); comment and
     blank lines are skipped. Raises PerfEventError for perf's "event syntax error" and
-    PerfParseError for any other line that is not a counter."""
+    PerfParseError for any other line that is not a counter, naming ``name`` (the file) and the
+    line. A value is a count: a finite number, 0 or more; perf prints nothing else there but
+    ``<not supported>`` and ``<not counted>``, so a ``nan``, an ``inf`` or a negative count is
+    output perf did not write (a broken or foreign tool), an error rather than a guess."""
     counters: list[Counter] = []
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if not line.strip() or line.startswith("#"):
             continue
+        where = f"{name}, line {i + 1}"
         if line.startswith("event syntax error"):
             match = re.search(r"event syntax error: '([^']*)'", line)
             event = match.group(1) if match else line
@@ -78,22 +100,24 @@ def parse_stat_csv(text: str, separator: str = ",") -> list[Counter]:
             raise PerfEventError(f"perf does not know the event {event!r}: {detail}".rstrip(": "))
         fields = line.split(separator)
         if len(fields) < 3:
-            raise PerfParseError(f"unparsable perf stat line: {line!r}")
+            raise PerfParseError(f"{where}: unparsable perf stat line: {_quote(line)}")
         raw_value, unit, event = fields[0].strip(), fields[1].strip(), fields[2].strip()
         rest = [f.strip() for f in fields[3:]]
         variance = None
         if rest and rest[0].endswith("%"):
-            variance = _pct(rest.pop(0), line)
-        running = _pct(rest[1], line) if len(rest) > 1 and rest[1] else None
+            variance = _pct(rest.pop(0), line, where)
+        running = _pct(rest[1], line, where) if len(rest) > 1 and rest[1] else None
         metric_value = None
         if len(rest) > 2 and rest[2]:
             try:
                 metric_value = float(rest[2])
             except ValueError:
-                raise PerfParseError(f"unparsable perf stat line: {line!r}") from None
+                raise PerfParseError(f"{where}: unparsable perf stat line: {_quote(line)}") from None
+            if not math.isfinite(metric_value):
+                metric_value = None  # perf's derived figure of a zero denominator; it is never recorded
         metric_unit = rest[3] if len(rest) > 3 else ""
         if not event:
-            raise PerfParseError(f"unparsable perf stat line (no event name): {line!r}")
+            raise PerfParseError(f"{where}: unparsable perf stat line (no event name): {_quote(line)}")
         if raw_value in ("<not supported>", "<not counted>"):
             status = NOT_SUPPORTED if raw_value == "<not supported>" else NOT_COUNTED
             counters.append(Counter(event, None, unit, status, running, variance, metric_value, metric_unit))
@@ -101,16 +125,18 @@ def parse_stat_csv(text: str, separator: str = ",") -> list[Counter]:
         try:
             value = _number(raw_value, separator)
         except ValueError:
-            raise PerfParseError(f"unparsable perf stat value {raw_value!r} in line {line!r}") from None
+            raise PerfParseError(f"{where}: unparsable perf stat value {_quote(raw_value)} of the event "
+                                 f"{_quote(event)} (a count is a finite number, 0 or more)") from None
         counters.append(Counter(event, value, unit, COUNTED, running, variance, metric_value, metric_unit))
     return counters
 
 
-def _pct(text: str, line: str) -> float:
+def _pct(text: str, line: str, where: str) -> float:
     try:
-        return float(text.rstrip("%"))
+        return _number(text[:-1] if text.endswith("%") else text, "")
     except ValueError:
-        raise PerfParseError(f"unparsable percentage {text!r} in perf stat line {line!r}") from None
+        raise PerfParseError(f"{where}: unparsable percentage {_quote(text)} in the perf stat line "
+                             f"{_quote(line)}") from None
 
 
 def ipc(counters: list[Counter]) -> float | None:
@@ -237,11 +263,9 @@ class PerfStat(Profiler):
         except OSError as exc:
             raise ProfilerError(f"perf-stat: perf stat wrote no output file {path}: {exc.strerror or exc}") from None
         try:
-            counters = parse_stat_csv(text)
-        except PerfEventError as exc:
-            raise ProfilerError(f"perf-stat: {exc}") from None
+            counters = parse_stat_csv(text, name=str(path))
         except PerfParseError as exc:
-            raise ProfilerError(f"perf-stat: {path}: {exc}") from None
+            raise ProfilerError(f"perf-stat: {exc}") from None
         if not counters:
             raise ProfilerError(f"perf-stat: perf stat wrote no counters to {path}")
         got, missing = readings(counters)
@@ -262,27 +286,42 @@ class Symbol:
 SEP = "\x1f"  # the field separator asked of perf report: it appears in no symbol name
 
 
-def parse_report(text: str) -> tuple[int | None, str | None, list[Symbol]]:
+MAX_SAMPLES = 10 ** 18  # a sample count this large is no perf report's (and no metric's: see base.MAX_VALUE)
+_SAMPLES = re.compile(r"#\s*Samples:\s*(\S+?)([KMG]?)\s+of event '([^']*)'")
+_SAMPLE_COUNT = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,30}(?:\.[0-9]{1,30})?")
+
+
+def parse_report(text: str, name: str = "perf report output") -> tuple[int | None, str | None, list[Symbol]]:
     """``perf report --stdio -F overhead,sym,dso -t SEP`` -> (samples, event, symbols by share).
-    Raises PerfParseError for a line that is neither a comment nor a row."""
+    Raises PerfParseError, naming ``name`` and the line, for a line that is neither a comment nor
+    a row (a share is a finite percentage, 0 or more) and for a ``# Samples:`` header whose count
+    is not one (``12K``, ``1,234`` and ``1.5M`` are)."""
     samples, event, rows = None, None, []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        where = f"{name}, line {number}"
         if line.startswith("#"):
-            m = re.match(r"#\s*Samples:\s*([\d.,]+)([KMG]?)\s+of event '([^']*)'", line)
+            m = _SAMPLES.match(line)
             if m:
-                scale = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[m.group(2)]
-                samples = int(float(m.group(1).replace(",", "")) * scale)
-                event = m.group(3)
+                count = m.group(1)
+                if not _SAMPLE_COUNT.fullmatch(count):
+                    raise PerfParseError(f"{where}: unparsable sample count {_quote(count + m.group(2))} in the "
+                                         f"perf report header {_quote(line)}")
+                scale = {"": 1, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9}[m.group(2)]
+                value = round(float(count.replace(",", "")) * scale)
+                if value >= MAX_SAMPLES:
+                    raise PerfParseError(f"{where}: sample count {_quote(count + m.group(2))} in the perf "
+                                         f"report header is out of range (10^18 or more): {_quote(line)}")
+                samples, event = value, m.group(3)
             continue
         fields = [f.strip() for f in line.split(SEP)]
         if len(fields) < 3 or not fields[0].endswith("%"):
-            raise PerfParseError(f"unparsable perf report line: {line!r}")
+            raise PerfParseError(f"{where}: unparsable perf report line: {_quote(line)}")
         try:
-            share = float(fields[0].rstrip("%"))
+            share = _number(fields[0][:-1], "")
         except ValueError:
-            raise PerfParseError(f"unparsable perf report line: {line!r}") from None
+            raise PerfParseError(f"{where}: unparsable perf report line: {_quote(line)}") from None
         symbol = re.sub(r"^\[[.kgu]\]\s*", "", fields[1])
         rows.append(Symbol(share, symbol, fields[2]))
     rows.sort(key=lambda s: -s.share)
@@ -337,9 +376,9 @@ class PerfRecord(Profiler):
             raise ProfilerError(f"perf-record: perf report on {data} exited with code {out.returncode}; "
                                 f"stderr ends with:\n{tail(out.stderr)}")
         try:
-            samples, event, rows = parse_report(out.stdout)
+            samples, event, rows = parse_report(out.stdout, f"perf report on {data}")
         except PerfParseError as exc:
-            raise ProfilerError(f"perf-record: perf report on {data}: {exc}") from None
+            raise ProfilerError(f"perf-record: {exc}") from None
         report = outdir / f"{tag}.perf-report.txt"
         header = f"perf record -F {self.freq}: {samples or 0} samples of {event or '?'}\n"
         report.write_text(header + symbols_table(rows))

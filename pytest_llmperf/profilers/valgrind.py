@@ -87,16 +87,25 @@ def _ir_index(events: list[str], where: str) -> int:
     return events.index("Ir")
 
 
+_COST = re.compile(r"[0-9]{1,20}")  # callgrind's costs are unsigned 64-bit counts, in decimal
+MAX_COST = 2 ** 64 - 1
+
+
 def _cost(fields: list[str], index: int, where: str) -> int:
-    """The ``index``-th cost of a line; a line may leave trailing costs out (they are zero)."""
+    """The ``index``-th cost of a line; a line may leave trailing costs out (they are zero). A
+    cost is an unsigned 64-bit count in ASCII decimal digits (int() would also take a sign,
+    underscores and other scripts' digits, and any number of them)."""
     if index >= len(fields):
         return 0
-    try:
-        value = int(fields[index])
-    except ValueError:
-        raise ValgrindParseError(f"{where}: cost {fields[index]!r} is not an integer") from None
-    if value < 0:
-        raise ValgrindParseError(f"{where}: negative cost {value}")
+    text = fields[index]
+    if text.startswith("-") and _COST.fullmatch(text[1:]):
+        raise ValgrindParseError(f"{where}: negative cost {text}")
+    if not _COST.fullmatch(text):
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+        raise ValgrindParseError(f"{where}: cost {shown} is not an integer (an unsigned 64-bit count)")
+    value = int(text)
+    if value > MAX_COST:
+        raise ValgrindParseError(f"{where}: cost {text} is out of range (more than 2^64 - 1)")
     return value
 
 

@@ -3,10 +3,16 @@
 ``suites/test_llama2c.py::test_tok_s[15M--O3]`` on node ``sifive`` lives in
 ``baselines/sifive/suites/test_llama2c.json`` under the key ``test_tok_s[15M--O3]``. Files are
 written with sorted keys and two-space indentation (stable and readable in ``git diff``), through a
-temporary file and a rename (never half-written), under an exclusive lock on
+temporary file and a rename (never half-written: atomic per file, not across the files of one
+save, so a save killed midway leaves each file whole, some new and some as they were), under an exclusive lock on
 ``<node dir>/.llmperf.lock`` while the file is read, merged and replaced (concurrent savers, such
 as pytest-xdist workers or two sessions, lose nothing). A file that cannot be read is never
-overwritten.
+overwritten. The temporary files of a write that was killed are removed by the next save.
+
+Samples are validated on the way in and on the way out (compare.sample_problem): finite, positive,
+below 1e18, zero only in an informational metric; NaN, Infinity and integers of more than 20 digits
+are refused anywhere in a file. A test file named ``node-info.py`` at the top keeps its baselines
+in ``node-info.py.json``: ``node-info.json`` holds the node's measured facts.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any, Iterator
 
 from . import stats
 from .fileutil import atomic_write, exclusive_lock
-from .compare import Metric
+from .compare import MAX_SAMPLE, Metric, sample_problem
 
 SCHEMA = "pytest-llmperf-baseline"
 SCHEMA_VERSION = 1
@@ -54,7 +60,10 @@ def relative_file_for(test_path: str) -> Path:
     if not parts:
         parts = ["tests"]
     rel = Path(*parts)
-    return rel.with_suffix(".json") if rel.suffix == ".py" else rel.with_name(rel.name + ".json")
+    rel = rel.with_suffix(".json") if rel.suffix == ".py" else rel.with_name(rel.name + ".json")
+    if rel == Path(NODE_INFO):  # a test file named node-info.py must not take the node's facts file
+        rel = Path(parts[0] + ".json")
+    return rel
 
 
 def bound_samples(samples: list[float], probes: list[float] | None, limit: int = MAX_STORED_SAMPLES):
@@ -100,38 +109,102 @@ def _number_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
 
 
+def _bad_number(values: list, gate: bool) -> tuple[Any, str] | None:
+    """The first value that cannot be a sample, and why (see compare.sample_problem)."""
+    for v in values:
+        try:
+            problem = sample_problem(float(v), gate)
+        except OverflowError:
+            problem = f"is out of range (must be below {MAX_SAMPLE:g})"
+        if problem:
+            return v, problem
+    return None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def metric_from_json(name: str, data: Any, where: str) -> Metric:
     if not isinstance(data, dict):
         raise BaselineError(f"{where}: metric {name!r} is not an object")
     if data.get("direction") not in ("higher", "lower"):
-        raise BaselineError(f"{where}: metric {name!r} has direction {data.get('direction')!r}, expected 'higher' or 'lower'")
+        raise BaselineError(f"{where}: metric {name!r} has direction {_short(data.get('direction'))}, expected 'higher' or 'lower'")
     if not isinstance(data.get("unit"), str):
         raise BaselineError(f"{where}: metric {name!r} has no unit")
+    gate = data.get("gate", True)
+    if not isinstance(gate, bool):
+        raise BaselineError(f"{where}: metric {name!r} has an invalid gate {_short(gate)}")
     samples = data.get("samples")
     if not _number_list(samples) or not samples:
         raise BaselineError(f"{where}: metric {name!r} has no list of numeric samples")
+    bad = _bad_number(samples, gate)
+    if bad:
+        raise BaselineError(f"{where}: metric {name!r} has a sample {_short(bad[0])} that {bad[1]}")
     probes = data.get("probes")
     if probes is not None and (not _number_list(probes) or len(probes) != len(samples)):
         raise BaselineError(f"{where}: metric {name!r} has probes that do not pair with its samples")
+    bad = _bad_number(probes or [], True)
+    if bad:
+        raise BaselineError(f"{where}: metric {name!r} has a probe time {_short(bad[0])} that {bad[1]}")
     share = data.get("cpu_share")
-    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or share < 0):
-        raise BaselineError(f"{where}: metric {name!r} has an invalid cpu_share {share!r}")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                              or not 0 <= share < 1e6):
+        raise BaselineError(f"{where}: metric {name!r} has an invalid cpu_share {_short(share)}")
     kind = data.get("probe_kind", "python")
     if not isinstance(kind, str) or not kind:
-        raise BaselineError(f"{where}: metric {name!r} has an invalid probe_kind {kind!r}")
-    gate = data.get("gate", True)
-    if not isinstance(gate, bool):
-        raise BaselineError(f"{where}: metric {name!r} has an invalid gate {gate!r}")
+        raise BaselineError(f"{where}: metric {name!r} has an invalid probe_kind {_short(kind)}")
     exact = data.get("exact", False)
     if not isinstance(exact, bool):
-        raise BaselineError(f"{where}: metric {name!r} has an invalid exact {exact!r}")
+        raise BaselineError(f"{where}: metric {name!r} has an invalid exact {_short(exact)}")
+    warmup = data.get("warmup")
+    if warmup is not None and not isinstance(warmup, dict):
+        raise BaselineError(f"{where}: metric {name!r} has an invalid warmup {_short(warmup)}")
     return Metric(
         name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher", gate=gate, exact=exact,
         probe_kind=kind,
         cpu_share=float(share) if share is not None else None,
         samples=[float(v) for v in samples], probes=[float(v) for v in probes] if probes is not None else None,
-        warmup=data.get("warmup"),
+        warmup=warmup,
     )
+
+
+class _NotJSON(ValueError):
+    """A JSON number Python reads but a baseline must not hold (NaN, Infinity, a 400-digit integer)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSON(f"holds {name}, which is not a number a baseline can hold")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:  # above 1e18 it could not be a sample anyway
+        raise _NotJSON(f"holds a {len(text.lstrip('-'))}-digit integer, out of range")
+    return int(text)
+
+
+def parse_json(text: str, path: Path, what: str = "baseline file") -> Any:
+    """JSON as a baseline store holds it: strict numbers (no NaN, no Infinity, no huge integers)
+    and a one-line error naming the file that tells a file cut short ("truncated": the parser ran
+    off its end, or the closing brace is missing) from one that is otherwise broken ("corrupt")."""
+    if not text.strip():
+        raise BaselineError(f"{what} {path} is truncated JSON (the file is empty); fix it or restore it from git")
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int)
+    except _NotJSON as exc:
+        raise BaselineError(f"{what} {path} {exc}; fix it or restore it from git") from None
+    except json.JSONDecodeError as exc:
+        tail = text.rstrip()
+        cut = (exc.pos >= len(tail) or exc.msg.startswith("Unterminated string")
+               or not tail.endswith(("}", "]")))
+        kind = "truncated" if cut else "corrupt"
+        raise BaselineError(
+            f"{what} {path} is {kind} JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}); "
+            "fix it or restore it from git"
+        ) from None
+    except RecursionError:
+        raise BaselineError(f"{what} {path} is corrupt JSON (nested too deeply); fix it or restore it from git") from None
 
 
 class BaselineFile:
@@ -158,31 +231,29 @@ class BaselineFile:
             raise BaselineError(f"cannot read baseline file {path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise BaselineError(f"baseline file {path} is not UTF-8 text (corrupt?)") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
-            what = "truncated" if cut else "corrupt"
-            raise BaselineError(
-                f"baseline file {path} is {what} JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}); "
-                "fix it or restore it from git"
-            ) from None
+        data = parse_json(text, path)
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise BaselineError(f"{path} is not a pytest-llmperf baseline file (no \"schema\": \"{SCHEMA}\")")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:  # not True, not 1.0
+            if type(version) is int and version > SCHEMA_VERSION:
                 raise BaselineError(
                     f"baseline file {path} has schema version {version}, newer than this plugin's "
                     f"{SCHEMA_VERSION}: upgrade pytest-llmperf"
                 )
-            raise BaselineError(f"baseline file {path} has unknown schema version {version!r} (expected {SCHEMA_VERSION})")
+            raise BaselineError(f"baseline file {path} has unknown schema version {_short(version)} (expected {SCHEMA_VERSION})")
         if not isinstance(data.get("tests"), dict) or not isinstance(data.get("fingerprints", {}), dict):
             raise BaselineError(f"baseline file {path}: \"tests\" and \"fingerprints\" must be objects")
+        for digest, fields in data.get("fingerprints", {}).items():
+            if not isinstance(fields, dict):
+                raise BaselineError(f"baseline file {path}: fingerprint {_short(digest)} is {_short(fields)}, not an object")
         for key, entry in data["tests"].items():
             where = f"baseline file {path}, test {key!r}"
             if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
                 raise BaselineError(f"{where}: no \"metrics\" object")
+            digest = entry.get("fingerprint")
+            if digest is not None and not isinstance(digest, str):
+                raise BaselineError(f"{where}: \"fingerprint\" is {_short(digest)}, not a string")
             for name, metric in entry["metrics"].items():
                 metric_from_json(name, metric, where)
         return cls(path, data)
@@ -203,7 +274,10 @@ class BaselineFile:
         return digest, self.data.get("fingerprints", {}).get(digest)
 
     def dumps(self) -> str:
-        return json.dumps(self.data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        try:
+            return json.dumps(self.data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as exc:  # a value that is not JSON (a set, NaN) got in
+            raise BaselineError(f"baseline file {self.path}: cannot be written: {exc}") from None
 
 
 def check_writable(root: Path) -> None:
@@ -229,6 +303,23 @@ def node_lock(directory: Path, timeout: float = 120.0) -> Iterator[None]:
             yield
     except TimeoutError as exc:
         raise BaselineError(f"baseline lock: {exc}") from None
+
+
+TEMP_PATTERN = ".*.json.*.tmp"  # what fileutil.atomic_write leaves behind when killed mid-write
+
+
+def remove_stale_temp_files(node_dir: Path) -> list[Path]:
+    """Remove the temporary files of writes that were killed (``.<name>.json.<random>.tmp``) under
+    ``node_dir``. Call it holding the node lock: every writer of those files holds it too, so any
+    temporary file found then belongs to a write that died. Returns what was removed."""
+    removed = []
+    for tmp in node_dir.rglob(TEMP_PATTERN):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
 
 
 class BaselineStore:
@@ -283,18 +374,23 @@ class BaselineStore:
         for record in records:
             path, key = self.path_for(record["nodeid"])
             by_file.setdefault(path, []).append((key, record))
+        # everything is checked before anything is written: never a file that load() would refuse
+        entries_json = {}
+        for record in records:
+            metrics = {m.name: metric_to_json(m) for m in record["metrics"]}
+            for name, m in metrics.items():
+                metric_from_json(name, m, f"test {record['nodeid']!r} (not saved)")
+            entries_json[record["nodeid"]] = metrics
         written = []
         with node_lock(self.node_dir):
+            remove_stale_temp_files(self.node_dir)
             for path, entries in sorted(by_file.items()):
                 bfile = BaselineFile.load(path) if path.exists() else BaselineFile.empty(
                     path, self.node, split_nodeid(entries[0][1]["nodeid"])[0])
                 data = bfile.data
                 data["fingerprints"][fingerprint_digest] = fingerprint_fields
                 for key, record in entries:
-                    entry = {
-                        "fingerprint": fingerprint_digest,
-                        "metrics": {m.name: metric_to_json(m) for m in record["metrics"]},
-                    }
+                    entry = {"fingerprint": fingerprint_digest, "metrics": entries_json[record["nodeid"]]}
                     entry.update(meta)
                     if record.get("params"):
                         entry["params"] = record["params"]

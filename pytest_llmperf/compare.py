@@ -43,6 +43,27 @@ STATUSES = (OK, REGRESSED, IMPROVED, NEW, NOT_COMPARED, NOISY, INFO)
 PLAUSIBLE_Z = 0.6745  # the one-sided 75% bound
 
 
+# Samples are positive, finite and below this: a change is a ratio of medians (a zero or a negative
+# one has none), and the statistics square and sum logs and values (1e18 keeps them far from
+# overflow while holding any count a benchmark makes: instructions of a long run are ~1e13)
+MAX_SAMPLE = 1e18
+
+
+def sample_problem(value: float, gate: bool = True) -> str | None:
+    """Why ``value`` cannot be a sample of a metric, or None when it can. Zero is allowed in an
+    informational metric (``gate=False``: a count that is often zero, such as cpu-migrations),
+    never in a gated one."""
+    if not math.isfinite(value):
+        return "is not a finite number"
+    if value < 0:
+        return "is negative (a change is a ratio of medians, so samples must be positive)"
+    if value >= MAX_SAMPLE:
+        return f"is out of range (must be below {MAX_SAMPLE:g})"
+    if value == 0 and gate:
+        return "is zero in a gated metric (a change is a ratio of medians; record a count that can be zero with gate=False)"
+    return None
+
+
 @dataclass
 class Metric:
     """Samples of one named metric of one test, as recorded in this run or read from a baseline."""

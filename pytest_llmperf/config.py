@@ -16,6 +16,9 @@ DEFAULT_NOISE_FLOOR = 0.01
 DEFAULT_MIN_ROUNDS = 5
 DEFAULT_MAX_TIME = 1.0
 DEFAULT_MAX_WARMUP_ROUNDS = 20
+# --llmperf-min-rounds, marker rounds= and a number of warm-up rounds: the minimum overrides the time
+# budget, so an unbounded one (a typo such as 99999999999999999999) would run for ever
+MAX_ROUNDS = 10_000
 DEFAULT_BASELINE_DIR = "baselines"
 NORMALIZE_CHOICES = ("auto", "on", "off")
 
@@ -29,27 +32,57 @@ class ConfigError(ValueError):
 _METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
+MAX_PERCENT = 10.0  # 1000%: anything larger is a typo, not a tolerance
+
+
 def parse_fraction(text: Any, what: str) -> float:
-    """Parse a relative amount: ``"5%"`` or ``0.05`` -> 0.05. ``what`` names the option in errors."""
+    """Parse a relative amount. The rule leaves no room for guessing: a string must end in ``%``
+    (``"5%"`` -> 0.05; ``"5"`` and ``"0.05"`` are refused, since ``5`` could mean 5% or 500%); a
+    number is a fraction and must be below 1 (``0.05`` -> 0.05; ``5`` is refused). Command-line and
+    ini values are strings, so they always need the ``%``. ``what`` names the option in errors."""
     if isinstance(text, bool):
         raise ConfigError(f"{what}: expected a percentage like '5%', got {text!r}")
     if isinstance(text, (int, float)):
-        value = float(text)
-        source = repr(text)
-    else:
-        source = str(text).strip()
         try:
-            if source.endswith("%"):
-                value = float(source[:-1].strip()) / 100.0
-            else:
-                value = float(source)
-        except ValueError:
-            raise ConfigError(f"{what}: invalid value {source!r}, expected a percentage like '5%'") from None
+            value = float(text)
+        except OverflowError:
+            raise ConfigError(f"{what}: invalid value {_short(text)}, far out of range; write a percentage like '5%'") from None
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{what}: invalid value {text!r}, must be a non-negative percentage like '5%'")
+        if value >= 1:
+            raise ConfigError(f"{what}: invalid value {text!r}: a number is a fraction and must be below 1; "
+                              f"write '{_pct_text(value)}' or {value / 100:g}")
+        return value
+    source = str(text).strip()
+    if not source.endswith("%"):
+        hint = f"'{source}%'" if _is_number(source) else "'5%'"
+        raise ConfigError(f"{what}: invalid value {source!r}: write a percentage with '%', like {hint}")
+    try:
+        value = float(source[:-1].strip()) / 100.0
+    except ValueError:
+        raise ConfigError(f"{what}: invalid value {source!r}, expected a percentage like '5%'") from None
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{what}: invalid value {source!r}, must be a non-negative percentage")
-    if value >= 10:
-        raise ConfigError(f"{what}: invalid value {source!r}, write percentages as '5%' or fractions as 0.05")
+    if value >= MAX_PERCENT:
+        raise ConfigError(f"{what}: invalid value {source!r}, must be below {MAX_PERCENT:.0%}")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _pct_text(value: float) -> str:
+    return f"{value:g}%"
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr`` of a value, cut to ``limit`` characters (a 400-digit number in a message helps nobody)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_tolerance_spec(text: str, what: str = "--llmperf-tolerance") -> tuple[float | None, dict[str, float]]:
@@ -91,39 +124,48 @@ def parse_warmup(text: Any, what: str = "--llmperf-warmup") -> Warmup:
         try:
             value = int(source)
         except ValueError:
-            raise ConfigError(f"{what}: invalid value {text!r}, expected 'auto' or a number of rounds") from None
+            raise ConfigError(f"{what}: invalid value {_short(text)}, expected 'auto' or a number of rounds") from None
     if value < 0:
-        raise ConfigError(f"{what}: invalid value {text!r}, the number of rounds must be >= 0")
+        raise ConfigError(f"{what}: invalid value {_short(text)}, the number of rounds must be >= 0")
+    if value > MAX_ROUNDS:
+        raise ConfigError(f"{what}: invalid value {_short(text)}, must be <= {MAX_ROUNDS:,} rounds")
     return value
 
 
-def parse_positive_int(text: Any, what: str, minimum: int = 1) -> int:
+def parse_positive_int(text: Any, what: str, minimum: int = 1, maximum: int | None = None) -> int:
     try:
         if isinstance(text, bool):
             raise ValueError
-        value = int(str(text).strip()) if not isinstance(text, int) else text
+        value = text if isinstance(text, int) else int(str(text).strip())
     except (TypeError, ValueError):
-        raise ConfigError(f"{what}: invalid value {text!r}, expected a whole number") from None
+        raise ConfigError(f"{what}: invalid value {_short(text)}, expected a whole number") from None
     if value < minimum:
-        raise ConfigError(f"{what}: invalid value {text!r}, must be >= {minimum}")
+        raise ConfigError(f"{what}: invalid value {_short(text)}, must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{what}: invalid value {_short(text)}, must be <= {maximum:,}")
     return value
 
 
-def parse_seconds(text: Any, what: str) -> float:
+MAX_SECONDS = 86400.0  # a day: a time budget or timeout beyond it is a typo
+
+
+def parse_seconds(text: Any, what: str, maximum: float = MAX_SECONDS) -> float:
     try:
         if isinstance(text, bool):
             raise ValueError
-        source = str(text).strip()
-        if isinstance(text, str) and source.endswith("ms"):
+        source = str(text).strip() if isinstance(text, str) else ""
+        if source.endswith("ms"):
             value = float(source[:-2]) / 1000.0
-        elif isinstance(text, str) and source.endswith("s"):
+        elif source.endswith("s"):
             value = float(source[:-1])
         else:
             value = float(text)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what}: invalid value {text!r}, expected seconds like 1.5 or '500ms'") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what}: invalid value {_short(text)}, expected seconds like 1.5 or '500ms'") from None
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{what}: invalid value {text!r}, must be a positive number of seconds")
+        raise ConfigError(f"{what}: invalid value {_short(text)}, must be a positive number of seconds")
+    if value > maximum:
+        raise ConfigError(f"{what}: invalid value {_short(text)}, must be at most {maximum:g} seconds")
     return value
 
 
@@ -242,7 +284,7 @@ class MarkerOptions(NamedTuple):
                 merged[name] = parse_fraction(value, f"{where}: llmperf(tolerances={{{name!r}: ...}})")
             values["tolerances"] = merged
         if kwargs.get("rounds") is not None:
-            values["rounds"] = parse_positive_int(kwargs["rounds"], f"{where}: llmperf(rounds=...)")
+            values["rounds"] = parse_positive_int(kwargs["rounds"], f"{where}: llmperf(rounds=...)", maximum=MAX_ROUNDS)
         if kwargs.get("warmup") is not None:
             values["warmup"] = parse_warmup(kwargs["warmup"], f"{where}: llmperf(warmup=...)")
         if kwargs.get("max_time") is not None:

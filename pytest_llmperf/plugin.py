@@ -24,6 +24,7 @@ from .config import (
     DEFAULT_NOISE_FLOOR,
     DEFAULT_PROFILE_STEPS,
     DEFAULT_TOLERANCE,
+    MAX_ROUNDS,
     Config,
     ConfigError,
     MarkerOptions,
@@ -65,6 +66,9 @@ class _State:
         self.baseline_files = 0
         self._store = None
         self._machine: tuple[dict, dict, str] | None = None
+        self._machine_error: str | None = None
+        self.report_errors: list[str] = []
+        self.reports_written: list[Path] = []
 
     @property
     def store(self):
@@ -87,8 +91,44 @@ class _State:
             info["torch_static"] = hardware.torch_static_info()
             fields = hardware.fingerprint_fields(info)
             self.pytest_config.hook.pytest_llmperf_fingerprint(config=self.pytest_config, info=info, fields=fields)
-            self._machine = (info, fields, hardware.fingerprint_hash(fields))
+            problem = _not_json(fields)
+            if problem:
+                self._machine_error = f"llmperf: pytest_llmperf_fingerprint hook: {problem}"
+            else:
+                self._machine = (info, fields, hardware.fingerprint_hash(fields))
+        if self._machine is None:
+            # a test that needs the fingerprint fails with this line (no traceback); the session's
+            # save and reports catch it (pytest.fail.Exception) and say it once
+            raise pytest.fail.Exception(self._machine_error or "llmperf: no fingerprint", pytrace=False)
         return self._machine
+
+
+def _not_json(value: Any, where: str = "fields") -> str | None:
+    """Why ``value`` cannot be stored as a fingerprint (a set, bytes, NaN, a non-string key), naming
+    the field; None when it is plain JSON."""
+    import math
+
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    if isinstance(value, int):
+        return None if abs(value) < 10**18 else f"field {where} holds an integer out of range"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"field {where} is {value!r}, not a finite number"
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            problem = _not_json(item, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"field {where} has a key {key!r} that is not a string"
+            problem = _not_json(item, key if where == "fields" else f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+    return f"field {where} is a {type(value).__name__} ({str(value)[:40]!r}), not a JSON value (str, number, bool, None, list, dict)"
 
 
 STATE = pytest.StashKey[_State]()
@@ -109,6 +149,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(flag, help=help.replace("%", "%%"), **kw)
         if ini:
             parser.addini(ini, help=help, type=ini_type, default=None)
+            _INI_KEYS.add(ini)
 
     add("--llmperf-node", "llmperf_node", metavar="NAME", dest="llmperf_node",
         help="node whose baselines to use (also env LLMPERF_NODE); default: SLURM node or partition, else the host name")
@@ -155,26 +196,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _profiler_options(add)
 
 
+_INI_KEYS: set[str] = set()  # the options that have an ini key (filled by pytest_addoption)
+
+
 def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[Any, str | None]:
-    """Command line, then environment, then ini; returns (value, where it came from)."""
+    """Command line, then environment, then ini; returns (value, where it came from): the option
+    (``--llmperf-tolerance``), the environment variable, or ``ini <key>``. An ini value pytest cannot
+    read (``llmperf_require_baseline = maybe``) is a ConfigError naming the key."""
     value = config.getoption(dest, None)
     if value not in (None, [], False):
         return value, f"--{dest.replace('_', '-')}"
     if env and os.environ.get(env):
         return os.environ[env], env
+    if dest not in _INI_KEYS:
+        return None, None
     try:
         ini = config.getini(dest)
-    except ValueError:  # an option without an ini key
-        ini = None
+    except ValueError as exc:
+        raise ConfigError(f"ini {dest}: {exc}") from None
     if ini not in (None, "", [], False):
-        return ini, dest
+        return ini, f"ini {dest}"
     return None, None
 
 
 def build_config(config: pytest.Config) -> Config:
     from .node import auto_node_name, validate_node_name
 
-    v = lambda dest, env=None: _value(config, dest, env)[0]  # noqa: E731
+    def get(dest: str, env: str | None = None) -> tuple[Any, str]:
+        value, where = _value(config, dest, env)
+        return value, where or f"--{dest.replace('_', '-')}"
+
+    v = lambda dest, env=None: get(dest, env)[0]  # noqa: E731
     node, source = _value(config, "llmperf_node", "LLMPERF_NODE")
     if node is None:
         default = auto_node_name()
@@ -186,12 +238,16 @@ def build_config(config: pytest.Config) -> Config:
         raise ConfigError(f"{source}: {exc}") from None
 
     tolerance, per_metric = DEFAULT_TOLERANCE, {}
-    specs = v("llmperf_tolerance")
+    specs, where = get("llmperf_tolerance")
     for spec in ([specs] if isinstance(specs, str) else specs or []):
-        overall, metrics = parse_tolerance_spec(spec)
+        overall, metrics = parse_tolerance_spec(spec, where)
         if overall is not None:
             tolerance = overall
         per_metric.update(metrics)
+
+    def parsed(parse: Any, dest: str, default: Any, *args: Any, **kw: Any) -> Any:
+        raw, where = get(dest)
+        return parse(default if raw is None else raw, where, *args, **kw)
 
     base_path = _rooted(config, v("llmperf_baseline_dir", "LLMPERF_BASELINE_DIR") or DEFAULT_BASELINE_DIR)
 
@@ -206,20 +262,20 @@ def build_config(config: pytest.Config) -> Config:
         save_baseline=bool(v("llmperf_save")),
         tolerance=tolerance,
         metric_tolerances=per_metric,
-        warmup=parse_warmup(v("llmperf_warmup") or "auto"),
-        min_rounds=parse_positive_int(v("llmperf_min_rounds") or DEFAULT_MIN_ROUNDS, "--llmperf-min-rounds"),
-        max_time=parse_seconds(v("llmperf_max_time") or DEFAULT_MAX_TIME, "--llmperf-max-time"),
-        confidence=parse_confidence(v("llmperf_confidence") or DEFAULT_CONFIDENCE),
-        noise_floor=parse_fraction(v("llmperf_noise_floor") or DEFAULT_NOISE_FLOOR, "--llmperf-noise-floor"),
-        normalize=parse_normalize(v("llmperf_normalize") or "auto"),
+        warmup=parsed(parse_warmup, "llmperf_warmup", "auto"),
+        min_rounds=parsed(parse_positive_int, "llmperf_min_rounds", DEFAULT_MIN_ROUNDS, maximum=MAX_ROUNDS),
+        max_time=parsed(parse_seconds, "llmperf_max_time", DEFAULT_MAX_TIME),
+        confidence=parsed(parse_confidence, "llmperf_confidence", DEFAULT_CONFIDENCE),
+        noise_floor=parsed(parse_fraction, "llmperf_noise_floor", DEFAULT_NOISE_FLOOR),
+        normalize=parsed(parse_normalize, "llmperf_normalize", "auto"),
         force_compare=bool(v("llmperf_force_compare")),
         require_baseline=bool(v("llmperf_require_baseline")),
         report_only=bool(v("llmperf_report_only")),
         json_path=opt_path("llmperf_json"),
         markdown_path=opt_path("llmperf_markdown"),
         artifacts_dir=_rooted(config, v("llmperf_artifacts", "LLMPERF_ARTIFACTS") or DEFAULT_ARTIFACTS_DIR),
-        profilers=parse_profilers(v("llmperf_profile")),
-        profile_steps=parse_positive_int(v("llmperf_profile_steps") or DEFAULT_PROFILE_STEPS, "--llmperf-profile-steps"),
+        profilers=parsed(parse_profilers, "llmperf_profile", None),
+        profile_steps=parsed(parse_positive_int, "llmperf_profile_steps", DEFAULT_PROFILE_STEPS),
     )
 
 
@@ -256,6 +312,15 @@ def pytest_configure(config: pytest.Config) -> None:
     _llama2c_check_options(config)
     _torch_check_options(config)
     _profiler_check_options(config)
+    if not hasattr(config, "workerinput"):
+        from .report import report_path_problem
+
+        for option, path in (("--llmperf-json", cfg.json_path), ("--llmperf-markdown", cfg.markdown_path)):
+            problem = report_path_problem(path) if path is not None else None
+            if problem:
+                raise pytest.UsageError(f"llmperf: {option} {path}: {problem}")
+        if cfg.json_path is not None and cfg.json_path == cfg.markdown_path:
+            raise pytest.UsageError(f"llmperf: --llmperf-json and --llmperf-markdown are the same file {cfg.json_path}")
     state = _State(cfg, config)
     config.stash[STATE] = state
     if not state.is_worker:
@@ -304,6 +369,9 @@ def _marker_options(item: pytest.Item) -> MarkerOptions:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.config.save_baseline and items:
+        _check_save_targets(state, items)
     for item in items:
         if item.get_closest_marker("llmperf") is None:
             continue
@@ -311,6 +379,26 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.stash[MARKER] = _marker_options(item)
         except ConfigError as exc:
             raise pytest.UsageError(f"llmperf: {exc}") from None
+
+
+def _check_save_targets(state: _State, items: list[pytest.Item]) -> None:
+    """Before any test runs: every baseline file this session may write, and its directory, can
+    be written (a read-only ``baselines/<node>/suites/`` is named here, not after an hour of
+    benchmarks)."""
+    from .baseline import BaselineError, check_writable
+
+    seen: set[Path] = set()
+    try:
+        for item in items:
+            path, _key = state.store.path_for(item.nodeid)
+            if path in seen:
+                continue
+            seen.add(path)
+            check_writable(path.parent)
+            if path.exists() and not path.is_file():
+                raise BaselineError(f"baseline file {path} is not a file")
+    except BaselineError as exc:
+        raise pytest.UsageError(f"llmperf: {exc}") from None
 
 
 def _settings_for(state: _State, item: pytest.Item):
@@ -405,7 +493,7 @@ def evaluate(state: _State, item: pytest.Item, metrics: list) -> tuple[dict, lis
             what = (f"unit {metric.unit!r} differs from the baseline's {base.unit!r}" if base.unit != metric.unit
                     else f"direction '{metric.direction}' differs from the baseline's '{base.direction}'")
             line = f"llmperf: metric {metric.name!r}: {what} in {base_path}; re-save the baseline with --llmperf-save-baseline"
-            if not cfg.save_baseline and metric.gate:
+            if not cfg.save_baseline and not cfg.report_only and metric.gate:
                 errors.append(line)
             verdicts.append(compare.not_compared(item.nodeid, metric, tol, [what], why="metric changed"))
             continue
@@ -478,13 +566,18 @@ class _Collector:
         self.state = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown" and report.failed:
+            # an error in teardown (a fixture that failed to clean up) makes the test not pass:
+            # its metrics are shown, never saved into a baseline
+            self.state.passed_call.discard(report.nodeid)
+            return
         if report.when != "call":
             return
         for name, value in getattr(report, "user_properties", []):
             if name == PROPERTY and isinstance(value, dict):
                 self.state.payloads.append(value)
                 if report.passed:
-                    self.state.passed_call.add(value["nodeid"])
+                    self.state.passed_call.add(report.nodeid)
 
 
 def _git_commit(root: Path) -> str | None:
@@ -511,10 +604,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             state.save_error = "run interrupted: no baseline saved"
         else:
             _save(state)
-            if state.save_error:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if cfg.json_path or cfg.markdown_path:
         _write_reports(state)
+    if (state.save_error or state.report_errors) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _meta(state: _State) -> dict:
@@ -528,38 +621,70 @@ def _meta(state: _State) -> dict:
 def _save(state: _State) -> None:
     from .baseline import BaselineError, metric_from_json
 
-    records = []
+    records, refused = [], []
     for payload in state.payloads:
         if payload["nodeid"] not in state.passed_call or not payload["metrics"]:
             continue
-        metrics = [metric_from_json(name, m, payload["nodeid"]) for name, m in payload["metrics"].items()]
+        try:
+            metrics = [metric_from_json(name, m, f"test {payload['nodeid']}") for name, m in payload["metrics"].items()]
+        except BaselineError as exc:  # a value record() let through (pytest-benchmark's timings)
+            refused.append(f"not saved: {exc}")
+            continue
         records.append({"nodeid": payload["nodeid"], "metrics": metrics, "params": payload.get("params")})
+    if refused:
+        state.save_error = "; ".join(refused)
     if not records:
         return
-    _info, fields, digest = state.machine()
     try:
+        _info, fields, digest = state.machine()
         state.saved = state.store.save(records, fields, digest, _meta(state))
+    except pytest.fail.Exception as exc:
+        state.save_error = f"{exc.msg}: no baseline saved"
     except BaselineError as exc:
         state.save_error = str(exc)
     except OSError as exc:
-        state.save_error = f"cannot write baselines under {state.store.node_dir}: {exc.strerror or exc}"
+        where = exc.filename or state.store.node_dir
+        state.save_error = f"cannot write baselines: {where}: {exc.strerror or exc}"
 
 
 def _write_reports(state: _State) -> None:
+    """Each report on its own: a JSON report that cannot be written does not keep the Markdown
+    one from being written. A report that cannot be written is an error (the session's exit
+    status is then non-zero), and the previous run's file at that path is removed, so that a CI
+    step publishing it cannot publish last night's results as tonight's."""
     from . import report
 
     cfg = state.config
     verdicts = _verdicts(state)
-    try:
-        if cfg.json_path:
-            fields, digest = (state.machine()[1:] if state.payloads else (None, None))
-            meta = {"plugin_version": __version__, "mode": "save" if cfg.save_baseline else "compare",
-                    "saved_baselines": [str(p) for p in state.saved]}
-            report.write_json(cfg.json_path, report.to_json(cfg.node, fields, digest, state.payloads, verdicts, meta))
-        if cfg.markdown_path:
-            report.write_text(cfg.markdown_path, report.markdown(cfg.node, verdicts, [str(p) for p in state.saved]))
-    except OSError as exc:
-        state.save_error = (state.save_error + "; " if state.save_error else "") + f"cannot write report: {exc}"
+
+    def json_text() -> str:
+        fields, digest = None, None
+        if state.payloads:
+            try:
+                fields, digest = state.machine()[1:]
+            except pytest.fail.Exception:
+                pass
+        meta = {"plugin_version": __version__, "mode": "save" if cfg.save_baseline else "compare",
+                "saved_baselines": [str(p) for p in state.saved]}
+        return report.json_text(report.to_json(cfg.node, fields, digest, state.payloads, verdicts, meta))
+
+    def markdown_text() -> str:
+        return report.markdown(cfg.node, verdicts, [str(p) for p in state.saved])
+
+    for option, path, make in (("--llmperf-json", cfg.json_path, json_text),
+                               ("--llmperf-markdown", cfg.markdown_path, markdown_text)):
+        if path is None:
+            continue
+        try:
+            report.write_text(path, make())
+        except (OSError, ValueError, TypeError) as exc:
+            why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            line = f"{option} {path}: cannot write the report: {why}"
+            if report.remove_stale(path):
+                line += " (the previous run's file there was removed)"
+            state.report_errors.append(line)
+        else:
+            state.reports_written.append(path)
 
 
 def _artifacts_summary(tr, state: _State) -> None:
@@ -587,7 +712,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     state = config.stash.get(STATE, None)
     if state is None or state.is_worker:
         return
-    if not (state.payloads or state.saved or state.save_error):
+    if not (state.payloads or state.saved or state.save_error or state.report_errors):
         return  # nothing recorded: import nothing, print nothing
     from . import report
 
@@ -623,8 +748,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"llmperf: saved baseline {path}")
     if state.config.save_baseline and not state.saved and not state.save_error and state.payloads:
         tr.write_line("llmperf: no baseline saved: no test that recorded metrics passed")
-    for path in (state.config.json_path, state.config.markdown_path):
-        if path is not None and path.exists():
-            tr.write_line(f"llmperf: wrote {path}")
+    for path in state.reports_written:
+        tr.write_line(f"llmperf: wrote {path}")
     if state.save_error:
         tr.write_line(f"llmperf: ERROR: {state.save_error}", red=True, bold=True)
+    for line in state.report_errors:
+        tr.write_line(f"llmperf: ERROR: {line}", red=True, bold=True)

@@ -7,13 +7,59 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping
 
 from . import measure as _measure
-from .compare import NOISY, Metric, compare_metric
+from .compare import MAX_SAMPLE, NOISY, Metric, compare_metric, sample_problem
 
 _UNSET = object()
 
 
 class RecordError(ValueError):
     """A misuse of ``llmperf.measure``/``llmperf.record``; the message names the metric."""
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_bool(value: Any) -> bool:
+    """True or False, including numpy's bool; not "no", 0 or None (which would be guessed)."""
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
+def _number(value: Any, what: str) -> float:
+    """One sample as a float: an int, a float or any real number type (numpy, a 0-d tensor); not
+    a bool, a string or bytes, which would be guessed."""
+    if _is_bool(value) or isinstance(value, (str, bytes, bytearray)) or not hasattr(value, "__float__"):
+        raise RecordError(f"{what}: samples must be a number or a list of numbers, got {_short(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise RecordError(f"{what}: sample {_short(value)} is out of range (must be below {MAX_SAMPLE:g})") from None
+    except (TypeError, ValueError):
+        raise RecordError(f"{what}: samples must be a number or a list of numbers, got {_short(value)}") from None
+
+
+def _numbers(samples: Any, what: str) -> list[float]:
+    if isinstance(samples, (str, bytes, bytearray)) or _is_bool(samples):
+        raise RecordError(f"{what}: samples must be a number or a list of numbers, got {_short(samples)}")
+    if hasattr(samples, "__float__") and not hasattr(samples, "__iter__"):
+        return [_number(samples, what)]
+    try:
+        items = list(samples)
+    except TypeError:
+        if hasattr(samples, "__float__"):
+            return [_number(samples, what)]
+        raise RecordError(f"{what}: samples must be a number or a list of numbers, got {_short(samples)}") from None
+    if not items:
+        raise RecordError(f"{what}: no samples")
+    return [_number(v, what) for v in items]
+
+
+def _check_samples(values: list[float], gate: bool, what: str) -> None:
+    for v in values:
+        problem = sample_problem(v, gate)
+        if problem:
+            raise RecordError(f"{what}: sample {v!r} {problem}")
 
 
 class Recorder:
@@ -114,6 +160,7 @@ class Recorder:
             raise RecordError(f"llmperf.record_rounds({name!r}): metric {name!r} is already recorded in this test")
         if not m.samples:
             raise RecordError(f"llmperf.record_rounds({name!r}): no samples")
+        _check_samples([float(x) for x in m.samples], True, f"llmperf.record_rounds({name!r})")
         self.measurements[name] = m
         self.metrics[name] = Metric(
             name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=list(m.samples),
@@ -132,9 +179,11 @@ class Recorder:
             raise RecordError(f"llmperf.rate({name!r}): no timed metric {of!r}; call llmperf.measure first")
         if name in self.metrics:
             raise RecordError(f"llmperf.rate({name!r}): metric {name!r} is already recorded in this test")
-        if not isinstance(amount, (int, float)) or isinstance(amount, bool) or not amount > 0:
-            raise RecordError(f"llmperf.rate({name!r}): amount must be a positive number, got {amount!r}")
+        if not isinstance(amount, (int, float)) or isinstance(amount, bool) or not 0 < amount < MAX_SAMPLE:
+            raise RecordError(f"llmperf.rate({name!r}): amount must be a positive number below {MAX_SAMPLE:g}, "
+                              f"got {_short(amount)}")
         samples = [amount / s for s in source.samples]
+        _check_samples(samples, True, f"llmperf.rate({name!r})")
         self.metrics[name] = Metric(name=name, unit=unit, higher_is_better=True, samples=samples,
                                     probes=list(source.probes) if source.probes else None, normalize=source.normalize,
                                     cpu_share=source.cpu_share)
@@ -161,28 +210,19 @@ class Recorder:
         metric (an instruction count): compared without statistics, against the tolerance alone.
         """
         self._check_name(name)
-        if isinstance(samples, (int, float)) and not isinstance(samples, bool):
-            values = [float(samples)]
-        elif isinstance(samples, (str, bytes, bytearray, bool)):
-            raise RecordError(f"llmperf.record({name!r}): samples must be a number or a list of numbers, "
-                              f"got {samples!r}")
-        else:
-            try:
-                values = [float(v) for v in samples]  # type: ignore[union-attr]
-            except (TypeError, ValueError):
-                raise RecordError(f"llmperf.record({name!r}): samples must be a number or a list of numbers, "
-                                  f"got {samples!r}") from None
-        if not values:
-            raise RecordError(f"llmperf.record({name!r}): no samples")
-        bad = [v for v in values if not math.isfinite(v)]
-        if bad:
-            raise RecordError(f"llmperf.record({name!r}): non-finite sample {bad[0]!r}")
+        what = f"llmperf.record({name!r})"
+        values = _numbers(samples, what)
+        if not _is_bool(gate):
+            raise RecordError(f"{what}: gate must be True or False, got {gate!r}")
         if not isinstance(unit, str):
             raise RecordError(f"llmperf.record({name!r}): unit must be a string, got {unit!r}")
         existing = self.metrics.get(name)
+        _check_samples(values, existing.gate if existing is not None else bool(gate), what)
         if existing is not None:
             if name in self.measurements:
                 raise RecordError(f"llmperf.record({name!r}): the name is taken by llmperf.measure")
+            if higher_is_better is not _UNSET and not _is_bool(higher_is_better):
+                raise RecordError(f"{what}: higher_is_better must be True or False, got {higher_is_better!r}")
             if higher_is_better is not _UNSET and bool(higher_is_better) != existing.higher_is_better:
                 raise RecordError(f"llmperf.record({name!r}): direction differs from the earlier record")
             if unit and unit != existing.unit:
@@ -191,6 +231,10 @@ class Recorder:
             return
         if higher_is_better is _UNSET:
             raise RecordError(f"llmperf.record({name!r}): say higher_is_better=True or False (e.g. True for tok/s)")
+        if not _is_bool(higher_is_better):
+            raise RecordError(f"{what}: higher_is_better must be True or False, got {higher_is_better!r}")
+        if not _is_bool(exact):
+            raise RecordError(f"{what}: exact must be True or False, got {exact!r}")
         self.metrics[name] = Metric(name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=values,
                                     normalize="off", gate=bool(gate), note=str(note), exact=bool(exact))
 

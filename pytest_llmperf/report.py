@@ -133,6 +133,11 @@ def to_json(node: str, fingerprint: dict | None, digest: str | None, results: li
     }
 
 
+def _md_cell(text: str) -> str:
+    """One table cell: a newline (a raw test id may hold one) or a pipe would end the row."""
+    return " ".join(str(text).splitlines()).replace("|", "\\|") if text else text
+
+
 def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None) -> str:
     lines = [f"### pytest-llmperf on node `{node}`", ""]
     summary = ", ".join(f"{n} {status}" for status, n in counts(verdicts).items()) or "no metrics recorded"
@@ -142,7 +147,7 @@ def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None)
         lines.append("| " + " | ".join(COLUMNS) + " |")
         lines.append("|" + "---|" * len(COLUMNS))
         for row, v in zip(rows(verdicts), verdicts):
-            cells = [c.replace("|", "\\|") for c in row]
+            cells = [_md_cell(c) for c in row]
             cells[0] = f"`{cells[0]}`"
             if v.status == "regressed":
                 cells[-1] = "**regressed**"
@@ -160,10 +165,40 @@ def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None)
 
 
 def write_text(path: Path, text: str) -> None:
-    from .baseline import atomic_write
+    from .fileutil import atomic_write
 
     atomic_write(Path(path), text)
 
 
+def json_text(payload: dict) -> str:
+    return json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
+
+
 def write_json(path: Path, payload: dict) -> None:
-    write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    write_text(path, json_text(payload))
+
+
+def report_path_problem(path: Path) -> str | None:
+    """Why a report cannot be written at ``path`` (checked before the tests run), or None."""
+    import os
+
+    path = Path(path)
+    if path.is_dir():
+        return "is a directory"
+    probe = path.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"directory {probe} is not writable"
+    return None
+
+
+def remove_stale(path: Path) -> bool:
+    """Remove the file left at ``path`` by an earlier run; True when there was one and it is gone."""
+    try:
+        Path(path).unlink()
+        return True
+    except OSError:
+        return False

@@ -496,7 +496,7 @@ def test_validate_root_or_node_dir_is_a_file(tmp_path):
 def _save_many(root: str, worker: int, count: int) -> None:
     store = BaselineStore(Path(root), "shared")
     for i in range(count):
-        metric = time_metric([float(worker), float(i), 1.0 + worker + i])
+        metric = time_metric([1.0 + worker, 1.0 + i, 1.0 + worker + i])
         store.save([record(f"suites/test_conc.py::test_w{worker}_{i}", metric)],
                    {"worker": worker}, f"fp{worker}", {"n": i})
 
@@ -519,7 +519,7 @@ def test_concurrent_saves_lose_nothing(tmp_path):
     for w in range(workers):
         for i in range(count):
             metrics, digest, fields, _ = store.lookup(f"suites/test_conc.py::test_w{w}_{i}")
-            assert metrics["time"].samples == [float(w), float(i), 1.0 + w + i]
+            assert metrics["time"].samples == [1.0 + w, 1.0 + i, 1.0 + w + i]
             assert digest == f"fp{w}" and fields == {"worker": w}
     assert leftovers(tmp_path) == []
 

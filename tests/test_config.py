@@ -21,23 +21,29 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 # -- parse_fraction -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, value", [
-    ("5%", 0.05), (" 5 % ", 0.05), ("0.5%", 0.005), ("0%", 0.0), ("0.05", 0.05), (0.05, 0.05),
-    (0, 0.0), ("150%", 1.5), (1, 1.0),
+    ("5%", 0.05), (" 5 % ", 0.05), ("0.5%", 0.005), ("0%", 0.0), (0.05, 0.05),
+    (0, 0.0), ("150%", 1.5), (0.999, 0.999), ("999%", 9.99),
 ])
 def test_parse_fraction_accepts(text, value):
     assert parse_fraction(text, "--opt") == pytest.approx(value)
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("abc", "invalid value 'abc', expected a percentage"),
+    ("abc", "invalid value 'abc': write a percentage with '%', like '5%'"),
     ("%", "invalid value '%'"),
     ("5%%", "invalid value '5%%'"),
     ("-5%", "invalid value '-5%', must be a non-negative"),
-    (-0.1, "-0.1', must be a non-negative"),
-    ("nan", "invalid value 'nan', must be a non-negative"),
+    (-0.1, "invalid value -0.1, must be a non-negative"),
+    ("nan", "invalid value 'nan': write a percentage with '%'"),
     ("inf%", "invalid value 'inf%'"),
-    ("1000%", "invalid value '1000%', write percentages as '5%' or fractions as 0.05"),
-    (10, "10', write percentages"),
+    ("1000%", "invalid value '1000%', must be below 1000%"),
+    # the rule: a string needs "%", a number is a fraction below 1 (issue 11, item 1: "5" was 500%)
+    ("5", "invalid value '5': write a percentage with '%', like '5%'"),
+    ("0.05", "invalid value '0.05': write a percentage with '%', like '0.05%'"),
+    (5, "invalid value 5: a number is a fraction and must be below 1; write '5%' or 0.05"),
+    (1, "invalid value 1: a number is a fraction and must be below 1; write '1%' or 0.01"),
+    (10**400, "far out of range"),
+    (1e300, "a number is a fraction and must be below 1"),
     (True, "expected a percentage like '5%', got True"),
 ])
 def test_parse_fraction_rejects(text, fragment):
@@ -61,7 +67,7 @@ def test_tolerance_spec_metric_only():
 
 
 def test_tolerance_spec_mixed_with_spaces():
-    overall, per = parse_tolerance_spec(" 5% , tok_per_s = 3% ,time=10%, mem.peak-rss=0.2")
+    overall, per = parse_tolerance_spec(" 5% , tok_per_s = 3% ,time=10%, mem.peak-rss=20%")
     assert overall == pytest.approx(0.05)
     assert per == {"tok_per_s": pytest.approx(0.03), "time": pytest.approx(0.10), "mem.peak-rss": pytest.approx(0.2)}
 
@@ -186,8 +192,9 @@ def test_parse_confidence_accepts(text, value):
 @pytest.mark.parametrize("text, fragment", [
     ("100%", "invalid value '100%', must be between 50% and 99.99%"),
     ("40%", "invalid value '40%', must be between"),
-    (1, "invalid value 1, must be between"),
-    ("99", "invalid value '99', write percentages"),
+    (1, "invalid value 1: a number is a fraction and must be below 1"),
+    ("99", "invalid value '99': write a percentage with '%', like '99%'"),
+    ("0.99", "invalid value '0.99': write a percentage with '%'"),
     ("sure", "invalid value 'sure'"),
 ])
 def test_parse_confidence_rejects(text, fragment):
@@ -265,7 +272,16 @@ def test_marker_positional_arguments_rejected():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"tolerance": "lots"}, "llmperf(tolerance=...): invalid value 'lots'"),
-    ({"tolerance": 50}, "llmperf(tolerance=...): invalid value '50'"),
+    ({"tolerance": 50}, "llmperf(tolerance=...): invalid value 50: a number is a fraction and must be below 1"),
+    ({"tolerance": 5}, "llmperf(tolerance=...): invalid value 5: a number is a fraction"),
+    ({"tolerance": "5"}, "llmperf(tolerance=...): invalid value '5': write a percentage with '%'"),
+    ({"tolerance": 10**400}, "llmperf(tolerance=...): invalid value 1000000000000000000000000000000000000..."),
+    ({"tolerances": {"time": 5}}, "llmperf(tolerances={'time': ...}): invalid value 5: a number is a fraction"),
+    ({"max_time": 10**400}, "llmperf(max_time=...): invalid value 1000000000000000000000000000000000000..."),
+    ({"max_time": 1e9}, "llmperf(max_time=...): invalid value 1000000000.0, must be at most 86400 seconds"),
+    ({"rounds": 10**400}, "llmperf(rounds=...): invalid value 1000000000000000000000000000000000000..."),
+    ({"rounds": 99999999999999999999}, "llmperf(rounds=...): invalid value 99999999999999999999, must be <= 10,000"),
+    ({"warmup": 10**30}, "llmperf(warmup=...): invalid value 1000000000000000000000000000000, must be <= 10,000"),
     ({"tolerances": "time=5%"}, "llmperf(tolerances=...) must be a dict"),
     ({"tolerances": {"bad name": 0.1}}, "invalid metric name 'bad name'"),
     ({"tolerances": {"time": "x"}}, "llmperf(tolerances={'time': ...}): invalid value 'x'"),

@@ -77,7 +77,7 @@ def test_node_from_env_and_ini(pytester: pytest.Pytester, monkeypatch: pytest.Mo
     pytester.makeini("[pytest]\nllmperf_node = from-ini\n")
     pytester.makepyfile("def test_a(): pass")
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["llmperf: node from-ini (llmperf_node)*"])
+    result.stdout.fnmatch_lines(["llmperf: node from-ini (ini llmperf_node)*"])
     monkeypatch.setenv("LLMPERF_NODE", "from-env")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["llmperf: node from-env (LLMPERF_NODE)*"])

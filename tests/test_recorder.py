@@ -110,9 +110,16 @@ def test_record_unit_conflict():
 
 
 @pytest.mark.parametrize("samples, fragment", [
-    (math.nan, "non-finite sample nan"),
-    ([1.0, math.inf], "non-finite sample inf"),
-    ([-math.inf], "non-finite sample -inf"),
+    (math.nan, "sample nan is not a finite number"),
+    ([1.0, math.inf], "sample inf is not a finite number"),
+    ([-math.inf], "sample -inf is not a finite number"),
+    # issue 11, item 2/13: zero and negative rates, numeric strings and bools, huge numbers
+    (0, "sample 0.0 is zero in a gated metric"),
+    ([5.0, -1.0], "sample -1.0 is negative"),
+    (["1.0", "2.0"], "samples must be a number or a list of numbers, got '1.0'"),
+    ([True, False], "samples must be a number or a list of numbers, got True"),
+    ([10**400], "sample 1000000000000000000000000000000000000... is out of range"),
+    ([1.7e308] * 3, "sample 1.7e+308 is out of range (must be below 1e+18)"),
     ([], "no samples"),
     (None, "samples must be a number or a list of numbers, got None"),
     (True, "samples must be a number or a list of numbers, got True"),
@@ -308,13 +315,13 @@ def test_rate_name_already_taken(fake_run):
     assert rec.metrics["tok_per_s"].samples[0] == 10.0
 
 
-@pytest.mark.parametrize("amount", [0, -5, math.nan, True, "10", None])
+@pytest.mark.parametrize("amount", [0, -5, math.nan, True, "10", None, 1e300])
 def test_rate_amount_must_be_a_positive_number(fake_run, amount):
     rec = make()
     rec.measure(costing(fake_run.clock, 1.0))
     with pytest.raises(RecordError) as exc:
         rec.rate("tok_per_s", amount, "tok/s")
-    assert str(exc.value) == f"llmperf.rate('tok_per_s'): amount must be a positive number, got {amount!r}"
+    assert str(exc.value) == f"llmperf.rate('tok_per_s'): amount must be a positive number below 1e+18, got {amount!r}"
 
 
 def test_rate_bad_name(fake_run):
@@ -332,3 +339,44 @@ def test_measure_with_the_real_clock(monkeypatch):
     # min_rounds rounds are taken; a round found descheduled (real CPU clock) is left out of the samples
     assert len(m.samples) >= 1 and len(m.samples) + m.warmup.get("descheduled_rounds", 0) >= 3
     assert m.probes is not None and len(m.probes) == len(m.samples)
+
+
+# -- issue 11, item 13: what record() takes ------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["no", "yes", 0, 1, None, "False"])
+def test_record_direction_must_be_a_bool(value):
+    rec = make()
+    with pytest.raises(RecordError) as exc:
+        rec.record("tok_per_s", [1.0, 2.0], higher_is_better=value)
+    assert str(exc.value) == f"llmperf.record('tok_per_s'): higher_is_better must be True or False, got {value!r}"
+    assert "tok_per_s" not in rec.metrics
+
+
+def test_record_zero_is_allowed_only_in_an_informational_metric():
+    rec = make()
+    rec.record("cpu_migrations", [0, 0, 1], higher_is_better=False, gate=False)
+    assert rec.metrics["cpu_migrations"].samples == [0.0, 0.0, 1.0]
+    rec.record("cpu_migrations", 0)  # more samples of the informational metric: still allowed
+    with pytest.raises(RecordError, match="sample 0.0 is zero in a gated metric"):
+        rec.record("page_faults", [3, 0], higher_is_better=False)
+    with pytest.raises(RecordError, match="sample -2.0 is negative"):
+        rec.record("cpu_migrations", -2)
+
+
+def test_record_takes_real_number_types_but_not_strings():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    rec = make()
+    rec.record("x", [Decimal("1.5"), Fraction(1, 2), 3], higher_is_better=True)
+    assert rec.metrics["x"].samples == [1.5, 0.5, 3.0]
+    with pytest.raises(RecordError, match="got b'1'"):
+        rec.record("x", [b"1"])
+
+
+def test_record_gate_and_exact_must_be_bools():
+    rec = make()
+    with pytest.raises(RecordError, match="gate must be True or False, got 'no'"):
+        rec.record("x", 1.0, higher_is_better=True, gate="no")
+    with pytest.raises(RecordError, match="exact must be True or False, got 1"):
+        rec.record("y", 1.0, higher_is_better=True, exact=1)

@@ -1,11 +1,16 @@
 """Run a llama2.c-style binary once, or round after round, and read what it printed. No pytest.
 
 One run spawns ``<binary> <checkpoint> -z <tokenizer> -n steps -s seed -t temperature -p topp
-[-i prompt]`` with ``OMP_NUM_THREADS`` set, waits for it (killing it after a timeout), and returns
+[-i prompt]`` with ``OMP_NUM_THREADS`` set, in a process group of its own, waits for it, and returns
 the ``achieved tok/s:`` figure exactly as printed, the wall time measured here, the child's peak
 RSS and CPU time (``wait4``), its exit status, stdout and stderr. Our reference runner also writes
 the positions it ran and a nanosecond timing to the file named by ``LLMPERF_REFRUN_STATS``; other
 binaries ignore that variable and ``positions`` stays None.
+
+The process group is SIGKILLed when the run ends: after the timeout (``--llmperf-run-timeout``),
+when the wait is interrupted, and also after a normal exit, so that nothing the binary forked keeps
+using the node's CPUs during later measurements (only a descendant that moves itself into another
+process group or session escapes this).
 
 The binary's clock counts whole milliseconds, so a tok/s figure carries up to one millisecond of
 error over the timed part of the run; :func:`quantization` gives that relative error, which the
@@ -26,14 +31,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-TOK_S = re.compile(r"^[ \t]*achieved tok/s:[ \t]*(\S*?)[ \t\r]*$", re.MULTILINE)
+LABEL = "achieved tok/s:"
+# a number as C's printf writes one (%f, %e, %g, inf, nan): ASCII only, no "1_000"
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.ASCII | re.IGNORECASE)
+# no runner decodes a trillion tokens per second: a larger figure is a broken clock or output
+MAX_TOK_S = 1e12
 STATS_ENV = "LLMPERF_REFRUN_STATS"
 DEFAULT_TIMEOUT = 600.0
 
 
 class RunError(RuntimeError):
     """A run that gives no usable figure: it hung, crashed, exited non-zero or printed no valid
-    ``achieved tok/s:`` line. The message is a line naming the binary, then the tail of stderr."""
+    ``achieved tok/s:`` line. The message is a line naming the binary, then (for a crash, a non-zero
+    exit or a missing line) the tail of the output; a line that is there but unusable gives one
+    line naming it."""
 
 
 @dataclass(frozen=True)
@@ -83,24 +94,53 @@ def _tail(text: str, lines: int = 10) -> str:
     return "\n".join(rows[-lines:])
 
 
+def _show(line: str, limit: int = 80) -> str:
+    """A line of the binary's output as a message shows it: control characters escaped, long
+    lines cut."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
+def _label_values(text: str) -> list[str]:
+    """What follows ``achieved tok/s:`` on each line that starts with it (after spaces or tabs)."""
+    out = []
+    for line in text.splitlines():
+        line = line.lstrip(" \t")
+        if line.startswith(LABEL):
+            out.append(line[len(LABEL):].strip())
+    return out
+
+
 def parse_tok_per_s(stderr: str, stdout: str = "", what: str = "binary") -> float:
-    """The figure of the last ``achieved tok/s:`` line; :class:`RunError` when there is none, it
-    is not a number, or it is ``inf``/``nan``/non-positive (a run too short for the millisecond clock)."""
-    found = TOK_S.findall(stderr) or TOK_S.findall(stdout)
+    """The figure of the last ``achieved tok/s:`` line (stderr's, else stdout's).
+
+    :class:`RunError` when there is no such line (the message then ends with the tail of the
+    output), and a one-line RunError naming the line when what follows the label is not one number
+    alone (``12.5 (approx)`` is refused rather than guessed at), is ``inf`` (a run too short for the
+    millisecond clock), ``nan``, zero, negative, or above :data:`MAX_TOK_S`."""
+    found = _label_values(stderr) or _label_values(stdout)
     if not found:
         shown = _tail(stderr) or _tail(stdout) or "(no output)"
         raise RunError(f"{what} printed no 'achieved tok/s:' line (too few steps, chat mode, or not a "
                        f"llama2.c runner?); output ends with:\n{shown}")
     text = found[-1]
-    try:
-        value = float(text)
-    except ValueError:
-        raise RunError(f"{what} printed 'achieved tok/s: {text}', which is not a number") from None
-    if math.isinf(value):
-        raise RunError(f"{what} printed 'achieved tok/s: {text}': the timed part took less than its 1 ms "
+    line = _show(f"{LABEL} {text}" if text else LABEL)
+    if not text:
+        raise RunError(f"{what} printed '{line}' with no number after it")
+    if not _NUMBER.fullmatch(text):
+        first = text.split(None, 1)[0]
+        if _NUMBER.fullmatch(first):
+            raise RunError(f"{what} printed '{line}': expected the number alone after 'achieved tok/s:', "
+                           f"not followed by other text")
+        raise RunError(f"{what} printed '{line}', which is not a number")
+    value = float(text)
+    if math.isinf(value) and value > 0 and text.lstrip("+").lower().startswith("inf"):
+        raise RunError(f"{what} printed '{line}': the timed part took less than its 1 ms "
                        f"clock; run more steps")
     if math.isnan(value) or value <= 0:
-        raise RunError(f"{what} printed 'achieved tok/s: {text}', not a positive rate")
+        raise RunError(f"{what} printed '{line}', not a positive rate")
+    if value > MAX_TOK_S:
+        raise RunError(f"{what} printed '{line}', not a plausible rate (above {MAX_TOK_S:g} tok/s)")
     return value
 
 
@@ -112,21 +152,29 @@ def quantization(tok_per_s: float, positions: int) -> float:
     return 0.001 / ((positions - 1) / tok_per_s)
 
 
+_STATS_MAX_BYTES = 1 << 16
+_STAT_VALUE = re.compile(r"\d{1,18}", re.ASCII)
+
+
 def _read_stats(path: str) -> dict[str, int]:
+    """The ``key=value`` fields of the reference runner's stats file whose value is a non-negative
+    integer (other fields, and a missing or unreadable file, are left out: the stats are extras)."""
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as fh:
+            data = fh.read(_STATS_MAX_BYTES)
     except OSError:
         return {}
     out = {}
-    for part in text.split():
+    for part in data.decode("ascii", "replace").split():
         key, _, value = part.partition("=")
-        if value.lstrip("-").isdigit():
+        if key and _STAT_VALUE.fullmatch(value):
             out[key] = int(value)
     return out
 
 
-def _wait(pid: int, timeout: float) -> tuple[int, object] | None:
-    """``os.wait4`` with a timeout; None when the child is still running at the deadline."""
+def _wait(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the child to exit, without reaping it (its process group
+    stays ours to kill); False when it is still running at the deadline."""
     if hasattr(os, "pidfd_open"):
         try:
             fd = os.pidfd_open(pid)
@@ -137,22 +185,28 @@ def _wait(pid: int, timeout: float) -> tuple[int, object] | None:
                 ready, _, _ = select.select([fd], [], [], timeout)
             finally:
                 os.close(fd)
-            if not ready:
-                return None
-            _, status, usage = os.wait4(pid, 0)
-            return status, usage
-    done: list[tuple[int, object]] = []
+            return bool(ready)
+    done = threading.Event()
 
-    def reap() -> None:
+    def watch() -> None:
         try:
-            done.append(os.wait4(pid, 0)[1:])
-        except ChildProcessError:  # reaped by the caller after killing it at the deadline
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
             pass
+        done.set()
 
-    waiter = threading.Thread(target=reap, daemon=True)
+    waiter = threading.Thread(target=watch, daemon=True)
     waiter.start()
-    waiter.join(timeout)
-    return done[0] if done else None
+    return done.wait(timeout)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the child's process group: the child and whatever it started (unless a descendant
+    moved itself into a group of its own)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class Runner:
@@ -183,20 +237,22 @@ class Runner:
             actions = [(os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
             t0 = time.perf_counter()
             try:
-                pid = os.posix_spawn(exe, argv, env, file_actions=actions)
+                # a process group of its own, so that a timeout (or a leftover) takes its children too
+                pid = os.posix_spawn(exe, argv, env, file_actions=actions, setpgroup=0)
             except OSError as exc:
                 raise RunError(f"{exe}: cannot start: {exc.strerror or exc}") from None
-            waited = _wait(pid, spec.timeout)
-            if waited is None:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    os.wait4(pid, 0)
-                except (ProcessLookupError, ChildProcessError):
-                    pass  # already reaped by _wait's thread (no pidfd_open), which races us for it
+            try:
+                exited = _wait(pid, spec.timeout)
+            finally:
+                # the child has exited (a zombie, not reaped yet, so the group id is still ours) or
+                # is killed now: either way nothing it started outlives the run
+                _kill_group(pid)
+                _, status, usage = os.wait4(pid, 0)
+            if not exited:
                 raise RunError(f"{binary.name} did not finish within the timeout of {spec.timeout:g} s "
-                               f"(--llmperf-run-timeout) and was killed; command: {describe(argv)}")
+                               f"(--llmperf-run-timeout) and was killed with its process group; "
+                               f"command: {describe(argv)}")
             wall = time.perf_counter() - t0
-            status, usage = waited
             out.seek(0)
             err.seek(0)
             stdout = out.read().decode("utf-8", "replace")

@@ -489,6 +489,36 @@ def test_an_unreadable_kernel_table_is_an_error_naming_nsys_stats(tmp_path):
                               f"'this is not a kernel table'")
 
 
+def collect_table(tmp_path: Path, text: str) -> base.Profile:
+    """Nsys.collect on a kernel table, nsys stats left out."""
+    (tmp_path / "t.nsys-rep").write_text("report")
+    (tmp_path / "t_cuda_gpu_kern_sum.csv").write_text(text)
+    profiler = Nsys("/bin/true", gpu_probe=lambda: True)
+    profiler._stats = lambda outdir, tag, report: (tmp_path / "t_cuda_gpu_kern_sum.csv", text, "cuda_gpu_kern_sum")
+    return profiler.collect(tmp_path, "t", base.Completed(["nsys", "profile", "--", "prog"], 0, "", "", 0.1))
+
+
+def test_a_kernel_time_of_zero_is_informational(tmp_path):
+    """Issue 11, item 9: llmperf.record rejects a zero in a gated metric."""
+    gpu, launches = collect_table(tmp_path, row(c1="0", c3="0", c4="0", c5="0", c6="0")).readings
+    assert gpu.name == "nsys.gpu_kernel_ms" and gpu.value == 0 and not gpu.gate
+    assert gpu.note == base.zero_note("nsys.gpu_kernel_ms")
+    assert launches.value == 1 and not launches.gate
+
+
+@pytest.mark.parametrize("cells, metric", [({"c2": "1" + "0" * 18}, "nsys.kernel_launches"),
+                                           ({"c2": "1e300"}, "nsys.kernel_launches"),
+                                           ({"c1": "1e300"}, "nsys.gpu_kernel_ms"),
+                                           ({"c1": "1e308", "c8": "a"}, "nsys.gpu_kernel_ms")])
+def test_counts_and_times_of_1e18_or_more_are_errors(tmp_path, cells, metric):
+    """Issue 11, item 9: llmperf.record rejects a sample of 1e18 or more; nsys never counts that."""
+    text = row(**cells) + ('"50.0","1e308","1","1","1","1","1","0","b"\n' if "c8" in cells else "")
+    with pytest.raises(base.ProfilerError) as err:
+        collect_table(tmp_path, text)
+    message = str(err.value)
+    assert message.startswith(f"nsys: {tmp_path / 't_cuda_gpu_kern_sum.csv'}: {metric} read ") and "\n" not in message
+
+
 def test_run_refuses_before_running_anything(tmp_path):
     with pytest.raises(base.ProfilerUnavailable, match=r"^nsys: nsys not found at .*nowhere/nsys"):
         base.run(Nsys(str(tmp_path / "nowhere" / "nsys"), gpu_probe=lambda: True), child(tmp_path), tmp_path / "o")

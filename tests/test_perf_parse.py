@@ -69,3 +69,37 @@ def test_unavailable_reasons(tmp_path, monkeypatch):
     assert "perf_event_paranoid is 3" in perf.unavailable_reason(paranoid_path=str(paranoid))
     paranoid.write_text("2\n")
     assert perf.unavailable_reason(paranoid_path=str(paranoid)) is None
+
+
+@pytest.mark.parametrize("value", ["nan", "-nan", "NaN", "inf", "-inf", "Infinity", "-1", "-0.5", "1e400", "9" * 400,
+                                   ".", "1_000", "\u0661\u0662"])
+def test_a_value_that_is_not_a_count_is_an_error_naming_the_file_line_and_event(value):
+    """Issue 11, item 9: nan and inf were read as counts (and ended in a RecordError traceback),
+    a negative count was recorded. perf writes a count, <not supported> or <not counted> there:
+    anything else is output perf did not write, an error rather than a guess."""
+    text = f"# started on today\n\n12,,page-faults,477509,100.00,,\n{value},,cycles,477509,100.00,,\n"
+    with pytest.raises(PerfParseError) as err:
+        perf.parse_stat_csv(text, name="run.perf-stat.csv")
+    message = str(err.value)
+    assert message.startswith("run.perf-stat.csv, line 4: unparsable perf stat value ") and "\n" not in message
+    assert repr(value)[:40] in message and "of the event 'cycles'" in message
+
+
+@pytest.mark.parametrize("column, value", [(4, "nan"), (4, "inf"), (4, "-5"), (3, "nan%")])
+def test_a_percentage_that_is_not_one_is_an_error(column, value):
+    fields = ["1", "", "cycles", "477509", "100.00", "", ""]
+    if column == 3:
+        fields.insert(3, value)
+    else:
+        fields[column] = value
+    with pytest.raises(PerfParseError, match=r"^perf stat output, line 1: unparsable percentage"):
+        perf.parse_stat_csv(",".join(fields) + "\n")
+
+
+def test_a_derived_figure_that_is_not_finite_is_dropped():
+    (c,) = perf.parse_stat_csv("0,,instructions,477509,100.00,nan,insn per cycle\n")
+    assert c.value == 0 and c.metric_value is None and c.metric_unit == "insn per cycle"
+
+
+def test_the_unknown_event_error_is_a_parse_error():
+    assert issubclass(PerfEventError, PerfParseError)  # one error class for perf's output

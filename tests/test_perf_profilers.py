@@ -136,6 +136,85 @@ def test_perf_stat_collect_recorded_output(tmp_path):
     assert statuses["instructions"] == "not supported" and statuses["task-clock"] == "counted"
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_perf_stat_collect_a_count_that_is_not_one_is_a_profiler_error(tmp_path, value):
+    """Issue 11, item 9: a nan or inf count ended in llmperf.record's RecordError traceback, a
+    negative one was recorded; it is the profiler's error, one line naming the file and event."""
+    (tmp_path / "t.perf-stat.csv").write_text(f"12,,page-faults,477509,100.00,,\n{value},,cycles,477509,100.00,,\n")
+    with pytest.raises(ProfilerError) as err:
+        create("perf-stat").collect(tmp_path, "t", _done())
+    assert str(err.value) == (f"perf-stat: {tmp_path / 't.perf-stat.csv'}, line 2: unparsable perf stat value "
+                              f"{value!r} of the event 'cycles' (a count is a finite number, 0 or more)")
+
+
+@pytest.mark.parametrize("value", ["1000000000000000000", "18446744073709551615", "1e300"])
+def test_perf_stat_collect_a_count_of_1e18_or_more_is_a_profiler_error(tmp_path, value):
+    """Issue 11, item 9: llmperf.record rejects a sample of 1e18 or more; such a count is an
+    overflowed counter (2^64 - 1 is the kernel's "wrapped" value), the profiler's error."""
+    (tmp_path / "t.perf-stat.csv").write_text(f"{value},,branch-misses,477509,100.00,,\n")
+    with pytest.raises(ProfilerError) as err:
+        create("perf-stat").collect(tmp_path, "t", _done())
+    message = str(err.value)
+    assert message.startswith(f"perf-stat: {tmp_path / 't.perf-stat.csv'}: perf.branch-misses read ")
+    assert "out of range (1e18 or more" in message and "\n" not in message
+
+
+def test_perf_stat_collect_a_zero_count_of_a_gated_counter_is_informational(tmp_path):
+    """Issue 11, item 9: llmperf.record rejects a zero in a gated metric (a ratio of medians
+    cannot compare it); the reading is kept, informational, and says why."""
+    (tmp_path / "t.perf-stat.csv").write_text("0,,branch-misses,477509,100.00,,\n0,,context-switches,1,100.00,,\n"
+                                              "5,,page-faults,477509,100.00,,\n")
+    by = {r.name: r for r in create("perf-stat").collect(tmp_path, "t", _done()).readings}
+    assert by["perf.branch-misses"].value == 0 and not by["perf.branch-misses"].gate
+    assert by["perf.branch-misses"].note == base.zero_note("perf.branch-misses")
+    assert "perf.branch-misses read 0 in a profiled run: informational" in by["perf.branch-misses"].note
+    assert not by["perf.context-switches"].gate and by["perf.context-switches"].note == ""  # informational anyway
+    assert by["perf.page-faults"].gate and by["perf.page-faults"].value == 5
+
+
+def test_checked_readings_are_what_llmperf_record_takes():
+    reading = base.Reading("m", 3, "", False)
+    (got,) = base.checked("p", [reading], "f")
+    assert got == base.Reading("m", 3.0, "", False) and type(got.value) is float
+    for bad, message in [(float("nan"), "not a finite number"), (-1.0, "never negative"), (1e18, "out of range"),
+                         (10 ** 400, "beyond 1e300: out of range"), ("7", "not a number")]:
+        with pytest.raises(ProfilerError, match=f"^p: f: m read .*{message}"):
+            base.checked("p", [base.Reading("m", bad, "", False)], "f")
+    (zero,) = base.checked("p", [base.Reading("m", 0.0, "", False, exact=True, note="own")], "f")
+    assert not zero.gate and zero.exact and zero.note == "own; " + base.zero_note("m")
+
+
+class _Recorder:
+    """A stand-in for the llmperf fixture that checks samples as the core's llmperf.record does."""
+
+    def __init__(self):
+        self.metrics, self.recorded, self.artifacts = {}, {}, []
+
+    def record(self, name, samples, unit="", higher_is_better=None, gate=True, note="", exact=False):
+        import math
+
+        for v in samples:
+            assert math.isfinite(v) and 0 <= v < 1e18 and (v > 0 or not gate), (name, v, gate)
+        self.recorded[name] = {"samples": list(samples), "gate": gate, "note": note, "exact": exact}
+
+    def add_artifact(self, *args):
+        self.artifacts.append(args)
+
+
+def test_a_zero_in_one_run_makes_the_metric_informational():
+    from pytest_llmperf.profilers.fixtures import ProcessProfiling
+
+    profiling = ProcessProfiling.__new__(ProcessProfiling)
+    profiling._recorded = set()
+    runs = [base.Profile("perf-stat", base.checked("perf-stat", [base.Reading("perf.branch-misses", v, "", False)],
+                                                   "f")) for v in (4.0, 0.0, 5.0)]
+    recorder = _Recorder()
+    profiling._record(recorder, "perf-stat", runs, None)
+    got = recorder.recorded["perf.branch-misses"]
+    assert got["samples"] == [4.0, 0.0, 5.0] and got["gate"] is False
+    assert got["note"] == base.zero_note("perf.branch-misses")
+
+
 def test_perf_stat_unknown_event_names_it(tmp_path):
     stderr = (DATA / "event_error.txt").read_text()
     with pytest.raises(ProfilerError, match=r"^perf-stat: perf does not know the event 'nosuch-event'"):

@@ -372,6 +372,24 @@ def test_an_unparsable_output_file_is_an_error_naming_the_file(tmp_path):
         profiler.collect(tmp_path, "t", Completed(["vg"], 0, "", "", 0.1))
 
 
+@pytest.mark.parametrize("total", [0, 10 ** 18, 2 ** 64 - 1, "9" * 19 + " 0\ntotals: " + "9" * 19])
+def test_a_count_of_zero_is_informational_and_one_of_1e18_or_more_an_error(tmp_path, total):
+    """Issue 11, item 9: llmperf.record rejects a zero in a gated metric and a sample of 1e18 or
+    more (a 64-bit count can be; two parts' totals add up beyond it)."""
+    profiler = Instructions(cc="no-such-cc")
+    profiler.wrap(["./run"], tmp_path, "t")
+    (tmp_path / "t.callgrind.out").write_text(f"events: Ir\nfn=main\n1 0\ntotals: {total}\n")
+    if total != 0:
+        with pytest.raises(ProfilerError) as info:
+            profiler.collect(tmp_path, "t", Completed(["vg"], 0, "", "", 0.1))
+        assert str(info.value).startswith(f"instructions: {tmp_path}/t.callgrind.out: instructions read ")
+        assert "out of range (1e18 or more" in str(info.value) and "\n" not in str(info.value)
+        return
+    (reading,) = profiler.collect(tmp_path, "t", Completed(["vg"], 0, "", "", 0.1)).readings
+    assert reading.value == 0 and reading.exact and not reading.gate
+    assert reading.note.endswith("; " + base.zero_note("instructions"))
+
+
 # ---------------------------------------------------------------------------------------------
 # real runs under valgrind
 

@@ -9,14 +9,20 @@ for the JSON report. Each profiler says whether it can run here, and if not, why
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 DEFAULT_TIMEOUT = 600.0
+
+#: readings must stay below this: llmperf.record rejects a sample of 1e18 or more (no count a
+#: benchmark makes comes near it: the instructions of a long run are some 1e13), as it rejects a
+#: non-finite or a negative one, and a zero in a gated metric
+MAX_VALUE = 1e18
 
 
 class ProfilerUnavailable(RuntimeError):
@@ -87,6 +93,38 @@ class Profiler:
     def collect(self, outdir: Path, tag: str, done: Completed) -> Profile:
         """Read the tool's output of the run ``tag``; raises :class:`ProfilerError`."""
         raise NotImplementedError
+
+
+def zero_note(name: str) -> str:
+    return (f"{name} read 0 in a profiled run: informational (gated metrics are compared as a ratio of "
+            f"medians, and a zero has no ratio)")
+
+
+def checked(profiler: str, readings: Sequence[Reading], where: str) -> list[Reading]:
+    """``readings`` as llmperf.record takes them. A reading that is not a finite number, is
+    negative, or is 1e18 or more is no count the tool can have made (a broken tool, an overflowed
+    counter): :class:`ProfilerError`, one line naming the profiler, ``where`` (the file read) and
+    the metric. A zero in a gated reading cannot be compared (a change is a ratio of medians): it
+    becomes informational (``gate=False``), with a note that says so."""
+    out = []
+    for r in readings:
+        value = r.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProfilerError(f"{profiler}: {where}: {r.name} read {value!r}, which is not a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProfilerError(f"{profiler}: {where}: {r.name} read {value!r}, which is not a finite number")
+        if value < 0:
+            raise ProfilerError(f"{profiler}: {where}: {r.name} read {value!r}: a count or a time is never negative")
+        if value >= MAX_VALUE:
+            shown = f"{value:.3g}" if value < 1e300 else "a number beyond 1e300"
+            raise ProfilerError(f"{profiler}: {where}: {r.name} read {shown}: out of range (1e18 or more is no "
+                                f"count of a run: an overflowed or broken counter?)")
+        if type(value) is not float:
+            r = replace(r, value=float(value))
+        if value == 0 and r.gate:
+            r = replace(r, gate=False, note="; ".join(n for n in (r.note, zero_note(r.name)) if n))
+        out.append(r)
+    return out
 
 
 def tail(text: str, lines: int = 6) -> str:

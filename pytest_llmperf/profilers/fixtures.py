@@ -209,7 +209,10 @@ class ProcessProfiling:
                     f"llmperf_profile.command: metric {full!r} is already recorded in this test; "
                     f"give the second command a label (command(argv, label='other'))")
             first = readings[0]
-            gate, note = first.gate, first.note
+            # one run's zero made its reading informational (base.checked): then so is the metric,
+            # whose samples llmperf.record checks as a gated metric's otherwise
+            gate = all(r.gate for r in readings)
+            note = "; ".join(dict.fromkeys(r.note for r in readings if r.note))
             if gate and not first.exact and len(readings) < MIN_SAMPLES:
                 gate = False
                 note = (note + "; " if note else "") + (

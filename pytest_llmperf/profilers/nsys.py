@@ -435,8 +435,9 @@ class Nsys(base.Profiler):
             return base.Profile(kind="nsys", files=files, summary=NO_KERNELS, details=details)
         readings = [
             base.Reading("nsys.gpu_kernel_ms", _ms(sum(k.total_ns for k in kernels)), "ms", higher_is_better=False),
-            base.Reading("nsys.kernel_launches", float(sum(k.instances for k in kernels)), "", False, gate=False),
+            base.Reading("nsys.kernel_launches", sum(k.instances for k in kernels), "", False, gate=False),
         ]
+        readings = base.checked("nsys", readings, where)
         return base.Profile(kind="nsys", readings=readings, files=files, summary=summary_line(kernels),
                             details=details)
 

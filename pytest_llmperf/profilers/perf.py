@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import Profile, Profiler, ProfilerError, Reading, child_failed, tail
+from .base import Profile, Profiler, ProfilerError, Reading, checked, child_failed, tail
 
 COUNTED = "counted"
 NOT_SUPPORTED = "not supported"
@@ -269,6 +269,7 @@ class PerfStat(Profiler):
         if not counters:
             raise ProfilerError(f"perf-stat: perf stat wrote no counters to {path}")
         got, missing = readings(counters)
+        got = checked("perf-stat", got, str(path))
         details = {"counters": [{"event": c.event, "value": c.value, "unit": c.unit, "status": c.status,
                                  "running_pct": c.running_pct} for c in counters]}
         return Profile("perf-stat", got, [path], stat_summary(counters), missing, details)
@@ -388,6 +389,7 @@ class PerfRecord(Profiler):
             top = ", ".join(f"{s.share:.1f}% {_short(s.symbol)} ({s.dso})" for s in rows[:3])
             summary = f"{samples} samples of {event}; top: {top}"
         got = [Reading("perf.samples", float(samples), "", higher_is_better=False, gate=False)] if samples else []
+        got = checked("perf-record", got, str(data))
         details = {"samples": samples, "event": event,
                    "top_symbols": [{"share": s.share, "symbol": s.symbol, "dso": s.dso} for s in rows[:10]]}
         return Profile("perf-record", got, [data, report], summary, {}, details)

@@ -406,8 +406,9 @@ class Instructions(Profiler):
             "fake_clock_problem": problem if shim is None else "",
             "environment": dict(SINGLE_THREAD_ENV),
         }
-        reading = Reading("instructions", float(total), "instr", higher_is_better=False, exact=True, note=note)
-        return Profile(kind=self.name, readings=[reading], files=files, summary=summary, details=details)
+        reading = Reading("instructions", total, "instr", higher_is_better=False, exact=True, note=note)
+        readings = base.checked(self.name, [reading], str(out_file))
+        return Profile(kind=self.name, readings=readings, files=files, summary=summary, details=details)
 
 
 def _read(path: Path) -> str:

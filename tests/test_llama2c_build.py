@@ -94,7 +94,7 @@ def test_cache_hit_returns_the_same_binary_without_recompiling(tmp_path: Path) -
     # what decided the binary is written beside it
     info = (first.parent / "build.json").read_text()
     assert '"-O1"' in info and str(src) in info and "-lm" in info
-    assert sorted(p.name for p in first.parent.iterdir()) == [".lock", "build.json", "prog"]
+    assert sorted(p.name for p in first.parent.iterdir()) == [".lock", "build.json", "prog", "prog.manifest.json"]
 
 
 def test_name_of_the_binary(tmp_path: Path) -> None:
@@ -264,9 +264,31 @@ def test_compiler_not_found(tmp_path: Path) -> None:
     src = make_source(tmp_path / "src")
     with pytest.raises(CompilerNotFound, match=r"'no-such-compiler-llmperf' not found on PATH \(set --llmperf-cc\)"):
         build.build(src, "-O1", tmp_path / "cache", cc="no-such-compiler-llmperf")
-    with pytest.raises(CompilerNotFound, match="not found"):
-        build.build(src, "-O1", tmp_path / "cache", cc=str(tmp_path / "missing" / "cc"))
     assert not (tmp_path / "cache").exists()
+
+
+def test_explicit_compiler_path_that_is_not_an_executable_file(tmp_path: Path) -> None:
+    # issue 11, item 18: --llmperf-cc=/etc/passwd said "not found on PATH"; an explicit path says
+    # what is wrong with it, naming the option and the path
+    src = make_source(tmp_path / "src")
+    plain = tmp_path / "passwd"
+    plain.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    missing = tmp_path / "missing" / "cc"
+    for cc, message in ((plain, f"--llmperf-cc {plain}: exists but is not an executable file"),
+                        (missing, f"--llmperf-cc {missing}: no such file"),
+                        (tmp_path, f"--llmperf-cc {tmp_path}: is a directory, not an executable file")):
+        with pytest.raises(CompilerNotFound) as info:
+            build.build(src, "-O1", tmp_path / "cache", cc=str(cc))
+        assert str(info.value) == message
+    assert not (tmp_path / "cache").exists()
+    # a relative path with a directory part is a path too, and an executable one is used
+    os.symlink(REAL_CC, tmp_path / "mycc")
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert output_of(build.build(src, "-O1", tmp_path / "cache", cc="./mycc")) == "1"
+    finally:
+        os.chdir(here)
 
 
 def test_compiler_that_fails_version_is_not_found(tmp_path: Path) -> None:
@@ -299,7 +321,7 @@ def test_concurrent_threads_compile_once(tmp_path: Path) -> None:
     assert len(results) == 4 and len(set(results)) == 1
     assert calls(counter) == 1
     assert output_of(results[0]) == "5"
-    assert sorted(p.name for p in results[0].parent.iterdir()) == [".lock", "build.json", "prog"]
+    assert sorted(p.name for p in results[0].parent.iterdir()) == [".lock", "build.json", "prog", "prog.manifest.json"]
 
 
 def test_concurrent_processes_compile_once(tmp_path: Path) -> None:
@@ -326,6 +348,86 @@ def test_unwritable_cache_raises_cache_error_naming_it(tmp_path: Path) -> None:
         build.build(make_source(tmp_path / "src"), "-O1", cache, cc=REAL_CC)
     assert str(blocker) in str(info.value)
     assert "cannot create the build cache" in str(info.value)
+
+
+# -- verification of cached binaries ---------------------------------------------------------------
+
+def test_manifest_records_size_and_sha256(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    binary = build.build(make_source(tmp_path / "src"), "-O1", tmp_path / "cache", cc=REAL_CC)
+    manifest = json.loads(build.manifest_path(binary).read_text())
+    data = binary.read_bytes()
+    assert manifest == {"name": "prog", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert build.read_manifest(build.manifest_path(binary)) == {"size": len(data),
+                                                                "sha256": hashlib.sha256(data).hexdigest()}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "same-size", "not-executable", "corrupt-manifest"])
+def test_damaged_cached_binary_is_rebuilt_with_a_warning(tmp_path: Path, damage: str) -> None:
+    # issue 11, item 17: a truncated cached binary was trusted (every session then said "killed by
+    # SIGSEGV", with no hint at the cache) and never healed
+    cc, counter = make_cc(tmp_path)
+    src = make_source(tmp_path / "src", 3)
+    cache = tmp_path / "cache"
+    binary = build.build(src, "-O1", cache, cc=cc)
+    good = binary.read_bytes()
+    if damage == "truncated":
+        binary.write_bytes(good[:len(good) // 2])
+        reason = f"is {len(good) // 2} bytes, but {len(good)} were built (truncated or overwritten?)"
+    elif damage == "same-size":
+        binary.write_bytes(good[:100] + bytes([good[100] ^ 0xFF]) + good[101:])
+        reason = "does not match the SHA-256 of the build (corrupted or overwritten?)"
+    elif damage == "not-executable":
+        binary.chmod(0o644)
+        reason = "is not executable"
+    else:
+        build.manifest_path(binary).write_text("<<<<<<< HEAD\n")
+        reason = f"has an unusable manifest (build manifest {build.manifest_path(binary)} is not valid JSON)"
+    with pytest.warns(UserWarning) as caught:
+        again = build.build(src, "-O1", cache, cc=cc)
+    assert [str(w.message) for w in caught] == [f"llmperf: the cached build {binary} {reason}: rebuilding it"]
+    assert again == binary
+    assert calls(counter) == 2
+    assert binary.read_bytes() == good and output_of(binary) == "3"
+    # healed: the next call uses it as is
+    assert build.build(src, "-O1", cache, cc=cc) == binary
+    assert calls(counter) == 2
+
+
+def test_cached_binary_without_a_manifest_is_rebuilt_quietly(tmp_path: Path, recwarn) -> None:
+    # a cache written before manifests existed, or a build interrupted before its manifest
+    cc, counter = make_cc(tmp_path)
+    src = make_source(tmp_path / "src")
+    binary = build.build(src, "-O1", tmp_path / "cache", cc=cc)
+    build.manifest_path(binary).unlink()
+    assert build.build(src, "-O1", tmp_path / "cache", cc=cc) == binary
+    assert calls(counter) == 2
+    assert build.manifest_path(binary).is_file()
+    assert [str(w.message) for w in recwarn] == []
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"\xff\xfe", b"[]", b'{"size": 5}', b'{"size": -1, "sha256": "' +
+                                     b"0" * 64 + b'"}', b'{"size": true, "sha256": "' + b"0" * 64 + b'"}',
+                                     b'{"size": 5, "sha256": "ABC"}', b'{"size": ' + b"9" * 5000 + b"}"])
+def test_read_manifest_refuses_what_is_not_a_manifest(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "prog.manifest.json"
+    path.write_bytes(content)
+    with pytest.raises(CacheError, match=f"build manifest {path} is not"):
+        build.read_manifest(path)
+    assert build.read_manifest(tmp_path / "absent.json") is None
+
+
+def test_source_bytes_with_odd_includes(tmp_path: Path) -> None:
+    # an include name the OS refuses (a NUL byte), a header that includes itself, a deep chain
+    src = tmp_path / "prog.c"
+    chain = [tmp_path / f"h{i}.h" for i in range(1500)]
+    for i, header in enumerate(chain):
+        header.write_text(f'#include "h{i + 1}.h"\n' if i + 1 < len(chain) else '#include "h0.h"\n')
+    src.write_bytes(b'#include "a\0b.h"\n#include "prog.c"\n#include "h0.h"\nint main(void) { return 0; }\n')
+    data = build.source_bytes(src)
+    assert data.count(b'#include "h') == 1 + 1500  # the source's line, then each header once
 
 
 def test_split_flags() -> None:

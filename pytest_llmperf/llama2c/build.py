@@ -7,6 +7,13 @@ the cached binary is used as is; anything changed: a new key, a new build. A bui
 temporary name in the key's directory and renames it into place, under an exclusive lock on that
 key, so concurrent pytest-xdist workers build once and nobody ever runs a half-written binary.
 
+A build also writes a small manifest beside the binary (``<name>.manifest.json``: its size and
+SHA-256, written atomically before the binary is renamed into place), and a cached binary is used
+only when it matches its manifest: a truncated or overwritten binary (which would otherwise crash
+with SIGSEGV in every session, the cache never to blame) is rebuilt, with a warning naming it. A
+binary without a manifest (a cache written before manifests, an interrupted build) is rebuilt
+without one.
+
 Two kinds of failure are told apart. Before building, the flags are tried on a trivial program:
 if the compiler rejects them there (GCC on RISC-V rejects ``-march=native``; a compiler without
 OpenMP rejects ``-fopenmp``), the flag set is unsupported on this node (:class:`FlagsRejected`,
@@ -24,10 +31,11 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ..fileutil import exclusive_lock
+from ..fileutil import atomic_write, exclusive_lock
 from .cache import CacheError
 
 BUILD_SCHEME = 1  # bump when the way binaries are built changes
@@ -47,7 +55,7 @@ FLAG_SETS: dict[str, str] = {
 
 
 class CompilerNotFound(RuntimeError):
-    """The compiler named by ``--llmperf-cc`` is not there."""
+    """The compiler named by ``--llmperf-cc`` is not there, or not an executable file."""
 
 
 class FlagsRejected(RuntimeError):
@@ -74,9 +82,18 @@ def compiler_identity(cc: str) -> str:
     when it is missing or does not run. Cached per process."""
     if cc in _IDENTITY:
         return _IDENTITY[cc]
-    path = shutil.which(cc)
-    if path is None:
-        raise CompilerNotFound(f"compiler {cc!r} not found on PATH (set --llmperf-cc)")
+    if os.sep in cc or (os.altsep and os.altsep in cc):  # an explicit path, not a name to look up
+        if not os.path.exists(cc):
+            raise CompilerNotFound(f"--llmperf-cc {cc}: no such file")
+        if os.path.isdir(cc):
+            raise CompilerNotFound(f"--llmperf-cc {cc}: is a directory, not an executable file")
+        if not (os.path.isfile(cc) and os.access(cc, os.X_OK)):
+            raise CompilerNotFound(f"--llmperf-cc {cc}: exists but is not an executable file")
+        path = cc
+    else:
+        path = shutil.which(cc)
+        if path is None:
+            raise CompilerNotFound(f"compiler {cc!r} not found on PATH (set --llmperf-cc)")
     parts = [os.path.realpath(path)]
     for arg in ("--version", "-dumpmachine"):
         try:
@@ -92,23 +109,27 @@ def compiler_identity(cc: str) -> str:
 
 def source_bytes(source: Path) -> bytes:
     """The source and, recursively, the local headers it includes (missing ones are skipped: the
-    compiler will say so)."""
-    seen: set[Path] = set()
-    chunks: list[bytes] = []
-
-    def add(path: Path) -> None:
-        path = path.resolve()
-        if path in seen or not path.is_file():
-            return
-        seen.add(path)
-        data = path.read_bytes()
-        chunks.append(str(len(data)).encode() + b":" + data)
-        for name in _LOCAL_INCLUDE.findall(data):
-            add(path.parent / name.decode(errors="replace"))
-
+    compiler will say so). :class:`BuildError` when the source or a header cannot be read."""
     if not source.is_file():
         raise BuildError(f"{source}: source file not found")
-    add(source)
+    seen: set[Path] = set()
+    chunks: list[bytes] = []
+    todo = [source]
+    while todo:
+        path = todo.pop(0)
+        try:
+            path = path.resolve()
+            if path in seen or not path.is_file():
+                continue
+        except (OSError, ValueError, RuntimeError):  # a name the OS refuses (NUL, too long), a loop
+            continue
+        seen.add(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BuildError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        chunks.append(str(len(data)).encode() + b":" + data)
+        todo[:0] = [path.parent / name.decode(errors="replace") for name in _LOCAL_INCLUDE.findall(data)]
     return b"".join(chunks)
 
 
@@ -147,25 +168,97 @@ def check_flags(cc: str, flags: Sequence[str]) -> None:
         raise FlagsRejected(f"{cc} rejects {' '.join(flags)}: {message}")
 
 
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def manifest_path(binary: Path) -> Path:
+    return binary.with_name(binary.name + MANIFEST_SUFFIX)
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The ``{"size", "sha256"}`` of a build manifest; None when there is none; :class:`CacheError`
+    naming it when it cannot be read or is not a manifest."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(1 << 16)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CacheError(f"build manifest {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError, and numbers beyond int()'s limit
+        raise CacheError(f"build manifest {path} is not valid JSON") from None
+    size = data.get("size") if isinstance(data, dict) else None
+    sha = data.get("sha256") if isinstance(data, dict) else None
+    if (not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(sha, str)
+            or re.fullmatch(r"[0-9a-f]{64}", sha) is None):
+        raise CacheError(f"build manifest {path} is not a manifest (no size and sha256)")
+    return {"size": size, "sha256": sha}
+
+
+def _cached_problem(binary: Path) -> str | None:
+    """None when ``binary`` is there, executable and matches its manifest; otherwise why not:
+    "" when there is nothing to warn about (no binary, or no manifest), else a reason."""
+    try:
+        if not binary.is_file():
+            return ""
+        manifest = read_manifest(manifest_path(binary))
+    except CacheError as exc:
+        return f"has an unusable manifest ({exc})"
+    except OSError:
+        return ""
+    if manifest is None:
+        return ""
+    if not os.access(binary, os.X_OK):
+        return "is not executable"
+    try:
+        size, sha = _digest(binary)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size != manifest["size"]:
+        return f"is {size} bytes, but {manifest['size']} were built (truncated or overwritten?)"
+    if sha != manifest["sha256"]:
+        return "does not match the SHA-256 of the build (corrupted or overwritten?)"
+    return None
+
+
 def build(source: str | os.PathLike, flags: str | Sequence[str], cache_dir: str | os.PathLike,
           cc: str = "cc", name: str | None = None) -> Path:
     """Compile ``source`` with ``cc`` and ``flags`` (linking ``-lm``) into the cache and return the
-    binary's path; no rebuild when the key is unchanged. Raises :class:`CompilerNotFound`,
-    :class:`FlagsRejected`, :class:`BuildError` or :class:`~.files.CacheError`."""
+    binary's path; no rebuild when the key is unchanged and the cached binary matches its manifest
+    (else a rebuild, with a warning when the binary was there but did not match). Raises
+    :class:`CompilerNotFound`, :class:`FlagsRejected`, :class:`BuildError` or
+    :class:`~.cache.CacheError`."""
     source = Path(source).absolute()
+    if os.sep in cc or (os.altsep and os.altsep in cc):
+        cc = os.path.abspath(cc)  # the compile runs in the source's directory
     flag_list = split_flags(flags)
     key = build_key(source, cc, flag_list)
     out_dir = Path(cache_dir) / "build" / key
     binary = out_dir / (name or source.stem)
-    if binary.is_file() and os.access(binary, os.X_OK):
+    if _cached_problem(binary) is None:
         return binary
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CacheError(f"cannot create the build cache {out_dir}: {exc.strerror or exc}") from None
     with exclusive_lock(out_dir / ".lock"):
-        if binary.is_file() and os.access(binary, os.X_OK):
+        problem = _cached_problem(binary)
+        if problem is None:
             return binary  # another worker built it while we waited
+        if problem:
+            warnings.warn(f"llmperf: the cached build {binary} {problem}: rebuilding it", stacklevel=2)
         check_flags(cc, flag_list)
         tmp = out_dir / f".{binary.name}.{os.getpid()}.tmp"
         cmd = [cc, *flag_list, "-o", str(tmp), str(source), *LINK_FLAGS]
@@ -183,8 +276,16 @@ def build(source: str | os.PathLike, flags: str | Sequence[str], cache_dir: str 
                              f"(exit code {out.returncode}):\n{_tail(out.stderr) or _tail(out.stdout)}")
         info = {"source": str(source), "cc": cc, "compiler": compiler_identity(cc), "flags": flag_list,
                 "link": list(LINK_FLAGS), "warnings": _tail(out.stderr)}
-        (out_dir / "build.json").write_text(json.dumps(info, indent=1) + "\n")
-        os.replace(tmp, binary)
+        try:
+            size, sha = _digest(tmp)
+            atomic_write(out_dir / "build.json", json.dumps(info, indent=1) + "\n")
+            # the manifest first: a crash before the rename leaves a binary that does not match it
+            atomic_write(manifest_path(binary), json.dumps({"name": binary.name, "size": size, "sha256": sha},
+                                                           indent=1) + "\n")
+            os.replace(tmp, binary)
+        except OSError as exc:
+            _remove(tmp)
+            raise CacheError(f"cannot write the build cache {out_dir}: {exc.strerror or exc}") from None
     return binary
 
 

@@ -7,6 +7,7 @@ and faked where a test needs it to run."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -61,6 +62,15 @@ def report(pytester: pytest.Pytester) -> dict:
     return {t["nodeid"].split("::")[-1]: t for t in data["tests"]}
 
 
+def path_without(*tools: str) -> str:
+    """$PATH without the directories that hold any of ``tools``: a machine where they are missing."""
+    dirs = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join(d for d in dirs if d and not any(os.path.exists(os.path.join(d, t)) for t in tools))
+
+
+NO_NSYS_CONFTEST = "from pytest_llmperf.profilers import nsys\nnsys.SEARCH_ROOTS = ()\n"  # nor the CUDA installs
+
+
 def write_test(pytester: pytest.Pytester, program: Path, body: str = "", n: int = 200000) -> None:
     pytester.makepyfile(test_prof=f"""
         import pytest
@@ -77,8 +87,9 @@ def write_test(pytester: pytest.Pytester, program: Path, body: str = "", n: int 
 @needs_valgrind
 def test_all_profilers_by_option(pytester, program, cache_dir):
     write_test(pytester, program)
+    pytester.makeconftest(NO_NSYS_CONFTEST)  # and no nsys on PATH: skipped
     result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,perf-record,instructions,nsys",
-                 "--llmperf-nsys=/nonexistent/nsys", "--llmperf-artifacts=arts")
+                 "--llmperf-artifacts=arts", env={"PATH": path_without("nsys")})
     result.assert_outcomes(passed=1)
     t = report(pytester)["test_work"]
     m = t["metrics"]
@@ -164,7 +175,7 @@ def test_unparsable_perf_output_and_missing_perf(pytester, program, cache_dir, t
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*llmperf: perf-stat: *work-perf-stat-1.perf-stat.csv, line 1: unparsable perf stat line: "
                                  "'Totally not CSV'*"])
-    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,perf-record", "--llmperf-perf=/nowhere/perf")
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,perf-record", env={"PATH": path_without("perf")})
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["llmperf: profiler perf-stat skipped in 1 test(s): perf not found on PATH*",
                                  "llmperf: profiler perf-record skipped in 1 test(s): perf not found on PATH*"])
@@ -258,6 +269,35 @@ def test_usage_errors(pytester, cache_dir):
     result = run(pytester, cache_dir)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*test_b.py::test_b: llmperf(profile=...): unknown profiler 'gprof'*"])
+
+
+def test_an_explicit_tool_that_is_not_an_executable_is_a_usage_error(pytester, cache_dir, tmp_path):
+    """Issue 11, item 18: --llmperf-perf=/nonexistent/perf was a skip, "perf not found on PATH".
+    A tool's path given by the user must be an executable file, whether or not its profiler is
+    selected (here none is)."""
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    plain = tmp_path / "plain-file"
+    plain.write_text("#!/bin/sh\n")
+    for args, env, message in [
+        (["--llmperf-perf=/nonexistent/perf"], {}, "llmperf: --llmperf-perf: /nonexistent/perf does not exist"),
+        ([f"--llmperf-valgrind={plain}"], {}, f"llmperf: --llmperf-valgrind: {plain} is not an executable file"),
+        ([f"--llmperf-nsys={tmp_path}"], {}, f"llmperf: --llmperf-nsys: {tmp_path} is not an executable file"),
+        (["--llmperf-nsys=nsys-2099.1"], {}, "llmperf: --llmperf-nsys: nsys-2099.1 is not on PATH (no executable "
+                                             "file of that name there)"),
+        (["--llmperf-perf="], {}, "llmperf: --llmperf-perf: the path is empty"),
+        ([], {"LLMPERF_PERF": "/nonexistent/perf"}, "llmperf: LLMPERF_PERF: /nonexistent/perf does not exist"),
+        ([], {"LLMPERF_VALGRIND": str(plain)}, f"llmperf: LLMPERF_VALGRIND: {plain} is not an executable file"),
+        ([], {"LLMPERF_NSYS": "/nonexistent/nsys"}, "llmperf: LLMPERF_NSYS: /nonexistent/nsys does not exist"),
+        # the option comes before the environment variable, as for every llmperf option
+        (["--llmperf-perf=/nowhere/perf"], {"LLMPERF_PERF": "/bin/sh"}, "llmperf: --llmperf-perf: /nowhere/perf "
+                                                                        "does not exist"),
+    ]:
+        result = run(pytester, cache_dir, *args, env=env)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, (args, env)
+        assert "ERROR: " + message in result.stderr.lines, (args, env, result.stderr.lines)
+    # executables, by path and by name on PATH: the run goes on
+    result = run(pytester, cache_dir, "--llmperf-perf=/bin/sh", "--llmperf-valgrind=sh", env={"LLMPERF_NSYS": "/bin/sh"})
+    result.assert_outcomes(passed=1)
 
 
 def test_help_lists_the_profiler_options(pytester):

@@ -14,12 +14,18 @@ naming the tool; the metrics recorded before it are still compared and reported.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pytest
 
 REASONS = pytest.StashKey[dict]()
+
+# the options (and environment variables) that name a tool's executable
+TOOL_OPTIONS = (("llmperf_perf", "LLMPERF_PERF"), ("llmperf_valgrind", "LLMPERF_VALGRIND"),
+                ("llmperf_nsys", "LLMPERF_NSYS"))
 
 
 def add_options(add) -> None:
@@ -72,21 +78,48 @@ def options(config: pytest.Config):
         from ..llama2c.cache import default_cache_dir
 
         cache_dir = default_cache_dir()
+    tool = lambda dest, env: os.path.expanduser(str(v(dest, env))) if v(dest, env) else None  # noqa: E731
     return ProfilerOptions(
-        perf=str(v("llmperf_perf", "LLMPERF_PERF") or "perf"),
-        valgrind=str(v("llmperf_valgrind", "LLMPERF_VALGRIND") or "valgrind"),
-        nsys=str(v("llmperf_nsys", "LLMPERF_NSYS")) if v("llmperf_nsys", "LLMPERF_NSYS") else None,
+        perf=tool("llmperf_perf", "LLMPERF_PERF") or "perf",
+        valgrind=tool("llmperf_valgrind", "LLMPERF_VALGRIND") or "valgrind",
+        nsys=tool("llmperf_nsys", "LLMPERF_NSYS"),
         perf_events=events, perf_freq=freq, runs=runs,
         cc=str(v("llmperf_cc", "LLMPERF_CC") or "cc"), cache_dir=cache_dir / "profilers",
     )
 
 
+def tool_problem(value: str) -> str | None:
+    """Why ``value``, a tool's executable given by the user, cannot be run, or None: a path (with
+    a ``/``; ``~`` expanded) must be an executable file, a bare name must be one on PATH."""
+    path = os.path.expanduser(value)
+    if not path.strip():
+        return "the path is empty"
+    if os.sep not in path and not (os.altsep and os.altsep in path):
+        return None if shutil.which(path) else f"{value} is not on PATH (no executable file of that name there)"
+    if not os.path.exists(path):
+        return f"{value} does not exist"
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        return f"{value} is not an executable file"
+    return None
+
+
 def check_options(config: pytest.Config) -> None:
-    """Usage errors of the profiler options at configure time (exit code 4)."""
+    """Usage errors of the profiler options at configure time (exit code 4). A tool's executable
+    given explicitly (--llmperf-perf, --llmperf-valgrind, --llmperf-nsys or their environment
+    variables) must be one, whether or not a test selects its profiler: the option names the tool
+    for any test that may, markers included, and a path that is wrong is a mistake either way,
+    which a skip ("not found") would hide."""
     from ..plugin import _value
 
     if any(_value(config, d)[0] for d in ("llmperf_profile_runs", "llmperf_perf_freq", "llmperf_perf_events")):
         options(config)
+    for dest, env in TOOL_OPTIONS:
+        value, where = _value(config, dest, env)
+        if value is None:
+            continue
+        problem = tool_problem(str(value))
+        if problem is not None:
+            raise pytest.UsageError(f"llmperf: {where}: {problem}")
 
 
 def selected(item: pytest.Item) -> tuple[str, ...]:

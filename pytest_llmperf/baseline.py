@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -178,10 +179,20 @@ def _no_constant(name: str) -> Any:
     raise _NotJSON(f"holds {name}, which is not a number a baseline can hold")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as inf
+        raise _NotJSON(f"holds the number {text[:30]}, out of range")
+    return value
+
+
 def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > 20:  # above 1e18 it could not be a sample anyway
         raise _NotJSON(f"holds a {len(text.lstrip('-'))}-digit integer, out of range")
     return int(text)
+
+
+_PARTIAL_TOKEN = re.compile(r"[A-Za-z0-9.+\-]{0,40}")  # what is left when a file is cut inside a token
 
 
 def parse_json(text: str, path: Path, what: str = "baseline file") -> Any:
@@ -191,13 +202,14 @@ def parse_json(text: str, path: Path, what: str = "baseline file") -> Any:
     if not text.strip():
         raise BaselineError(f"{what} {path} is truncated JSON (the file is empty); fix it or restore it from git")
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int)
+        return json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int, parse_float=_finite_float)
     except _NotJSON as exc:
         raise BaselineError(f"{what} {path} {exc}; fix it or restore it from git") from None
     except json.JSONDecodeError as exc:
-        tail = text.rstrip()
-        cut = (exc.pos >= len(tail) or exc.msg.startswith("Unterminated string")
-               or not tail.endswith(("}", "]")))
+        # cut short: the parser ran off the end, or stopped on the last, unfinished token (a
+        # file cut inside "true" or a number); anything else is corrupt (a merge conflict)
+        rest = text[exc.pos:].strip()
+        cut = exc.msg.startswith("Unterminated string") or _PARTIAL_TOKEN.fullmatch(rest) is not None
         kind = "truncated" if cut else "corrupt"
         raise BaselineError(
             f"{what} {path} is {kind} JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}); "

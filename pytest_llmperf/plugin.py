@@ -128,7 +128,7 @@ def _not_json(value: Any, where: str = "fields") -> str | None:
             if problem:
                 return problem
         return None
-    return f"field {where} is a {type(value).__name__} ({str(value)[:40]!r}), not a JSON value (str, number, bool, None, list, dict)"
+    return f"field {where} is a {type(value).__name__} ({repr(value)[:40]}), not a JSON value (str, number, bool, None, list, dict)"
 
 
 STATE = pytest.StashKey[_State]()

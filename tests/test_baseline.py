@@ -14,6 +14,7 @@ from pytest_llmperf.baseline import (
     SCHEMA, SCHEMA_VERSION, BaselineError, BaselineFile, BaselineStore, atomic_write, bound_samples,
     check_writable, metric_from_json, metric_to_json, relative_file_for, split_nodeid,
 )
+from pytest_llmperf.baseline import NODE_INFO
 from pytest_llmperf.compare import Metric
 
 FP_FIELDS = {"cpu": "Test CPU", "cores": 4}
@@ -558,3 +559,170 @@ def test_exact_metric_round_trips_unrounded():
     assert "exact" not in plain and plain["samples"] == [454771400.0]  # seven digits for the rest
     with pytest.raises(BaselineError, match="invalid exact 'yes'"):
         metric_from_json("instructions", {**data, "exact": "yes"}, "f.json")
+
+
+# -- issue 11: numbers a baseline must not hold, and where saves go -------------------------------
+
+def _raw_metric_file(tmp_path: Path, metric_json: str) -> Path:
+    """A baseline file whose one metric is the given JSON text (NaN and friends cannot be written
+    with json.dumps(allow_nan=False), so the file is put together by hand)."""
+    text = ('{"schema": "pytest-llmperf-baseline", "schema_version": 1, "fingerprints": {"fp": {}}, '
+            '"tests": {"test_x": {"fingerprint": "fp", "metrics": {"tok": ' + metric_json + '}}}}\n')
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("metric_json, fragment", [
+    ('{"unit": "", "direction": "higher", "samples": [NaN, 1, 2]}', "holds NaN, which is not a number"),
+    ('{"unit": "", "direction": "higher", "samples": [Infinity, 1]}', "holds Infinity"),
+    ('{"unit": "", "direction": "higher", "samples": [-Infinity, 1]}', "holds -Infinity"),
+    ('{"unit": "", "direction": "higher", "samples": [1e400, 1]}', "holds the number 1e400, out of range"),
+    ('{"unit": "", "direction": "higher", "samples": [1, 2], "summary": {"mean": NaN}}', "holds NaN"),
+    ('{"unit": "", "direction": "higher", "samples": [' + "9" * 400 + ']}', "holds a 400-digit integer, out of range"),
+    ('{"unit": "", "direction": "higher", "samples": [' + "9" * 5000 + ']}', "holds a 5000-digit integer, out of range"),
+    ('{"unit": "", "direction": "higher", "samples": [0, 0, 0]}', "test 'test_x': metric 'tok' has a sample 0 that is zero in a gated metric"),
+    ('{"unit": "", "direction": "higher", "samples": [5, -5]}', "metric 'tok' has a sample -5 that is negative"),
+    ('{"unit": "", "direction": "higher", "samples": [1.7e308]}', "metric 'tok' has a sample 1.7e+308 that is out of range"),
+    ('{"unit": "", "direction": "higher", "samples": [1, 2], "probes": [0, 1]}', "metric 'tok' has a probe time 0 that is zero"),
+    ('{"unit": "", "direction": "higher", "samples": [1, 2], "probes": [1, -1]}', "has a probe time -1 that is negative"),
+    ('{"unit": "", "direction": "higher", "samples": [1, 2], "cpu_share": -0.5}', "has an invalid cpu_share -0.5"),
+    ('{"unit": "", "direction": "higher", "samples": [1, 2], "warmup": [1]}', "has an invalid warmup [1]"),
+])
+def test_numbers_a_baseline_must_not_hold_are_refused_naming_the_file(tmp_path, metric_json, fragment):
+    path = _raw_metric_file(tmp_path, metric_json)
+    before = path.read_bytes()
+    msg = load_error(path)
+    assert fragment in msg
+    assert path.read_bytes() == before
+
+
+def test_zero_samples_are_fine_in_an_informational_metric(tmp_path):
+    path = _raw_metric_file(tmp_path, '{"unit": "", "direction": "lower", "gate": false, "samples": [0, 0, 1]}')
+    assert BaselineFile.load(path).metrics("test_x")["tok"].samples == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"fingerprints": {FP: [1, 2]}}, "fingerprint 'fp0001' is [1, 2], not an object"),
+    ({"fingerprints": {FP: "abc"}}, "fingerprint 'fp0001' is 'abc', not an object"),
+    ({"fingerprints": {FP: 7}}, "fingerprint 'fp0001' is 7, not an object"),
+    ({"fingerprints": [1]}, "\"tests\" and \"fingerprints\" must be objects"),
+    ({"fingerprints": "abc"}, "\"tests\" and \"fingerprints\" must be objects"),
+])
+def test_fingerprints_that_are_not_objects_are_refused(tmp_path, change, fragment):
+    path = write_json(tmp_path / "a.json", dict(valid_file_dict(), **change))
+    assert fragment in load_error(path)
+
+
+@pytest.mark.parametrize("digest", [["fp1"], 5, {"a": 1}, True])
+def test_a_test_fingerprint_that_is_not_a_string_is_refused(tmp_path, digest):
+    data = valid_file_dict()
+    data["tests"]["test_x"]["fingerprint"] = digest
+    msg = load_error(write_json(tmp_path / "a.json", data))
+    assert f"test 'test_x': \"fingerprint\" is {digest!r}, not a string" in msg
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", None])
+def test_schema_version_must_be_the_integer_1(tmp_path, version):
+    msg = load_error(write_json(tmp_path / "a.json", dict(valid_file_dict(), schema_version=version)))
+    assert f"unknown schema version {version!r} (expected 1)" in msg
+
+
+@pytest.mark.parametrize("cut_at", ['"direc', '"direction": "low', '"samples": [1.0, 2', '"samples": [1.0, 2.0, 3.0]}}',
+                                    '"fingerprint": tr', '"schema_version": 1', '"samples": [1.0, 2.0, 3.', '{'])
+def test_a_file_cut_short_is_called_truncated(tmp_path, cut_at):
+    text = json.dumps(valid_file_dict())
+    text = text.replace('"fingerprint": "fp0001"', '"fingerprint": true') if "tr" in cut_at else text
+    path = tmp_path / "a.json"
+    path.write_text(text[: text.index(cut_at) + len(cut_at)])
+    assert "is truncated JSON" in load_error(path)
+
+
+def test_a_broken_but_complete_file_is_called_corrupt(tmp_path):
+    text = json.dumps(valid_file_dict(), indent=2)
+    path = tmp_path / "a.json"
+    path.write_text("<<<<<<< HEAD\n" + text + "=======\n" + text + ">>>>>>> other\n")
+    assert "is corrupt JSON" in load_error(path)
+
+
+def test_the_store_never_writes_what_it_would_refuse_to_read(tmp_path):
+    store = BaselineStore(tmp_path, "node")
+    bad = Metric("tok", "tok/s", True, [0.0, 0.0, 0.0])
+    with pytest.raises(BaselineError, match="test 'suites/test_a.py::test_x' .not saved.: metric 'tok' has a sample 0.0"):
+        store.save([record("suites/test_a.py::test_x", bad)], {}, "fp", {})
+    assert not (tmp_path / "node" / "suites" / "test_a.json").exists()
+
+
+def test_fingerprint_fields_that_are_not_json_are_a_baseline_error_not_a_traceback(tmp_path):
+    store = BaselineStore(tmp_path, "node")
+    with pytest.raises(BaselineError, match="cannot be written"):
+        store.save([record("test_a.py::test_x", time_metric([1.0, 2.0, 3.0]))], {"x": {1, 2}}, "fp", {})
+    assert leftovers(tmp_path) == []
+
+
+def test_saves_honour_the_umask_and_keep_an_existing_mode(tmp_path):
+    import os
+    import stat
+
+    store = BaselineStore(tmp_path, "node")
+    old = os.umask(0o022)
+    try:
+        paths = store.save([record("test_a.py::test_x", time_metric([1.0, 2.0, 3.0]))], {}, "fp", {})
+        assert stat.S_IMODE(paths[0].stat().st_mode) == 0o644  # not the temporary file's 0600
+        os.chmod(paths[0], 0o664)  # a group-shared baseline directory
+        store.save([record("test_a.py::test_y", time_metric([1.0, 2.0, 3.0]))], {}, "fp", {})
+        assert stat.S_IMODE(paths[0].stat().st_mode) == 0o664
+        os.umask(0o077)
+        other = store.save([record("test_b.py::test_x", time_metric([1.0, 2.0, 3.0]))], {}, "fp", {})
+        assert stat.S_IMODE(other[0].stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_a_save_removes_temporary_files_of_killed_writes(tmp_path):
+    node = tmp_path / "node"
+    (node / "suites").mkdir(parents=True)
+    stale = [node / ".test_a.json.k2j3h4.tmp", node / "suites" / ".test_b.json.x8y9z0.tmp"]
+    for path in stale:
+        path.write_text('{"half": ')
+    keep = node / "notes.tmp"
+    keep.write_text("mine")
+    BaselineStore(tmp_path, "node").save([record("test_a.py::test_x", time_metric([1.0, 2.0, 3.0]))], {}, "fp", {})
+    assert not any(p.exists() for p in stale)
+    assert keep.read_text() == "mine"
+
+
+def test_a_save_killed_with_sigkill_loses_nothing_and_the_next_save_cleans_up(tmp_path):
+    """kill -9 in the middle of saves: every file is whole (old or new) and no temporary file
+    survives the next save."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        proc = ctx.Process(target=_save_many, args=(str(tmp_path), attempt, 200))
+        proc.start()
+        time.sleep(0.05 + 0.03 * attempt)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+    path = tmp_path / "shared" / "suites" / "test_conc.json"
+    if path.exists():
+        BaselineFile.load(path)  # whole, never half-written
+    BaselineStore(tmp_path, "shared").save([record("suites/test_conc.py::test_last", time_metric([1.0, 2.0, 3.0]))],
+                                           {}, "fp", {})
+    assert leftovers(tmp_path) == []
+    assert "test_last" in json.loads(path.read_text())["tests"]
+
+
+def test_a_test_file_named_node_info_keeps_out_of_the_node_facts_file(tmp_path):
+    store = BaselineStore(tmp_path, "node")
+    info = tmp_path / "node" / NODE_INFO
+    info.parent.mkdir(parents=True)
+    info.write_text('{"memory_bandwidth": {}}\n')
+    written = store.save([record("node-info.py::test_x", time_metric([1.0, 2.0, 3.0]))], {}, "fp", {})
+    assert written == [tmp_path / "node" / "node-info.py.json"]
+    assert info.read_text() == '{"memory_bandwidth": {}}\n'
+    assert store.path_for("sub/node-info.py::test_x")[0] == tmp_path / "node" / "sub" / "node-info.json"
+    assert BaselineStore(tmp_path, "node").validate() == 1

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import platform
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -380,25 +385,12 @@ def test_describe_format():
                         r"activations [\d.]+ MiB: [\d.]+ MiB", small)
 
 
-def measured_peak_bytes(model, kind, batch, context, autocast_dtype=None):
-    """Peak CPU memory of a step, from the profiler's allocation events.
-
-    The profiler's CPU allocator hook reports every allocation and free made while it runs
-    (frees of blocks allocated earlier are not reported), so the model is built first, its
-    parameters and buffers are added by hand, and everything a step allocates (ids, gradients,
-    optimizer state, activations, temporaries) is replayed in time order to find the peak."""
-    from torch.profiler import ProfilerActivity, profile
-
+def _allocations(prof):
+    """(time, size) of every allocation (size > 0) and free (size < 0) the profiler saw."""
     try:
         from torch._C._profiler import _EventType
     except ImportError:     # pragma: no cover - private API moved
         pytest.skip("torch profiler event tree API not available")
-    fixed = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step = tm.make_step(model, kind, batch, context, autocast_dtype=autocast_dtype)
-        step()
-        if kind == "train_step":    # the second step runs with the AdamW state allocated
-            step()
     events = []
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
     while stack:
@@ -408,26 +400,112 @@ def measured_peak_bytes(model, kind, batch, context, autocast_dtype=None):
         stack.extend(node.children)
     if not events:          # pragma: no cover
         pytest.skip("the profiler reported no CPU allocations")
+    return sorted(events, key=lambda e: e[0])
+
+
+def measured_peak_bytes(model, kind, batch, context, autocast_dtype=None):
+    """Peak CPU memory of a step, from the profiler's allocation events.
+
+    The profiler's CPU allocator hook reports every allocation and free made while it runs
+    (frees of blocks allocated earlier are not reported), so the model is built first, its
+    parameters and buffers are added by hand, and everything a step allocates (ids, gradients,
+    optimizer state, activations, temporaries) is replayed in time order to find the peak."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fixed = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step = tm.make_step(model, kind, batch, context, autocast_dtype=autocast_dtype)
+        step()
+        if kind == "train_step":    # the second step runs with the AdamW state allocated
+            step()
     live = peak = 0
-    for _, size in sorted(events, key=lambda e: e[0]):
+    for _, size in _allocations(prof):
         live += size
         peak = max(peak, live)
     return fixed + peak
 
 
-@pytest.mark.parametrize("size, kind, batch, context, attention, amp", [
-    ("tiny", "forward", 2, 64, "sdpa", None),
-    ("tiny", "forward_backward", 4, 64, "naive", None),
-    ("tiny", "train_step", 2, 64, "sdpa", torch.bfloat16),
-    ("tiny", "forward", 1, 128, "naive", torch.bfloat16),
-    ("mini", "forward", 2, 64, "naive", None),
-    ("mini", "forward_backward", 2, 64, "sdpa", None),
-    ("mini", "train_step", 1, 16, "sdpa", None),
-])
-def test_memory_estimate_covers_the_measured_cpu_peak(size, kind, batch, context, attention, amp):
+def bf16_matmul_buffers_its_output_in_float32():
+    """Whether this process's CPU bf16 matmul allocates a float32 buffer the size of its whole
+    output (oneDNN on AVX-512 CPUs without AVX512_BF16/AMX does; with them, or on AVX2, not)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    m, k, n = 64, 64, 4096
+    a = torch.ones(m, k, dtype=torch.bfloat16)
+    b = torch.ones(k, n, dtype=torch.bfloat16)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        torch.mm(a, b)
+    return any(size >= 4 * m * n for _, size in _allocations(prof))
+
+
+# precision: "fp32", "bf16" (a float32 model under bf16 autocast) or "bf16-model" (bf16 weights)
+MEMORY_CASES = [
+    ("tiny", "forward", 2, 64, "sdpa", "fp32"),
+    ("tiny", "forward_backward", 4, 64, "naive", "fp32"),
+    ("tiny", "train_step", 2, 64, "sdpa", "bf16"),
+    ("tiny", "forward", 1, 128, "naive", "bf16"),
+    ("tiny", "forward", 4, 64, "sdpa", "bf16"),
+    ("tiny", "forward", 4, 64, "sdpa", "bf16-model"),
+    ("mini", "forward", 2, 64, "naive", "fp32"),
+    ("mini", "forward", 2, 64, "sdpa", "bf16"),
+    ("mini", "forward_backward", 2, 64, "sdpa", "fp32"),
+    ("mini", "forward_backward", 1, 128, "naive", "bf16"),
+    ("mini", "train_step", 1, 16, "sdpa", "fp32"),
+]
+
+
+@pytest.mark.parametrize("size, kind, batch, context, attention, precision", MEMORY_CASES,
+                         ids=["-".join(map(str, case)) for case in MEMORY_CASES])
+def test_memory_estimate_covers_the_measured_cpu_peak(size, kind, batch, context, attention, precision):
+    # The estimate must cover the peak on every CPU. How close it is depends on the CPU's matmul
+    # path: the float32 accumulator of a bf16 forward's output projection is allocated on some
+    # instruction sets only, so it is left out of the upper bound where this process does not
+    # allocate it (checked with one bf16 matmul), and kept in where it does.
     cfg = tm.get_config(size)
-    model = tm.build_model(cfg, attention=attention)
+    bf16_model = precision == "bf16-model"
+    model = tm.build_model(cfg, attention=attention, dtype=torch.bfloat16 if bf16_model else torch.float32)
+    amp = torch.bfloat16 if precision == "bf16" else None
     peak = measured_peak_bytes(model, kind, batch, context, autocast_dtype=amp)
-    est = tm.memory_estimate(cfg, batch, context, kind, attention=attention,
-                             activation_bytes=2 if amp else 4)
-    assert peak <= est.total <= 1.6 * peak, (peak / 2**20, est.describe())
+    est = tm.memory_estimate(cfg, batch, context, kind, attention=attention, param_bytes=2 if bf16_model else 4,
+                             activation_bytes=4 if precision == "fp32" else 2)
+    buffered = precision != "fp32" and bf16_matmul_buffers_its_output_in_float32()
+    unused = 0 if buffered else est.accumulator
+    detail = (f"peak {peak / 2**20:.2f} MiB, estimate {est.describe()}, accumulator "
+              f"{est.accumulator / 2**20:.2f} MiB ({'allocated' if buffered else 'not allocated'} here)")
+    assert peak <= est.total, detail
+    assert est.total - unused <= 1.6 * peak, detail
+
+
+def test_accumulator_is_the_float32_output_projection_of_a_low_precision_forward():
+    cfg = tm.get_config("tiny")
+    assert tm.memory_estimate(cfg, 2, 64, "forward", activation_bytes=2).accumulator == 4 * 128 * cfg.vocab_size
+    assert tm.memory_estimate(cfg, 2, 64, "forward", param_bytes=2, activation_bytes=2).accumulator > 0
+    assert tm.memory_estimate(cfg, 2, 64, "forward").accumulator == 0
+    for kind in ("forward_backward", "train_step"):     # covered by the float32 loss tensors
+        assert tm.memory_estimate(cfg, 2, 64, kind, activation_bytes=2).accumulator == 0
+
+
+# oneDNN picks its kernels by instruction set; capping it makes this machine take the paths of
+# other x86 CPUs. AVX512_CORE is an AVX-512 CPU without AVX512_BF16 and AMX (Skylake-SP, Cascade
+# Lake, Ice Lake), whose bf16 matmul buffers its whole output in float32: the estimate missed that
+# buffer (issue 11). AVX512_CORE_BF16 accumulates in blocks, as AMX does; on AVX2 oneDNN does no
+# bf16 matmul. A cap is a no-op where the CPU lacks the instructions anyway.
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="ONEDNN_MAX_CPU_ISA caps are x86 instruction sets")
+@pytest.mark.parametrize("isa", ["AVX512_CORE", "AVX512_CORE_BF16", "AVX2"])
+def test_memory_estimate_covers_the_peak_on_other_x86_matmul_paths(isa):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMPERF_", "PYTEST_"))}
+    env.update(ONEDNN_MAX_CPU_ISA=isa, DNNL_MAX_CPU_ISA=isa)
+    if isa == "AVX2":
+        # torch's own kernels too, as on a real AVX2 CPU (capping only one of the two is no real
+        # CPU: torch 2.13's bf16 sdpa then raises "pack_vnni2 is only supported when avx512 is
+        # supported")
+        env["ATEN_CPU_CAPABILITY"] = "avx2"
+    target = f"{Path(__file__).resolve()}::test_memory_estimate_covers_the_measured_cpu_peak"
+    proc = subprocess.run([sys.executable, "-m", "pytest", target, "-q", "-p", "no:cacheprovider",
+                           "-k", "bf16", "-o", "addopts="],
+                          cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True,
+                          text=True, timeout=600)
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+    assert proc.returncode == 0, f"ONEDNN_MAX_CPU_ISA={isa}:\n{tail}"
+    assert re.search(r"\b[1-9]\d* passed", proc.stdout), tail

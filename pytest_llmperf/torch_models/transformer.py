@@ -452,6 +452,11 @@ class MemoryEstimate:
     optimizer: int
     activations: int
     total: int
+    #: Part of ``activations``: the float32 accumulator of the output projection that some CPU
+    #: matmul paths allocate for a low-precision ``forward`` (see :func:`memory_estimate`).
+    #: Whether it is allocated depends on the CPU's instruction set; where it is not, the peak
+    #: stays under ``total - accumulator``.
+    accumulator: int = 0
 
     def describe(self) -> str:
         """One line, e.g. ``params 0.45 GiB, grads 0.45 GiB, optimizer 0.90 GiB, activations
@@ -496,7 +501,15 @@ def memory_estimate(cfg: TransformerConfig, batch_size: int, context: int, kind:
 
     ``head`` is the final RMSNorm (``8 d + 4 + a d``) plus the logits: ``a * vocab`` for
     ``forward``, and ``12 * vocab`` for the training kinds (the float32 log-softmax saved for the
-    loss plus the two float32 gradients alive at the start of the backward pass). ``cast`` is
+    loss plus the two float32 gradients alive at the start of the backward pass). A ``forward``
+    with ``a < 4`` adds ``accumulator = 4 * vocab`` per token: a low-precision matmul may be
+    computed into a float32 buffer the size of its whole output, converted at the end (oneDNN
+    does so for bf16 on x86 CPUs with AVX-512 but without the AVX512_BF16 or AMX instructions;
+    with them it accumulates in small blocks, and where oneDNN is not used for bf16, e.g. AVX2,
+    there is no such buffer). Every matmul of a layer does it, inside the room of the extra
+    ``layer``; the output projection is the largest and comes when all the layers' activations
+    are held, so it is counted, on every device, to err on the high side. The training kinds'
+    ``12 * vocab`` already covers it (the float32 loss tensors come after it is freed). ``cast`` is
     ``N * a`` under autocast (the low-precision copy of every weight, kept by the graph), else 0.
     ``fixed`` is the RoPE tables (``4 context_length head_dim``), the int64 ids and targets
     (``16 tokens``) and 1 MiB for scalars and allocator rounding. Runtime workspaces outside
@@ -531,7 +544,10 @@ def memory_estimate(cfg: TransformerConfig, batch_size: int, context: int, kind:
         layer += 5 * a * d + 4 * heads
     else:
         layer += 4 * a * d + heads * context * (4 + (a if a < 4 else 0))
-    logits = a * cfg.vocab_size if kind == "forward" else 12 * cfg.vocab_size
+    # The float32 accumulator a CPU matmul path may hold for a whole low-precision output,
+    # counted for the output projection of a forward (see the docstring).
+    accumulator = 4 * cfg.vocab_size if kind == "forward" and a < 4 else 0
+    logits = a * cfg.vocab_size + accumulator if kind == "forward" else 12 * cfg.vocab_size
     head = 8 * d + 4 + a * d + logits
     cast = n * a if autocast else 0
     fixed = 4 * cfg.context_length * cfg.head_dim + 16 * tokens + _SLACK_BYTES
@@ -549,7 +565,8 @@ def memory_estimate(cfg: TransformerConfig, batch_size: int, context: int, kind:
         workspace = max(workspace, n * param_bytes)
     transient = max(activations, workspace + fixed)
     return MemoryEstimate(params=params, grads=grads, optimizer=optimizer,
-                          activations=activations, total=params + grads + optimizer + transient)
+                          activations=activations, total=params + grads + optimizer + transient,
+                          accumulator=tokens * accumulator)
 
 
 # -- benchmark steps -------------------------------------------------------------------------------

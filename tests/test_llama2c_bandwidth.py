@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.llama2c import bandwidth
-from pytest_llmperf.llama2c.bandwidth import BandwidthError, mbu, probe_bytes, read_info, write_info
+from pytest_llmperf.llama2c.bandwidth import (
+    BandwidthError,
+    NodeInfoError,
+    mbu,
+    parse_probe_output,
+    probe_bytes,
+    read_info,
+    store_info,
+    write_info,
+)
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -97,31 +106,135 @@ def test_write_keeps_other_keys_of_the_file(tmp_path: Path) -> None:
     assert set(data["memory_bandwidth"]) == {"fp-a", "fp-b"}
 
 
-@pytest.mark.parametrize("content", [
-    "", "{", "not json at all", "[1, 2, 3]", '"a string"', "null",
-    '{"memory_bandwidth": []}', '{"memory_bandwidth": {"fp-a": "fast"}}',
-    '{"memory_bandwidth": {"fp-a": {"bytes": 5}}}',
-    '{"memory_bandwidth": {"fp-a": {"read_GBps": "12"}}}',
-    '{"memory_bandwidth": {"fp-a": {"read_GBps": 0}}}',
-    '{"memory_bandwidth": {"fp-a": {"read_GBps": -3.0}}}',
-])
-def test_corrupt_or_unusable_file_reads_as_none(tmp_path: Path, content: str) -> None:
+def test_missing_file_reads_as_none_and_other_keys_are_allowed(tmp_path: Path) -> None:
+    assert read_info(tmp_path / "absent.json", "fp-a") is None
     path = tmp_path / "node-info.json"
-    path.write_text(content)
+    path.write_text('{"comment": "no bandwidth yet"}')
     assert read_info(path, "fp-a") is None
 
 
-def test_missing_file_and_directory_read_as_none(tmp_path: Path) -> None:
-    assert read_info(tmp_path / "absent.json", "fp-a") is None
-    assert read_info(tmp_path, "fp-a") is None  # a directory, not a file
+MERGE_CONFLICT = """{
+  "memory_bandwidth": {
+<<<<<<< HEAD
+    "fp-a": {"read_GBps": 12.5, "threads": 4}
+=======
+    "fp-b": {"read_GBps": 3.25, "threads": 1}
+>>>>>>> other-machine
+  }
+}
+"""
 
 
-@pytest.mark.parametrize("content", ["{", "[1, 2]", "null", '{"memory_bandwidth": [1]}', '{"memory_bandwidth": 3}'])
-def test_write_replaces_a_corrupt_file(tmp_path: Path, content: str) -> None:
+@pytest.mark.parametrize(("content", "problem"), [
+    (MERGE_CONFLICT, "is corrupt JSON (Expecting property name enclosed in double quotes at line 3 column 1)"),
+    ("", "is truncated JSON (Expecting value at line 1 column 1)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1', "is truncated JSON (Expecting ',' delimiter at line 1 "
+                                                     "column 46)"),
+    ("not json at all", "is corrupt JSON (Expecting value at line 1 column 1)"),
+    ("[1, 2, 3]", "is not a JSON object (it holds a list)"),
+    ('"a string"', "is not a JSON object (it holds a str)"),
+    ("null", "is not a JSON object (it holds a NoneType)"),
+    ('{"memory_bandwidth": []}', '"memory_bandwidth" is not an object of entries by machine fingerprint'),
+    ('{"memory_bandwidth": 3}', '"memory_bandwidth" is not an object of entries by machine fingerprint'),
+    ('{"memory_bandwidth": {"fp-a": "fast"}}', "entry 'fp-a' of \"memory_bandwidth\" is not an object"),
+    ('{"memory_bandwidth": {"fp-a": {"bytes": 5}}}',
+     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is null)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": "12"}}}',
+     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is \"12\")"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 0}}}',
+     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is 0)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": -3.0}}}',
+     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is -3.0)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": true}}}',
+     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is true)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": NaN}}}',
+     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is NaN)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1e999}}}',
+     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is Infinity)"),
+    # another machine's entry is unusable: the file is refused all the same (a write would keep it)
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1.0}, "fp-b": {"read_GBps": 2.0, "llc_bytes": "big"}}}',
+     "entry 'fp-b' of \"memory_bandwidth\" has llc_bytes \"big\", not a byte or thread count"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1.0, "bytes": -1}}}',
+     "entry 'fp-a' of \"memory_bandwidth\" has bytes -1, not a byte or thread count"),
+])
+def test_unusable_file_is_refused_naming_it_and_never_overwritten(tmp_path: Path, content: str, problem: str) -> None:
+    # issue 11, item 5: an unparseable node-info file (a merge conflict holding two other machines'
+    # entries) was silently replaced, and both entries were lost
     path = tmp_path / "node-info.json"
     path.write_text(content)
-    write_info(path, "fp-a", ENTRY_A)
-    assert json.loads(path.read_text()) == {"memory_bandwidth": {"fp-a": ENTRY_A}}
+    expected = f"node-info file {path} {problem}: fix it or restore it from git"
+    with pytest.raises(NodeInfoError) as info:
+        read_info(path, "fp-a")
+    assert str(info.value) == expected and info.value.problem == problem and info.value.path == path
+    assert isinstance(info.value, BandwidthError)
+    with pytest.raises(NodeInfoError) as info:
+        write_info(path, "fp-c", ENTRY_A)
+    assert str(info.value) == expected
+    with pytest.raises(NodeInfoError):
+        store_info(tmp_path, "fp-c", ENTRY_A)
+    assert path.read_text() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".llmperf.lock", "node-info.json"]  # no temp file
+
+
+def test_directory_and_non_utf8_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(NodeInfoError, match=f"^node-info file {tmp_path} is a directory: fix it"):
+        read_info(tmp_path, "fp-a")
+    path = tmp_path / "node-info.json"
+    path.write_bytes(b'{"memory_bandwidth": {"\xff": {}}}')
+    with pytest.raises(NodeInfoError, match="is not UTF-8 text"):
+        read_info(path, "fp-a")
+
+
+def test_store_info_adds_an_entry_once_under_the_node_lock(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from pytest_llmperf.baseline import node_lock
+
+    node_dir = tmp_path / "baselines" / "node"
+    done = threading.Event()
+    results: list[bool] = []
+
+    def store() -> None:
+        results.append(store_info(node_dir, "fp-a", ENTRY_A))
+        done.set()
+
+    with node_lock(node_dir):
+        worker = threading.Thread(target=store)
+        worker.start()
+        time.sleep(0.3)
+        assert not done.is_set() and not (node_dir / "node-info.json").exists()  # waits for the lock
+    worker.join(30)
+    assert results == [True]
+    assert read_info(node_dir / "node-info.json", "fp-a") == ENTRY_A
+    # an entry already there is kept; another fingerprint is merged in
+    assert store_info(node_dir, "fp-a", dict(ENTRY_A, read_GBps=99.0)) is False
+    assert store_info(node_dir, "fp-b", ENTRY_B) is True
+    assert json.loads((node_dir / "node-info.json").read_text()) == {"memory_bandwidth": {"fp-a": ENTRY_A,
+                                                                                           "fp-b": ENTRY_B}}
+
+
+PROBE_LINE = "bytes=67108864 threads=2 passes=8 best_s=0.004 read_GBps=16.777 check=12\n"
+
+
+def test_parse_probe_output() -> None:
+    assert parse_probe_output(PROBE_LINE) == {"read_GBps": 16.777, "bytes": 64 * MiB, "threads": 2, "passes": 8}
+
+
+@pytest.mark.parametrize(("stdout", "message"), [
+    ("", "bwprobe printed no read_GBps: (no output)"),
+    (PROBE_LINE.replace("read_GBps=16.777", "read_GBps=inf"), "bwprobe printed read_GBps=inf, not a positive finite rate"),
+    (PROBE_LINE.replace("read_GBps=16.777", "read_GBps=0.000"), "bwprobe printed read_GBps=0.000, not a positive"),
+    (PROBE_LINE.replace("read_GBps=16.777", "read_GBps=fast"), "bwprobe printed read_GBps=fast, not a positive"),
+    (PROBE_LINE.replace("bytes=67108864 ", ""), "bwprobe printed bytes=, not a positive integer"),
+    (PROBE_LINE.replace("threads=2", "threads=two"), "bwprobe printed threads=two, not a positive integer"),
+    (PROBE_LINE.replace("passes=8", "passes=\u0668"), "bwprobe printed passes=\u0668, not a positive integer"),
+])
+def test_parse_probe_output_refuses_what_it_cannot_use(stdout: str, message: str) -> None:
+    # a missing field used to escape as KeyError, a bad number as ValueError; inf and 0 were accepted
+    with pytest.raises(BandwidthError) as info:
+        parse_probe_output(stdout)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
 # -- a real probe --------------------------------------------------------------------------------
@@ -176,3 +289,72 @@ def test_measure_failure_is_a_bandwidth_error(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(bandwidth, "probe_bytes", lambda llc, mem: 1000)  # below the probe's 1 MiB minimum
     with pytest.raises(BandwidthError, match=r"bwprobe failed \(exit code 1\): bwprobe: need at least 1 MiB"):
         bandwidth.measure(tmp_path / "cache", "cc", llc_bytes=None, memory_bytes=None)
+
+
+# -- the fixture's use of the node-info file and the cache ----------------------------------------
+
+class _State:
+    def __init__(self, baseline_dir: Path, save: bool):
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(node="node1", baseline_dir=baseline_dir, save_baseline=save)
+
+    def machine(self):
+        return {"caches": {"llc_bytes": 32 * MiB}, "memory": {"total_bytes": 64 * GiB}}, {}, "fp-here"
+
+
+def _bandwidth_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save: bool = False) -> tuple[dict, list]:
+    """fixtures._measure_node_bandwidth with a stand-in config and session, and a probe that only
+    counts its calls."""
+    from types import SimpleNamespace
+
+    from pytest_llmperf.llama2c import fixtures
+    from pytest_llmperf.plugin import STATE
+
+    probes: list[int] = []
+
+    def fake_measure(cache_dir, cc, llc, memory, timeout=300.0):
+        probes.append(llc)
+        return dict(ENTRY_A, read_GBps=7.5)
+
+    monkeypatch.setattr(bandwidth, "measure", fake_measure)
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[STATE] = _State(tmp_path / "baselines", save)
+    session = SimpleNamespace(cache_dir=lambda: tmp_path / "cache", settings=SimpleNamespace(cc="cc"))
+    return fixtures._measure_node_bandwidth(config, session), probes
+
+
+def test_bandwidth_measured_once_then_cached_then_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry, probes = _bandwidth_of(tmp_path, monkeypatch)
+    assert entry["read_GBps"] == 7.5 and probes == [32 * MiB]
+    assert read_info(tmp_path / "cache" / "nodes" / "node1.json", "fp-here") == entry
+    assert not (tmp_path / "baselines").exists()  # a compare run writes nothing beside the baselines
+    again, probes = _bandwidth_of(tmp_path, monkeypatch, save=True)
+    assert again == entry and probes == []
+    stored = tmp_path / "baselines" / "node1" / "node-info.json"
+    assert read_info(stored, "fp-here") == entry
+    assert (stored.parent / ".llmperf.lock").exists()  # written under the node lock
+
+
+def test_corrupt_node_info_is_refused_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = tmp_path / "baselines" / "node1" / "node-info.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text(MERGE_CONFLICT)
+    for save in (False, True):
+        with pytest.raises(NodeInfoError) as info:
+            _bandwidth_of(tmp_path, monkeypatch, save=save)
+        assert str(info.value).startswith(f"node-info file {stored} is corrupt JSON (")
+        assert stored.read_text() == MERGE_CONFLICT
+
+
+def test_corrupt_cache_copy_is_healed_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cached = tmp_path / "cache" / "nodes" / "node1.json"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("{")
+    with pytest.warns(UserWarning) as caught:
+        entry, probes = _bandwidth_of(tmp_path, monkeypatch)
+    assert [str(w.message) for w in caught] == [
+        f"llmperf: the bandwidth cache {cached} is truncated JSON (Expecting property name enclosed in double "
+        f"quotes at line 1 column 2); it is only a cache: measuring the bandwidth again and rewriting it"]
+    assert probes == [32 * MiB]
+    assert read_info(cached, "fp-here") == entry

@@ -36,7 +36,7 @@ def run(pytester: pytest.Pytester, cache: Path, *args: str, env: dict | None = N
 
 def assert_cache_clean(cache: Path) -> None:
     """No temporary file anywhere; each build directory holds its lock and, when the build
-    succeeded, build.json and one executable."""
+    succeeded, build.json, and executables each with its manifest."""
     for path in cache.rglob("*"):
         assert not path.name.endswith(".tmp"), path
         assert not path.name.startswith("llmperf-"), path
@@ -45,8 +45,10 @@ def assert_cache_clean(cache: Path) -> None:
         names = sorted(p.name for p in key.iterdir())
         if names == [".lock"]:
             continue
-        assert len(names) == 3 and names[:2] == [".lock", "build.json"], (key, names)
-        assert os.access(key / names[2], os.X_OK)
+        binaries = [n for n in names if n not in (".lock", "build.json") and not n.endswith(".manifest.json")]
+        assert binaries and names == sorted([".lock", "build.json", *binaries,
+                                             *(n + ".manifest.json" for n in binaries)]), (key, names)
+        assert all(os.access(key / n, os.X_OK) for n in binaries)
 
 
 def failure_section(result: pytest.RunResult, test: str) -> list[str]:
@@ -111,8 +113,15 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path) -
     per_token = models.CONFIGS["stories260K"].weight_bytes_per_token()
     note = "llmperf: note: mbu of test_llama.py::test_bench?O3-1?: the weights (1.0 MiB read per token) fit in the " \
            "last-level cache (* MiB): decode reads them from the cache, and MBU may exceed 100%"
-    if bandwidth.get("llc_bytes") and per_token <= bandwidth["llc_bytes"]:
+    # which note (if any) depends on this machine's last-level cache: the weights fit in it, are
+    # under 8x its size (a 512 KiB L2 of a small Arm board), or neither (or no LLC known)
+    llc = bandwidth.get("llc_bytes")
+    if llc and per_token <= llc:
         saved.stdout.fnmatch_lines([note])
+    elif llc and per_token <= 8 * llc:
+        saved.stdout.fnmatch_lines(["llmperf: note: mbu of test_llama.py::test_bench?O3-1?: the weights (1 MiB read "
+                                    "per token) are only *x the last-level cache (* MiB): part of them may come "
+                                    "from the cache, so MBU reads high"])
     else:
         saved.stdout.no_fnmatch_line("*llmperf: note: mbu*")
 
@@ -132,6 +141,49 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path) -
     assert not cached.exists()
     assert json.loads((node_dir / "test_llama.json").read_text()) == baseline  # a compare run never writes
     assert_cache_clean(cache_dir)
+
+
+NODE_INFO_CONFLICT = """{
+  "memory_bandwidth": {
+<<<<<<< HEAD
+    "fp-machine-a": {"read_GBps": 12.5, "threads": 4}
+=======
+    "fp-machine-b": {"read_GBps": 3.25, "threads": 1}
+>>>>>>> nightly
+  }
+}
+"""
+
+
+def test_corrupt_node_info_skips_mbu_with_a_warning_and_keeps_the_file(pytester: pytest.Pytester,
+                                                                        cache_dir: Path) -> None:
+    # issue 11, item 5: a node-info file that cannot be parsed (a merge conflict holding two other
+    # machines' bandwidth) was silently replaced, losing both entries. Now it is never overwritten;
+    # the bench records and saves its gate (tok/s) and peak RSS, and skips MBU with a warning
+    # naming the file
+    pytester.makepyfile(test_llama=BENCH)
+    node_dir = pytester.path / "baselines" / "testnode"
+    node_dir.mkdir(parents=True)
+    info = node_dir / "node-info.json"
+    info.write_text(NODE_INFO_CONFLICT)
+    saved = run(pytester, cache_dir, "--llmperf-save-baseline")
+    saved.assert_outcomes(passed=1)
+    assert saved.ret == 0
+    assert info.read_text() == NODE_INFO_CONFLICT
+    saved.stdout.fnmatch_lines([f"*llmperf: mbu not recorded: node-info file {info} is corrupt JSON (Expecting "
+                                f"property name enclosed in double quotes at line 3 column 1): fix it or restore it "
+                                f"from git"])
+    metrics = json.loads((node_dir / "test_llama.json").read_text())["tests"]["test_bench[O3-1]"]["metrics"]
+    assert set(metrics) == {"tok_per_s", "peak_rss"}
+    assert "Traceback" not in saved.stdout.str()
+    # a test that asks for the bandwidth itself fails with the same line
+    pytester.makepyfile(test_bw="def test_bw(llama2c):\n    llama2c.bandwidth()\n")
+    asked = run(pytester, cache_dir, "test_bw.py")
+    asked.assert_outcomes(failed=1)
+    assert failure_section(asked, "test_bw") == [
+        f"llmperf: node-info file {info} is corrupt JSON (Expecting property name enclosed in double quotes at "
+        f"line 3 column 1): fix it or restore it from git"]
+    assert info.read_text() == NODE_INFO_CONFLICT
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -287,7 +339,7 @@ def test_broken_runners_fail_their_tests_and_the_suite_goes_on(pytester: pytest.
     assert nothing[-1] == "(no output)"
     (hang,) = failure_section(result, "test_broken[hang]")
     assert hang.startswith("llmperf: run did not finish within the timeout of 1 s (--llmperf-run-timeout) "
-                           "and was killed; command: ")
+                           "and was killed with its process group; command: ")
     assert "stories260K.bin" in hang
     assert failure_section(result, "test_broken[crash]") == [
         "llmperf: run was killed by SIGABRT; stderr ends with:",

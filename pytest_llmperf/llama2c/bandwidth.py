@@ -5,19 +5,26 @@ of the embedding table), so ``MBU = bytes read per token x tok/s / memory bandwi
 bandwidth comes from ``bwprobe.c``: all cores sum a buffer far larger than the last-level cache
 (8 times its size, at least 1 GiB, at most a quarter of the memory), best of several passes.
 
-It is measured once per node and fingerprint and kept in the cache
-(``<cache>/nodes/<node>-<fingerprint>.json``); a run that saves baselines also writes it beside
-them (``<baseline dir>/<node>/node-info.json``), and later runs read it from there first, so that
-the nightly MBU uses the bandwidth the baseline used. No pytest.
+It is measured once per node and fingerprint and kept in the cache (``<cache>/nodes/<node>.json``,
+one entry per machine fingerprint); a run that saves baselines also writes it beside them
+(``<baseline dir>/<node>/node-info.json``), and later runs read it from there first, so that the
+nightly MBU uses the bandwidth the baseline used.
+
+A node-info file is treated like a baseline file: one that is not valid JSON (a git merge conflict
+holding two machines' entries, say) or not the expected shape is refused with one line naming it
+(:class:`NodeInfoError`) and never overwritten; the read-merge-write of a new entry happens under
+the node directory's lock (:func:`store_info`). No pytest.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import subprocess
 from pathlib import Path
 
+from ..baseline import NODE_INFO, node_lock
 from ..fileutil import atomic_write
 from .build import FlagsRejected, build
 
@@ -28,7 +35,20 @@ PASSES = 8
 
 
 class BandwidthError(RuntimeError):
-    pass
+    """The probe could not run or printed no usable figure; a node-info file that is refused."""
+
+
+class NodeInfoError(BandwidthError):
+    """A node-info file that cannot be read, is not JSON or not the expected shape. The message is
+    one line naming the file; :attr:`problem` is the part after the file's name."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"node-info file {path} {problem}: fix it or restore it from git")
+
+
+_COUNT_FIELDS = ("bytes", "threads", "passes", "llc_bytes")
 
 
 def probe_bytes(llc_bytes: int | None, memory_bytes: int | None) -> int:
@@ -49,50 +69,137 @@ def measure(cache_dir: Path, cc: str, llc_bytes: int | None, memory_bytes: int |
         binary, method = build(PROBE_SOURCE, "-O3", cache_dir, cc=cc), "bwprobe -O3 (no OpenMP: one thread)"
     size = probe_bytes(llc_bytes, memory_bytes)
     try:
-        out = subprocess.run([str(binary), str(size), str(PASSES)], capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run([str(binary), str(size), str(PASSES)], capture_output=True, text=True, timeout=timeout,
+                             errors="replace")
     except (OSError, subprocess.SubprocessError) as exc:
         raise BandwidthError(f"memory bandwidth probe {binary} failed: {exc}") from None
-    fields = dict(part.partition("=")[::2] for part in out.stdout.split())
-    if out.returncode != 0 or "read_GBps" not in fields:
+    if out.returncode != 0:
         raise BandwidthError(f"memory bandwidth probe {binary} failed (exit code {out.returncode}): "
-                             f"{(out.stderr or out.stdout).strip()[-300:]}")
+                             f"{_one_line((out.stderr or out.stdout).strip()[-300:])}")
+    fields = parse_probe_output(out.stdout, f"memory bandwidth probe {binary}")
     return {
-        "read_GBps": float(fields["read_GBps"]),
-        "bytes": int(fields["bytes"]),
-        "threads": int(fields["threads"]),
-        "passes": int(fields["passes"]),
+        "read_GBps": fields["read_GBps"],
+        "bytes": fields["bytes"],
+        "threads": fields["threads"],
+        "passes": fields["passes"],
         "llc_bytes": llc_bytes,
         "method": method,
         "measured_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
 
 
-def read_info(path: Path, fingerprint: str) -> dict | None:
-    """The bandwidth stored in a node-info file for this fingerprint, or None (missing, unreadable,
-    another machine)."""
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def parse_probe_output(stdout: str, what: str = "bwprobe") -> dict:
+    """``read_GBps`` (positive, finite), ``bytes``, ``threads`` and ``passes`` (positive integers)
+    from bwprobe's ``key=value`` line; :class:`BandwidthError` naming what is missing or wrong."""
+    fields: dict[str, str] = {}
+    for part in stdout.split():
+        key, _, value = part.partition("=")
+        fields[key] = value
+    out: dict = {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    table = data.get("memory_bandwidth") if isinstance(data, dict) else None
-    entry = table.get(fingerprint) if isinstance(table, dict) else None
-    if isinstance(entry, dict) and isinstance(entry.get("read_GBps"), (int, float)) and entry["read_GBps"] > 0:
-        return entry
-    return None
+        rate = float(fields["read_GBps"]) if len(fields.get("read_GBps", "")) <= 40 else math.nan
+    except KeyError:
+        raise BandwidthError(f"{what} printed no read_GBps: {_one_line(stdout) or '(no output)'}") from None
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise BandwidthError(f"{what} printed read_GBps={_one_line(fields['read_GBps'], 40)}, "
+                             f"not a positive finite rate")
+    out["read_GBps"] = rate
+    for key in ("bytes", "threads", "passes"):
+        value = fields.get(key, "")
+        if not (value.isascii() and value.isdigit() and len(value) <= 18 and int(value) > 0):
+            raise BandwidthError(f"{what} printed {key}={_one_line(value, 40)}, not a positive integer")
+        out[key] = int(value)
+    return out
+
+
+def _check_info(path: Path, data: object) -> dict:
+    """``data`` (a parsed node-info file) when it has the expected shape, else NodeInfoError."""
+    if not isinstance(data, dict):
+        raise NodeInfoError(path, f"is not a JSON object (it holds a {type(data).__name__})")
+    table = data.get("memory_bandwidth", {})
+    if not isinstance(table, dict):
+        raise NodeInfoError(path, '"memory_bandwidth" is not an object of entries by machine fingerprint')
+    for fingerprint, entry in table.items():
+        where = f"entry {_one_line(fingerprint, 40)!r} of \"memory_bandwidth\""
+        if not isinstance(entry, dict):
+            raise NodeInfoError(path, f"{where} is not an object")
+        rate = entry.get("read_GBps")
+        if (not isinstance(rate, (int, float)) or isinstance(rate, bool) or not math.isfinite(rate)
+                or rate <= 0):
+            raise NodeInfoError(path, f"{where} has no positive finite read_GBps "
+                                      f"(it is {_one_line(json.dumps(rate), 40)})")
+        for key in _COUNT_FIELDS:
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise NodeInfoError(path, f"{where} has {key} {_one_line(json.dumps(value), 40)}, "
+                                          f"not a byte or thread count")
+    return data
+
+
+def load_info(path: Path) -> dict:
+    """The whole node-info file at ``path``, checked; ``{}`` when there is none.
+    :class:`NodeInfoError` (one line naming the file) when it cannot be read, is not JSON or not
+    the expected shape."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except IsADirectoryError:
+        raise NodeInfoError(path, "is a directory") from None
+    except OSError as exc:
+        raise NodeInfoError(path, f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NodeInfoError(path, "is not UTF-8 text (corrupt?)") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        raise NodeInfoError(path, f"is {'truncated' if cut else 'corrupt'} JSON ({exc.msg} at line {exc.lineno} "
+                                  f"column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # an integer beyond int()'s digit limit, deep nesting
+        raise NodeInfoError(path, f"is corrupt JSON ({_one_line(str(exc), 80) or type(exc).__name__})") from None
+    return _check_info(path, data)
+
+
+def read_info(path: Path, fingerprint: str) -> dict | None:
+    """The bandwidth entry stored in a node-info file for this fingerprint; None when the file or
+    the entry is missing (another machine). :class:`NodeInfoError` when the file is unusable."""
+    entry = load_info(path).get("memory_bandwidth", {}).get(fingerprint)
+    return dict(entry) if entry is not None else None
 
 
 def write_info(path: Path, fingerprint: str, entry: dict) -> None:
-    """Merge ``entry`` into the node-info file at ``path`` under ``fingerprint`` (atomic write)."""
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
-    if not isinstance(data.get("memory_bandwidth"), dict):
-        data["memory_bandwidth"] = {}
-    data["memory_bandwidth"][fingerprint] = entry
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Merge ``entry`` into the node-info file at ``path`` under ``fingerprint`` (atomic write; the
+    caller holds the lock of the file's directory). An unusable file is refused
+    (:class:`NodeInfoError`), never replaced."""
+    path = Path(path)
+    data = load_info(path)
+    table = dict(data.get("memory_bandwidth", {}))
+    table[fingerprint] = entry
+    data = _check_info(path, {**data, "memory_bandwidth": table})
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def store_info(node_dir: Path, fingerprint: str, entry: dict) -> bool:
+    """Add ``entry`` under ``fingerprint`` to the node-info file of ``node_dir`` unless it holds one
+    already, read-merge-write under the node lock (:func:`~pytest_llmperf.baseline.node_lock`);
+    True when written. :class:`NodeInfoError` for an unusable file, which is left as it is."""
+    with node_lock(Path(node_dir)):
+        path = Path(node_dir) / NODE_INFO
+        if read_info(path, fingerprint) is not None:
+            return False
+        write_info(path, fingerprint, entry)
+        return True
 
 
 def mbu(bytes_per_token: int, tok_per_s: float, read_GBps: float) -> float:

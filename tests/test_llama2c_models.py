@@ -551,3 +551,80 @@ def test_q8_bytes_per_token_is_the_file_less_header_plus_one_float_row(name):
     gs = config.q8_group_size()
     assert config.q8_weight_bytes_per_token(gs) == config.q8_file_size(gs) - 256 + 4 * config.dim
     assert config.q8_weight_bytes_per_token(gs) <= 0.55 * config.weight_bytes_per_token()  # 260K: group 4
+
+
+# -- files that are not regular files, huge claims, non-finite weights ---------------------------------
+
+def test_fifo_and_device_are_refused_without_reading(tmp_path):
+    # a FIFO would block open() or read() forever; /dev/zero would never end
+    fifo = tmp_path / "model.bin"
+    os.mkfifo(fifo)
+    done = []
+    worker = threading.Thread(target=lambda: done.append(pytest.raises(ModelFileError, read_checkpoint_header, fifo)),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    if not done:  # unblock the reader before failing
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        worker.join(10)
+        pytest.fail("reading a FIFO blocked")
+    assert "not a regular file" in str(done[0].value)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(ModelFileError, match="/dev/zero: not a regular file"):
+            read_tokenizer("/dev/zero", 512)
+
+
+def test_tokenizer_reads_no_more_than_vocab_size_tokens_can_take(tmp_path, monkeypatch):
+    path = tmp_path / "tokenizer.bin"
+    write_tokenizer(path, 600)
+    with open(path, "ab") as fh:
+        fh.truncate(path.stat().st_size + (1 << 30))  # a sparse GiB of trailing bytes
+    reads = []
+    real = models._read_head
+    monkeypatch.setattr(models, "_read_head", lambda p, n=-1: reads.append(n) or real(p, n))
+    tok = read_tokenizer(path, 512)
+    assert len(tok.pieces) == 512 and tok.file_size == path.stat().st_size
+    assert 0 < max(reads) <= 4 + 512 * (8 + tok.max_token_length)
+
+
+def test_read_weights_f64_refuses_non_finite_weights_and_large_files(tmp_path, small_checkpoint):
+    data = bytearray(small_checkpoint.read_bytes())
+    at = models.LEGACY_HEADER_BYTES + 4 * 1000
+    data[at:at + 4] = struct.pack("<f", math.nan)
+    path = tmp_path / "nan.bin"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"nan.bin: weight 1000 \(byte 4028\) is nan, not a finite number"):
+        read_weights_f64(path)
+    with pytest.raises(ModelFileError, match="too large for the float64 reference"):
+        read_weights_f64(small_checkpoint, max_bytes=1 << 20)
+
+
+# -- the session's model lookup ------------------------------------------------------------------------
+
+def _session(models_dir):
+    from pytest_llmperf.llama2c.session import Llama2cSession, Settings
+
+    return Llama2cSession(Settings(models_dir=models_dir, cache_dir=models_dir / "cache"))
+
+
+def test_model_path_that_is_a_directory_says_so(tmp_path):
+    # issue 11, item 18: a directory named stories260K.bin was reported as "not found" (a skip)
+    from pytest_llmperf.llama2c.session import ModelMissing
+
+    (tmp_path / "stories260K.bin").mkdir()
+    write_tokenizer(tmp_path / "tok512.bin", 512)
+    with pytest.raises(ModelFileError) as excinfo:
+        _session(tmp_path).model("stories260K")
+    assert str(excinfo.value) == f"{tmp_path / 'stories260K.bin'}: is a directory, not a model file"
+    # the tokenizer too
+    (tmp_path / "stories260K.bin").rmdir()
+    write_checkpoint(tmp_path / "stories260K.bin", SMALL)
+    (tmp_path / "tok512.bin").unlink()
+    (tmp_path / "tok512.bin").mkdir()
+    with pytest.raises(ModelFileError) as excinfo:
+        _session(tmp_path).model("stories260K")
+    assert str(excinfo.value) == f"{tmp_path / 'tok512.bin'}: is a directory, not a model file"
+    # what is not there at all is still missing (a skip)
+    with pytest.raises(ModelMissing, match="stories15M.bin not found"):
+        _session(tmp_path).model("stories15M")

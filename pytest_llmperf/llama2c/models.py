@@ -46,6 +46,7 @@ import math
 import os
 import random
 import secrets
+import stat
 import struct
 import sys
 from array import array
@@ -192,17 +193,32 @@ class TokenizerInfo(NamedTuple):
 # -- readers ---------------------------------------------------------------------------------------
 
 def _read_head(path: PathLike, nbytes: int = -1) -> tuple[bytes, int]:
-    """The first ``nbytes`` bytes of a file (all of it by default) and its size."""
+    """The first ``nbytes`` bytes of a regular file (all of it by default) and its size. A FIFO,
+    a device or a directory is refused before anything is read (a FIFO would block, a device
+    never end)."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as fh:
-            return fh.read(nbytes), os.fstat(fh.fileno()).st_size
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise ModelFileError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise ModelFileError(f"{name}: is a directory, not a model file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise ModelFileError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ModelFileError(f"{name}: is a directory, not a model file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFileError(f"{name}: not a regular file (a FIFO, socket or device), not a model file")
+        # never ask for more than the file holds: read(n) allocates n bytes before reading
+        want = info.st_size if nbytes < 0 else min(nbytes, info.st_size)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(want), info.st_size
     except OSError as exc:
         raise ModelFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def _check_fields(name: str, values: tuple[int, ...], shared: bool) -> ModelConfig:
@@ -295,18 +311,21 @@ def read_tokenizer(path: PathLike, vocab_size: int) -> TokenizerInfo:
     if vocab_size <= 0:
         raise ValueError(f"vocab_size must be positive, not {vocab_size}")
     name = os.fspath(path)
-    data, size = _read_head(path)
-    if size < 4:
+    head, size = _read_head(path, 4)
+    if size < 4 or len(head) < 4:
         raise ModelFileError(f"{name}: {size} bytes, too short for the tokenizer header")
-    max_len = struct.unpack_from("<i", data, 0)[0]
+    max_len = struct.unpack_from("<i", head, 0)[0]
     if not 0 < max_len <= _MAX_TOKEN_LENGTH_LIMIT:
         raise ModelFileError(f"{name}: max_token_length {max_len} is impossible: not a tokenizer.bin")
+    # vocab_size tokens take at most this many bytes: read no more, whatever the file's size
+    data, size = _read_head(path, 4 + vocab_size * (8 + max_len))
+    end = len(data)  # the file may have changed since its header was read
     pieces: list[bytes] = []
     scores: list[float] = []
     entry = struct.Struct("<fi")
     pos = 4
     for i in range(vocab_size):
-        if pos + 8 > size:
+        if pos + 8 > end:
             break
         score, length = entry.unpack_from(data, pos)
         if not 0 <= length <= max_len:
@@ -315,7 +334,7 @@ def read_tokenizer(path: PathLike, vocab_size: int) -> TokenizerInfo:
         if not math.isfinite(score):
             raise ModelFileError(f"{name}: token {i} has a non-finite score {score}")
         pos += 8
-        if pos + length > size:
+        if pos + length > end:
             break
         pieces.append(data[pos:pos + length])
         scores.append(score)
@@ -327,21 +346,35 @@ def read_tokenizer(path: PathLike, vocab_size: int) -> TokenizerInfo:
     return TokenizerInfo(max_len, pieces, scores, size)
 
 
-def read_weights_f64(path: PathLike) -> dict:
+F64_MAX_BYTES = 64 << 20
+
+
+def read_weights_f64(path: PathLike, max_bytes: int = F64_MAX_BYTES) -> dict:
     """All weights of a small legacy checkpoint as Python floats, for a float64 reference model.
 
     Keys: "config" (ModelConfig), "token_embedding" (flat, vocab x dim), "rms_final", "wcls"
     (the embedding table itself when shared) and, as one list per layer, "rms_att", "wq", "wk",
     "wv", "wo", "rms_ffn", "w1", "w2", "w3"; matrices flat, row-major (out, in). Slow and memory
-    hungry (a Python float per weight): meant for stories260K-sized models."""
+    hungry (a Python float per weight, about 8x the file): meant for stories260K-sized models, and
+    a file above ``max_bytes`` is refused. :class:`ModelFileError` also for a weight that is NaN or
+    infinite (the reference would compute nothing meaningful with it)."""
     config = read_checkpoint_header(path)
+    name = os.fspath(path)
+    if config.file_size() > max_bytes:
+        raise ModelFileError(f"{name}: {config.file_size()} bytes, too large for the float64 reference "
+                             f"(at most {max_bytes}; it holds a Python float per weight)")
+    data, _size = _read_head(path, config.file_size())
     floats = array("f")
-    with open(os.fspath(path), "rb") as fh:
-        fh.seek(LEGACY_HEADER_BYTES)
-        floats.frombytes(fh.read())
+    floats.frombytes(data[LEGACY_HEADER_BYTES:LEGACY_HEADER_BYTES + 4 * config.n_floats()])
+    if len(floats) != config.n_floats():
+        raise ModelFileError(f"{name}: changed while it was read (now shorter than its header says)")
     if sys.byteorder == "big":
         floats.byteswap()
     values = floats.tolist()
+    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise ModelFileError(f"{name}: weight {bad} (byte {LEGACY_HEADER_BYTES + 4 * bad}) is {values[bad]}, "
+                             f"not a finite number: a corrupt checkpoint")
     d, kv, h, n_layers = config.dim, config.kv_dim, config.hidden_dim, config.n_layers
     pos = 0
 

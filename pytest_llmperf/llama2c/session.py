@@ -126,11 +126,13 @@ class Llama2cSession:
         else:
             base = self.settings.models_dir
             ckpt = base / (f"{name}_q80.bin" if quantized else f"{name}.bin")
-            if not ckpt.is_file():
+            # only what is not there at all is missing (a skip); a directory or another non-file
+            # in its place is an invalid model file, which the readers below name (a failure)
+            if not ckpt.exists():
                 raise ModelMissing(f"{ckpt} not found (--llmperf-models {base})")
             wanted = models.TOKENIZER_FOR[name]
             candidates = [base / wanted] + ([base / "tokenizer.bin"] if wanted != "tokenizer.bin" else [])
-            tok = next((c for c in candidates if c.is_file()), None)
+            tok = next((c for c in candidates if c.exists()), None)
             if tok is None:
                 raise ModelMissing(f"{base / wanted} not found: the tokenizer of {name} (--llmperf-models {base})")
             synthetic = False

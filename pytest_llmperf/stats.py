@@ -169,7 +169,13 @@ def ratio_of_medians(
     else:
         p_up = 1.0 - _NORMAL.cdf(log_ratio / se)
         p_down = _NORMAL.cdf(log_ratio / se)
-    return RatioEstimate(ratio, math.exp(log_ratio - z * se), math.exp(log_ratio + z * se), se, p_up, p_down)
+    return RatioEstimate(ratio, _exp(log_ratio - z * se), _exp(log_ratio + z * se), se, p_up, p_down)
+
+
+def _exp(x: float) -> float:
+    """exp() that gives inf instead of OverflowError: samples spread over hundreds of orders of
+    magnitude make an interval that is unbounded, not an error."""
+    return math.inf if x > 709.0 else math.exp(x)
 
 
 def speed_adjusted(samples: Sequence[float], speeds: Sequence[float], rate: bool = False) -> list[float]:

@@ -203,6 +203,24 @@ def test_missing_compiler_fails_the_tests_that_build(pytester: pytest.Pytester, 
     assert "Traceback" not in result.stdout.str()
 
 
+def test_compiler_path_that_is_not_an_executable_is_a_usage_error(pytester: pytest.Pytester, cache_dir: Path) -> None:
+    # issue 11, item 18: --llmperf-cc=/etc/passwd said "compiler '/etc/passwd' not found on PATH"
+    pytester.makepyfile(test_cc="def test_build(llama2c):\n    llama2c.build('-O3')\n")
+    passwd = pytester.path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    result = run(pytester, cache_dir, f"--llmperf-cc={passwd}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: llmperf: --llmperf-cc {passwd}: exists but is not an executable file"])
+    missing = pytester.path / "bin" / "gcc-99"
+    result = run(pytester, cache_dir, env={"LLMPERF_CC": str(missing)})
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: llmperf: LLMPERF_CC {missing}: no such file"])
+    result = run(pytester, cache_dir, f"--llmperf-cc={pytester.path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: llmperf: --llmperf-cc {pytester.path}: is a directory, not an executable "
+                                 f"file"])
+
+
 def test_source_dir_without_run_c_is_a_usage_error(pytester: pytest.Pytester, cache_dir: Path) -> None:
     pytester.makepyfile(test_src="def test_build(llama2c):\n    llama2c.build('-O3')\n")
     empty = pytester.mkdir("not-llama2c")

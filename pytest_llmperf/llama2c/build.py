@@ -77,18 +77,31 @@ def uses_openmp(flags: str | Sequence[str]) -> bool:
 _IDENTITY: dict[str, str] = {}
 
 
+def is_path(cc: str) -> bool:
+    """True when ``cc`` names a file by its path (has a directory part), not a name to look up on PATH."""
+    return os.sep in cc or bool(os.altsep and os.altsep in cc)
+
+
+def compiler_path_problem(path: str) -> str | None:
+    """Why the explicit compiler path ``path`` cannot be run, or None."""
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "is a directory, not an executable file"
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return "exists but is not an executable file"
+    return None
+
+
 def compiler_identity(cc: str) -> str:
     """The resolved path, ``--version`` and ``-dumpmachine`` of ``cc``; :class:`CompilerNotFound`
     when it is missing or does not run. Cached per process."""
     if cc in _IDENTITY:
         return _IDENTITY[cc]
-    if os.sep in cc or (os.altsep and os.altsep in cc):  # an explicit path, not a name to look up
-        if not os.path.exists(cc):
-            raise CompilerNotFound(f"--llmperf-cc {cc}: no such file")
-        if os.path.isdir(cc):
-            raise CompilerNotFound(f"--llmperf-cc {cc}: is a directory, not an executable file")
-        if not (os.path.isfile(cc) and os.access(cc, os.X_OK)):
-            raise CompilerNotFound(f"--llmperf-cc {cc}: exists but is not an executable file")
+    if is_path(cc):  # an explicit path, not a name to look up
+        problem = compiler_path_problem(cc)
+        if problem is not None:
+            raise CompilerNotFound(f"--llmperf-cc {cc}: {problem}")
         path = cc
     else:
         path = shutil.which(cc)
@@ -241,7 +254,7 @@ def build(source: str | os.PathLike, flags: str | Sequence[str], cache_dir: str 
     :class:`CompilerNotFound`, :class:`FlagsRejected`, :class:`BuildError` or
     :class:`~.cache.CacheError`."""
     source = Path(source).absolute()
-    if os.sep in cc or (os.altsep and os.altsep in cc):
+    if is_path(cc):
         cc = os.path.abspath(cc)  # the compile runs in the source's directory
     flag_list = split_flags(flags)
     key = build_key(source, cc, flag_list)

@@ -67,7 +67,7 @@ def _settings(config: pytest.Config):
         timeout = parse_seconds(raw_timeout, "--llmperf-run-timeout")
     return Settings(
         src=path("llmperf_llama2c_src", "LLMPERF_LLAMA2C_SRC"),
-        cc=str(_value(config, "llmperf_cc", "LLMPERF_CC")[0] or "cc"),
+        cc=os.path.expanduser(str(_value(config, "llmperf_cc", "LLMPERF_CC")[0] or "cc")),
         models_dir=path("llmperf_models", "LLMPERF_MODELS"),
         cache_dir=path("llmperf_cache_dir", "LLMPERF_CACHE_DIR") or default_cache_dir(),
         run_timeout=timeout,
@@ -113,7 +113,8 @@ def selected_threads(config: pytest.Config) -> list[int]:
 
 def check_options(config: pytest.Config) -> None:
     """Usage errors of the llama2.c options at configure time (one line, exit code 4) rather than
-    in the first test or collection that needs them; imports nothing when none of them is set."""
+    in the first test or collection that needs them (a ``--llmperf-cc`` path that is not an
+    executable file among them); imports nothing when none of them is set."""
     from ..plugin import _value
 
     if _value(config, "llmperf_llama2c_models")[0]:
@@ -122,6 +123,16 @@ def check_options(config: pytest.Config) -> None:
         selected_threads(config)
     if _value(config, "llmperf_llama2c_src", "LLMPERF_LLAMA2C_SRC")[0] or _value(config, "llmperf_run_timeout")[0]:
         _session(config)
+    cc, where = _value(config, "llmperf_cc", "LLMPERF_CC")
+    if cc:
+        # a compiler given by its path must be an executable file (a bare name not on PATH fails
+        # the tests that build, and lets the others run)
+        from .build import compiler_path_problem, is_path
+
+        path = os.path.expanduser(str(cc))
+        problem = compiler_path_problem(path) if is_path(path) else None
+        if problem is not None:
+            raise pytest.UsageError(f"llmperf: {where} {cc}: {problem}")
 
 
 def _session(config: pytest.Config):

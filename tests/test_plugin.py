@@ -451,6 +451,7 @@ def test_saving_measures_three_times_the_budget_without_early_stop(pytester: pyt
     saved = json.loads((pytester.path / "save.json").read_text())["tests"][0]["metrics"]["time"]["summary"]["n"]
     run(pytester, "--llmperf-max-time=0.2", "--llmperf-json=cmp.json")
     compared = json.loads((pytester.path / "cmp.json").read_text())["tests"][0]["metrics"]["time"]["summary"]["n"]
-    # 10 ms rounds: the save spends ~0.6 s (about 50 rounds after warm-up), a compare at most 0.2 s
-    assert saved >= 35
+    # 10 ms rounds: the save spends ~0.6 s (about 50 rounds after warm-up), a compare at most 0.2 s.
+    # Relative, not absolute: on a loaded machine a 10 ms sleep overshoots and every count shrinks
+    assert saved >= 2 * compared
     assert compared <= 20

@@ -312,7 +312,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _llama2c_check_options(config)
     _torch_check_options(config)
     _profiler_check_options(config)
-    if not hasattr(config, "workerinput"):
+    if not hasattr(config, "workerinput") and (cfg.json_path or cfg.markdown_path):
         from .report import report_path_problem
 
         for option, path in (("--llmperf-json", cfg.json_path), ("--llmperf-markdown", cfg.markdown_path)):

@@ -243,7 +243,8 @@ def parse_cpuinfo(text: str) -> dict[str, Any]:
     Always returns at least ``kind`` ("x86", "riscv", "arm" or None),
     ``cpu_model`` (str, "unknown" when nothing usable), ``vendor``, ``isa``,
     ``uarch`` (str or None), ``logical_cpus`` (number of ``processor``
-    entries) and ``isa_extensions`` (sorted list).  Architecture specific
+    entries; on s390x of ``processor N`` lines, else ``# processors``) and
+    ``isa_extensions`` (sorted list).  Architecture specific
     extras: x86 ``family``/``model_number``; RISC-V ``mmu``, ``mvendorid``,
     ``marchid``, ``mimpid``; Arm ``implementer``/``part`` (hex strings),
     ``hardware`` and ``board``.
@@ -279,7 +280,7 @@ def _parse_cpuinfo(text: str) -> dict[str, Any]:
     if not blocks:
         return result
     procs = [b for b in blocks if _int(b.get("processor")) is not None]
-    result["logical_cpus"] = len(procs)
+    result["logical_cpus"] = len(procs) or _numbered_processors(blocks)
     cores = procs or blocks
     model_name = _first(blocks, "model name")
 
@@ -299,6 +300,16 @@ def _parse_cpuinfo(text: str) -> dict[str, Any]:
             result["cpu_model"] = name
         result["vendor"] = _first(blocks, "vendor_id") or _first(blocks, "vendor")
     return result
+
+
+def _numbered_processors(blocks: list[dict[str, str]]) -> int:
+    """CPUs of a cpuinfo without ``processor : N`` entries: s390x lists ``processor N: version =
+    ...`` lines and a ``# processors : N`` total."""
+    numbered = {key for block in blocks for key in block if re.fullmatch(r"processor \d+", key)}
+    if numbered:
+        return len(numbered)
+    total = _int(_first(blocks, "# processors"))
+    return total if total is not None and 0 < total <= 1 << 20 else 0
 
 
 def _common_flags(cores: list[dict[str, str]], key: str, wanted: frozenset[str]) -> list[str]:
@@ -436,7 +447,7 @@ def parse_cache_sizes(base: str | os.PathLike[str] = CACHE_SYSFS_PATH) -> dict[s
 
     Reads ``index*/{level,type,size}`` below *base*.  Returns ``l1d_bytes``,
     ``l1i_bytes``, ``l2_bytes``, ``l3_bytes`` and ``llc_bytes``; missing
-    values are None (never raises).  ``llc_bytes`` is the size of the
+    values (and sizes of 0) are None (never raises).  ``llc_bytes`` is the size of the
     highest-level Data or Unified cache **per instance, as seen by cpu0**
     (a machine with two sockets of 105 MiB L3 reports 105 MiB, not 210).
     L2/L3 are likewise per instance.
@@ -456,6 +467,8 @@ def parse_cache_sizes(base: str | os.PathLike[str] = CACHE_SYSFS_PATH) -> dict[s
         try:
             size = parse_size(size_text)
         except ValueError:
+            continue
+        if size <= 0:  # "0K": some hypervisors give sizes they do not know as 0
             continue
         if level == 1 and ctype == "data":
             key = "l1d_bytes"

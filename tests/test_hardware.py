@@ -279,6 +279,27 @@ def test_cpuinfo_s390_vendor_id_is_not_x86():
     assert cpu["kind"] is None
     assert cpu["vendor"] == "IBM/S390"
     assert cpu["isa"] is None
+    assert cpu["logical_cpus"] == 2  # from "# processors": s390x has no "processor : N" entries
+
+
+def test_cpuinfo_s390_counts_its_processor_lines():
+    # the layout of an s390x kernel's /proc/cpuinfo (written for this test, not a recording)
+    text = textwrap.dedent(
+        """\
+        vendor_id       : IBM/S390
+        # processors    : 4
+        bogomips per cpu: 3033.00
+        features\t: esan3 zarch stfle msa ldisp eimm dfp edat etf3eh highgprs te vx sie
+        processor 0: version = 00,  identification = 0B1234,  machine = 8561
+        processor 1: version = 00,  identification = 0B1234,  machine = 8561
+        processor 2: version = 00,  identification = 0B1234,  machine = 8561
+
+        cpu number      : 0
+        cpu MHz dynamic : 5200
+        """
+    )
+    # here the total disagrees with the lines, to show that the lines are counted
+    assert parse_cpuinfo(text)["logical_cpus"] == 3
 
 
 # --------------------------------------------------------------------------
@@ -355,6 +376,13 @@ def test_parse_cache_sizes_missing_and_broken(tmp_path):
     assert caches["l2_bytes"] == caches["llc_bytes"] == 512 * 1024
 
 
+def test_parse_cache_sizes_zero_is_unknown(tmp_path):
+    base = make_cache_tree(tmp_path / "cache", [("1", "Data", "32K"), ("2", "Unified", "0K"), ("3", "Unified", "0")])
+    caches = parse_cache_sizes(base)
+    assert caches["l2_bytes"] is None and caches["l3_bytes"] is None
+    assert caches["llc_bytes"] == caches["l1d_bytes"] == 32 * 1024
+
+
 def test_parse_os_release():
     text = 'NAME="Debian GNU/Linux"\nVERSION_ID="12"\n# comment\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n'
     fields = parse_os_release(text)
@@ -388,10 +416,12 @@ def test_compiler_version_first_line(tmp_path):
 def test_compiler_version_missing_or_slow(tmp_path):
     assert compiler_version("definitely-not-a-compiler-4711") is None
     assert compiler_version("") is None
-    slow = write_script(tmp_path / "slowcc", "sleep 5\necho late\n")
+    # The compiler would answer after 60 s: returning long before that means the timeout was
+    # honoured, however slow or loaded this machine is (``exec``: the kill reaches the sleep).
+    slow = write_script(tmp_path / "slowcc", "exec sleep 60\n")
     start = time.monotonic()
     assert compiler_version(slow, timeout=0.3) is None
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 30
 
 
 # --------------------------------------------------------------------------
@@ -625,6 +655,20 @@ def test_validate_node_name_errors():
 # --------------------------------------------------------------------------
 
 
+def _sysfs_has_a_data_cache_size() -> bool:
+    """Whether cpu0's sysfs cache directory names a data or unified cache with a non-zero size
+    (an instruction cache alone, or sizes of "0K" as some hypervisors give, do not count)."""
+    for entry in Path(hardware.CACHE_SYSFS_PATH).glob("index*"):
+        try:
+            kind = (entry / "type").read_text().strip().lower()
+            size = (entry / "size").read_text().strip()
+        except OSError:
+            continue
+        if kind in ("data", "unified") and size[:1].isdigit() and size.rstrip("KMGkmg") not in ("", "0"):
+            return True
+    return False
+
+
 def test_detect_this_machine():
     info = detect(include_torch=False)
     assert set(info) == {"arch", "cpu", "cores", "memory", "caches", "os", "python", "compiler", "torch", "volatile"}
@@ -648,8 +692,10 @@ def test_detect_this_machine():
     if os.path.exists("/proc/cpuinfo"):
         assert cpu["source"] == "/proc/cpuinfo"
         assert cpu["logical_cpus"] >= 1
-    if os.path.exists("/sys/devices/system/cpu/cpu0/cache/index0/size"):
+    if _sysfs_has_a_data_cache_size():
         assert isinstance(info["caches"]["llc_bytes"], int) and info["caches"]["llc_bytes"] > 0
+    else:  # no sysfs cache sizes (some Arm and RISC-V kernels, some VMs): glibc's, or none
+        assert info["caches"]["llc_bytes"] is None or info["caches"]["llc_bytes"] > 0
 
     fields = fingerprint_fields(info)
     assert fields["arch"] == info["arch"]
@@ -659,11 +705,22 @@ def test_detect_this_machine():
     assert fingerprint_hash(fingerprint_fields(detect(include_torch=False))) == fingerprint_hash(fields)
 
 
-def test_detect_is_fast():
-    detect(cc="", include_torch=False)  # warm caches
-    start = time.perf_counter()
+def test_detect_without_a_compiler_starts_no_process(monkeypatch):
+    # detect() runs once per session and must stay cheap; what would make it slow on any machine
+    # is a program started (lscpu, a compiler, nvidia-smi), so that is what is checked, not a
+    # time (which is this machine's speed and load). macOS asks sysctl, once.
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(args, *rest, **kwargs):
+        started.append(args)
+        return real_popen(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
     detect(cc="", include_torch=False)
-    assert time.perf_counter() - start < 0.5
+    allowed = 1 if platform.system() == "Darwin" else 0
+    assert len(started) <= allowed, started
+    assert all("sysctl" in str(args[0]) for args in started), started
 
 
 def test_detect_without_proc_and_sys(monkeypatch, tmp_path):

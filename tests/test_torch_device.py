@@ -188,10 +188,14 @@ def test_step_sampler_times_a_sleeping_step():
         time.sleep(0.005)
 
     sample = dev.step_sampler(step, torch.device("cpu"), steps_per_round=3)
+    started = time.perf_counter()
     per_step, wall, cpu = sample()
+    outside = time.perf_counter() - started
     assert len(calls) == 3
-    assert 0.005 <= per_step <= 0.05
-    assert wall >= 3 * 0.005 and math.isclose(wall, per_step * 3)
+    # sleeps last at least what they ask; how much longer is this machine's load, so the upper
+    # bound is the time of the whole call, measured around it
+    assert 0.005 <= per_step and 3 * 0.005 <= wall <= outside
+    assert math.isclose(wall, per_step * 3)
     assert cpu is None
 
 
@@ -233,9 +237,18 @@ def test_parse_vmhwm():
 
 
 def _touch_200mb() -> None:
-    big = torch.ones(50_000_000, dtype=torch.float32)  # 200 MB, every page written
-    assert float(big[-1]) == 1.0
-    del big
+    """200 MB made resident and given back to the kernel. An anonymous mapping rather than a
+    tensor: whether freed tensor memory leaves the process is the allocator's choice (glibc unmaps
+    a block this big, jemalloc or tcmalloc, often preloaded for torch, keep it), and these tests
+    are about the peak-RSS bookkeeping, not the allocator."""
+    import mmap
+
+    page = mmap.PAGESIZE
+    size = -(-200 * MB // page) * page  # whole pages
+    with mmap.mmap(-1, size) as area:
+        for offset in range(0, size, page):  # one byte per page is enough to make it resident
+            area[offset] = 1
+        assert area[size - page] == 1
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
@@ -416,8 +429,23 @@ def test_tf32_setting_detection():
 
 @pytest.mark.parametrize("dtype", ["fp32", torch.bfloat16])
 def test_matmul_probe_on_cpu_is_plausible(dtype):
+    # a rate is this machine's speed (a bf16 matmul on a CPU without bf16 instructions is slow):
+    # here only that it is one; the formula is checked with a fixed time below
     flops = dev.matmul_probe(torch.device("cpu"), dtype, size=256, min_time=0.02)
-    assert math.isfinite(flops) and flops > 1e8
+    assert math.isfinite(flops) and flops > 0
+
+
+def test_matmul_probe_counts_two_n_cubed_per_call(monkeypatch):
+    timed = []
+
+    def fixed_time(fn, device, min_time):
+        fn()
+        timed.append(min_time)
+        return 0.004
+
+    monkeypatch.setattr(dev, "_best_time", fixed_time)
+    assert dev.matmul_probe("cpu", "fp32", size=96, min_time=0.5) == pytest.approx(2 * 96**3 / 0.004)
+    assert timed == [0.5]
 
 
 def test_torch_read_bandwidth_on_cpu():

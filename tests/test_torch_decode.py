@@ -418,6 +418,15 @@ def test_weight_bytes_per_token(name):
 
 # -- torch.compile -----------------------------------------------------------------------------------------
 
+def _cxx_compiler() -> str | None:
+    """The C++ compiler inductor would build CPU kernels with (``$CXX``, else g++ or clang++)."""
+    import os
+    import shutil
+
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++") or shutil.which("c++")
+
+
+@pytest.mark.skipif(_cxx_compiler() is None, reason="torch.compile on the CPU needs a C++ compiler (g++ or clang++)")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit, imported by inductor
 def test_compiled_decode_matches_eager(tiny):
     """The compiled one-token step (CPU default of compile_decode) gives eager's tokens, greedy

@@ -91,15 +91,18 @@ def options(config: pytest.Config):
 def tool_problem(value: str) -> str | None:
     """Why ``value``, a tool's executable given by the user, cannot be run, or None: a path (with
     a ``/``; ``~`` expanded) must be an executable file, a bare name must be one on PATH."""
+    shown = value if value.isprintable() else repr(value)  # the message stays one line
+    if "\x00" in value:
+        return f"{shown} is not a path (it holds a NUL character)"
     path = os.path.expanduser(value)
     if not path.strip():
         return "the path is empty"
     if os.sep not in path and not (os.altsep and os.altsep in path):
-        return None if shutil.which(path) else f"{value} is not on PATH (no executable file of that name there)"
+        return None if shutil.which(path) else f"{shown} is not on PATH (no executable file of that name there)"
     if not os.path.exists(path):
-        return f"{value} does not exist"
+        return f"{shown} does not exist"
     if not os.path.isfile(path) or not os.access(path, os.X_OK):
-        return f"{value} is not an executable file"
+        return f"{shown} is not an executable file"
     return None
 
 
@@ -111,8 +114,6 @@ def check_options(config: pytest.Config) -> None:
     which a skip ("not found") would hide."""
     from ..plugin import _value
 
-    if any(_value(config, d)[0] for d in ("llmperf_profile_runs", "llmperf_perf_freq", "llmperf_perf_events")):
-        options(config)
     for dest, env in TOOL_OPTIONS:
         value, where = _value(config, dest, env)
         if value is None:
@@ -120,6 +121,8 @@ def check_options(config: pytest.Config) -> None:
         problem = tool_problem(str(value))
         if problem is not None:
             raise pytest.UsageError(f"llmperf: {where}: {problem}")
+    if any(_value(config, d)[0] for d in ("llmperf_profile_runs", "llmperf_perf_freq", "llmperf_perf_events")):
+        options(config)
 
 
 def selected(item: pytest.Item) -> tuple[str, ...]:

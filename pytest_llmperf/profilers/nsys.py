@@ -85,8 +85,11 @@ def _executable(path: str) -> bool:
 
 def _version_key(path: str) -> tuple:
     """Sorts ``.../2024.5.1/bin`` after ``.../2023.4/bin`` and ``cuda-12.4`` after ``cuda-11.8``:
-    the numbers in the path, compared as numbers (a longer version is the newer one)."""
-    return tuple(int(n) for n in re.findall(r"\d+", path)), path
+    the numbers in the path, compared as numbers (a longer version is the newer one). A number is
+    compared by its digits without leading zeros, shorter first, never converted: a path may hold
+    digits beyond int()'s limit, or of other scripts."""
+    numbers = (n.lstrip("0") for n in re.findall(r"[0-9]+", path))
+    return tuple((len(n), n) for n in numbers), path
 
 
 def _expand(pattern: str) -> str | None:
@@ -146,7 +149,8 @@ def nvidia_gpu_visible(devices: str = GPU_DEVICES, smi: str = "nvidia-smi", time
     if tool is None:
         return False
     try:
-        out = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=timeout)
+        # GPU names in any bytes the driver has: decoded, never an exception
+        out = subprocess.run([tool, "-L"], capture_output=True, text=True, errors="replace", timeout=timeout)
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0 and any(line.startswith("GPU ") for line in out.stdout.splitlines())
@@ -427,7 +431,8 @@ class Nsys(base.Profiler):
         except NsysParseError as exc:  # it names the file (or nsys stats's output) and the line
             raise base.ProfilerError(f"nsys: cannot read {exc}") from None
         table = outdir / f"{tag}-kernels.txt"
-        table.write_text(f"nsys stats --report {used} of {report.name}\n\n{kernel_table(kernels)}")
+        table.write_text(f"nsys stats --report {used} of {report.name}\n\n{kernel_table(kernels)}", encoding="utf-8",
+                         errors="replace")
         files = [report] + ([csv_path] if csv_path is not None else []) + [table]
         ranked = sorted(kernels, key=lambda k: k.total_ns, reverse=True)
         details = {"report": used, "kernels": [asdict(k) for k in ranked[:10]]}

@@ -259,7 +259,7 @@ class PerfStat(Profiler):
         if done.returncode != 0:
             raise child_failed(self, done, done.argv[done.argv.index("--") + 1])
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8", errors="replace")  # perf's file, whatever its bytes
         except OSError as exc:
             raise ProfilerError(f"perf-stat: perf stat wrote no output file {path}: {exc.strerror or exc}") from None
         try:
@@ -358,31 +358,36 @@ class PerfRecord(Profiler):
         perf = shutil.which(self.perf) or self.perf
         return [perf, "record", "-F", str(self.freq), "-g", "-o", str(outdir / f"{tag}.perf.data"), "--", *argv], {}
 
-    def collect(self, outdir: Path, tag: str, done):
+    def report(self, data: Path) -> str:
+        """What ``perf report`` says of ``data``: the top symbols by share, with the sample count."""
         import subprocess
 
+        cmd = [shutil.which(self.perf) or self.perf, "report", "-i", str(data), "--stdio", "--no-children",
+               "--sort", "sym,dso", "-F", "overhead,sym,dso", "-g", "none", "--percent-limit", "0", "-t", SEP]
+        try:
+            out = subprocess.run(cmd, capture_output=True, timeout=300, env={**os.environ, "LC_ALL": "C"})
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ProfilerError(f"perf-record: perf report on {data} failed: {exc}") from None
+        # symbol names are bytes of the binaries: any encoding, or none
+        stdout, stderr = (b.decode("utf-8", "replace") for b in (out.stdout, out.stderr))
+        if out.returncode != 0:
+            raise ProfilerError(f"perf-record: perf report on {data} exited with code {out.returncode}; "
+                                f"stderr ends with:\n{tail(stderr)}")
+        return stdout
 
+    def collect(self, outdir: Path, tag: str, done):
         data = outdir / f"{tag}.perf.data"
         if done.returncode != 0:
             raise child_failed(self, done, done.argv[done.argv.index("--") + 1])
         if not data.is_file():
             raise ProfilerError(f"perf-record: perf record wrote no {data}; stderr ends with:\n{tail(done.stderr)}")
-        cmd = [shutil.which(self.perf) or self.perf, "report", "-i", str(data), "--stdio", "--no-children",
-               "--sort", "sym,dso", "-F", "overhead,sym,dso", "-g", "none", "--percent-limit", "0", "-t", SEP]
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "LC_ALL": "C"})
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise ProfilerError(f"perf-record: perf report on {data} failed: {exc}") from None
-        if out.returncode != 0:
-            raise ProfilerError(f"perf-record: perf report on {data} exited with code {out.returncode}; "
-                                f"stderr ends with:\n{tail(out.stderr)}")
-        try:
-            samples, event, rows = parse_report(out.stdout, f"perf report on {data}")
+            samples, event, rows = parse_report(self.report(data), f"perf report on {data}")
         except PerfParseError as exc:
             raise ProfilerError(f"perf-record: {exc}") from None
         report = outdir / f"{tag}.perf-report.txt"
         header = f"perf record -F {self.freq}: {samples or 0} samples of {event or '?'}\n"
-        report.write_text(header + symbols_table(rows))
+        report.write_text(header + symbols_table(rows), encoding="utf-8", errors="replace")
         if not rows:
             summary = f"no samples ({event or 'no event'}): the run was shorter than the sampling period"
         else:

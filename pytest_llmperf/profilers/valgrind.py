@@ -292,13 +292,13 @@ class Instructions(Profiler):
         if path is None:
             return f"valgrind not found on PATH ({self.valgrind!r}; on Debian: apt-get install valgrind)"
         try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, errors="replace", timeout=60)
         except (OSError, subprocess.SubprocessError) as exc:
             return f"valgrind ({path}) does not run: {exc}"
         if out.returncode != 0:
             why = base.tail(out.stderr, 1) or base.tail(out.stdout, 1) or "(no output)"
             return f"valgrind ({path}) does not run: 'valgrind --version' exited with code {out.returncode}: {why}"
-        self.version = out.stdout.strip()
+        self.version = next(iter(out.stdout.strip().splitlines()), "")  # "valgrind-3.19.0": one line
         return None
 
     # -- the fake clock ---------------------------------------------------------------------------
@@ -393,7 +393,7 @@ class Instructions(Profiler):
         else:
             note = f"callgrind Ir, OMP_NUM_THREADS=1, fake clock ({FAKECLOCK_STEP})"
 
-        top_file.write_text(format_top(everything[:TOP_IN_FILE], total))
+        top_file.write_text(format_top(everything[:TOP_IN_FILE], total), encoding="utf-8", errors="replace")
         files = [out_file] + ([log_file] if log_file.is_file() else []) + [top_file]
         clock = "fake clock" if shim is not None else "real clock"
         head = ", ".join(f"{share * 100:.1f}% {fn}" for fn, _, share in everything[:TOP_IN_SUMMARY])

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -399,7 +400,7 @@ def test_fuzz_tool_problem(value):
     assert problem is None or (isinstance(problem, str) and problem and "\n" not in problem)
     if problem is None:
         path = os.path.expanduser(value)
-        assert os.sep in path or __import__("shutil").which(path)
+        assert os.sep in path or shutil.which(path)
 
 
 # -- readings through the fixture to llmperf.record ---------------------------------------------------

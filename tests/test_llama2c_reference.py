@@ -9,6 +9,7 @@ bytes), one with the classifier shared with the embedding and one with a separat
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -353,3 +354,57 @@ def test_out_of_range_temperature_and_topp_are_normalised(refrun, files):
     assert out("-t", -1) == out("-t", 0)  # negative temperature: greedy
     assert out("-t", 1, "-s", 9, "-p", 7) == out("-t", 1, "-s", 9, "-p", 0.9)
     assert out("-t", 1, "-s", 9, "-p", -0.5) == out("-t", 1, "-s", 9)  # default top-p is 0.9
+
+
+# -- files a trained model never has (found by tests/test_fuzz_llama2c.py) ------------------------------
+
+def _small_vocab_files(tmp_path):
+    """A stories260K-shaped model cut to a vocabulary of 20 tokens, without the 256 byte tokens."""
+    cfg = dataclasses.replace(CONFIG, vocab_size=20)
+    ckpt = tmp_path / "small_vocab.bin"
+    models.write_checkpoint(ckpt, cfg)
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n", b" ", b"a", b"b"] + [b"w%d" % i for i in range(14)]
+    tok = tmp_path / "tok20.bin"
+    with open(tok, "wb") as fh:
+        fh.write(struct.pack("<i", 6))
+        for i, piece in enumerate(pieces):
+            fh.write(struct.pack("<fi", -float(i), len(piece)) + piece)
+    return ckpt, tok
+
+
+def test_prompt_beyond_a_small_vocabulary_is_an_error_not_a_crash(refrun, tmp_path):
+    # the merges looked up the pieces of byte-token ids the vocabulary does not have (SIGSEGV)
+    ckpt, tok = _small_vocab_files(tmp_path)
+    proc = run(refrun.path, ckpt, "-z", tok, "-n", 8, "-t", 0, "-i", "0")
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == (f"refrun: the prompt needs token ids the tokenizer {tok} does not have "
+                                            f"(BOS is 1, byte tokens 3 to 258)")
+    assert run(refrun.path, ckpt, "-z", tok, "-n", 8, "-t", 0, "-i", "ab").returncode == 0
+    model = pyref.load(ckpt, tok)
+    with pytest.raises(pyref.GenerationError, match="the prompt needs token id 51, beyond the vocabulary of 20"):
+        pyref.generate(model, 8, "0")
+
+
+def test_nan_logits_with_top_p_sample_within_the_vocabulary(refrun, files, tmp_path):
+    # NaN weights make every probability NaN: no token passed the nucleus floor and the sampler
+    # read the candidate before its array (heap overflow)
+    data = bytearray(files.shared.read_bytes())
+    final_norm_at = models.LEGACY_HEADER_BYTES + 4 * (CONFIG.vocab_size * CONFIG.dim
+                                                      + CONFIG.n_layers * CONFIG._layer_floats())
+    data[final_norm_at:final_norm_at + 4 * CONFIG.dim] = struct.pack(f"<{CONFIG.dim}f", *[math.nan] * CONFIG.dim)
+    nan_model = tmp_path / "nan.bin"
+    nan_model.write_bytes(bytes(data))
+    proc = run(refrun.path, nan_model, "-z", files.tokenizer, "-n", 8, "-t", 1, "-p", 0.9, "-s", 3)
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(models.ModelFileError, match="is nan, not a finite number"):
+        pyref.load(nan_model, files.tokenizer)  # the float64 reference refuses such a file
+
+
+def test_header_whose_sizes_would_overflow_is_invalid(refrun, files, tmp_path):
+    data = bytearray(files.shared.read_bytes())
+    struct.pack_into("<7i", data, 0, 1 << 30, 1 << 30, 1 << 30, 2, 2, 512, 4)
+    path = tmp_path / "huge.bin"
+    path.write_bytes(bytes(data))
+    proc = run(refrun.path, path, "-z", files.tokenizer, "-n", 4)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == f"refrun: checkpoint {path} has an invalid header"

@@ -31,6 +31,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 from .models import ModelConfig, read_tokenizer, read_weights_f64
 
 __all__ = [
+    "GenerationError",
     "Model",
     "Generation",
     "load",
@@ -54,6 +55,11 @@ _BYTE_PIECE = re.compile(rb"<0x([0-9A-Fa-f]{1,2})")
 
 
 Matrix = List[List[float]]
+
+
+class GenerationError(ValueError):
+    """A generation the model cannot run: a prompt (or BOS itself) needs a token id beyond the
+    vocabulary, as refrun.c refuses it (a vocabulary without the 256 byte tokens, say)."""
 
 
 @dataclass
@@ -151,7 +157,8 @@ def load(checkpoint_path: str, tokenizer_path: str) -> Model:
 def encode(model: Model, text: Union[str, bytes]) -> List[int]:
     """Token ids of a prompt as llama2.c encodes it: BOS, a dummy-prefix " " for non-empty text, one
     token per UTF-8 code point (byte tokens byte+3 as fallback), then repeated merging of the
-    adjacent pair whose concatenation is the highest-scoring piece (leftmost pair on ties)."""
+    adjacent pair whose concatenation is the highest-scoring piece (leftmost pair on ties).
+    :class:`GenerationError` when an id is beyond the vocabulary."""
     raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     ids = [BOS]
     if raw:
@@ -173,6 +180,10 @@ def encode(model: Model, text: Union[str, bytes]) -> List[int]:
         else:
             ids.extend(c + 3 for c in unit)
         unit = bytearray()
+    bad = next((t for t in ids if not 0 <= t < len(model.pieces)), None)
+    if bad is not None:  # before the merges look it up, as refrun.c checks
+        raise GenerationError(f"the prompt needs token id {bad}, beyond the vocabulary of {len(model.pieces)} "
+                              f"tokens (BOS is 1, byte tokens 3 to 258)")
     pieces, scores = model.pieces, model.scores
     while True:
         best, best_id, at = -1e10, -1, -1
@@ -393,6 +404,10 @@ def generate(
         ids = [int(t) for t in prompt]
         if not ids:
             raise ValueError("a token prompt needs at least one token (BOS)")
+    bad = next((t for t in ids if not 0 <= t < sh.vocab_size), None)
+    if bad is not None:
+        raise GenerationError(f"the prompt needs token id {bad}, beyond the vocabulary of {sh.vocab_size} tokens "
+                              f"(BOS is 1, byte tokens 3 to 258)")
     cache = _Cache(sh.n_layers)
     out = bytearray()
     tokens = list(ids)

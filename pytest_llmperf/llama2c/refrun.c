@@ -125,11 +125,15 @@ static void load_model(Model *m, const char *path) {
     s->layers = hdr[2];
     s->heads = hdr[3];
     s->kv_heads = hdr[4];
-    s->vocab = hdr[5] < 0 ? -hdr[5] : hdr[5];
+    s->vocab = hdr[5] == INT32_MIN ? 0 : hdr[5] < 0 ? -hdr[5] : hdr[5]; /* INT32_MIN: invalid */
     s->seq_len = hdr[6];
+    /* the limits of pytest-llmperf's checker (models.py): beyond them the sizes below could
+     * overflow, and no llama2.c model comes near them */
     if (s->dim <= 0 || s->hidden <= 0 || s->layers <= 0 || s->heads <= 0 || s->kv_heads <= 0
         || s->vocab <= 0 || s->seq_len <= 0 || s->dim % s->heads != 0
-        || s->heads % s->kv_heads != 0 || (s->dim / s->heads) % 2 != 0)
+        || s->heads % s->kv_heads != 0 || (s->dim / s->heads) % 2 != 0
+        || s->dim > (1 << 16) || s->hidden > (1 << 18) || s->layers > (1 << 10) || s->heads > (1 << 12)
+        || s->vocab > (1 << 22) || s->seq_len > (1 << 20))
         die("refrun: checkpoint %s has an invalid header", path);
     s->head_size = s->dim / s->heads;
     s->kv_dim = s->dim * s->kv_heads / s->heads;
@@ -146,10 +150,12 @@ static void load_model(Model *m, const char *path) {
     size_t D = (size_t)s->dim, H = (size_t)s->hidden, L = (size_t)s->layers;
     size_t V = (size_t)s->vocab, KV = (size_t)s->kv_dim;
     size_t rope_half = (size_t)s->seq_len * (size_t)s->head_size / 2;
-    size_t floats = V * D + L * D + L * D * D + 2 * L * KV * D + L * D * D + L * D
-                    + 3 * L * H * D + D + 2 * rope_half + (shared ? 0 : V * D);
-    size_t need = 28 + floats * sizeof(float);
-    if ((size_t)st.st_size < need) {
+    /* within the limits above this is below 2^47 bytes: no overflow in 64 bits */
+    uint64_t floats = (uint64_t)V * D + (uint64_t)L * D + (uint64_t)L * D * D + 2 * (uint64_t)L * KV * D
+                      + (uint64_t)L * D * D + (uint64_t)L * D + 3 * (uint64_t)L * H * D + D
+                      + 2 * (uint64_t)rope_half + (shared ? 0 : (uint64_t)V * D);
+    uint64_t need = 28 + floats * sizeof(float);
+    if (st.st_size < 0 || (uint64_t)st.st_size < need || need > (uint64_t)SIZE_MAX) {
         close(fd);
         die("refrun: checkpoint %s is truncated (smaller than its header promises)", path);
     }
@@ -391,8 +397,10 @@ static int find_piece(const Vocab *v, const char *text) {
  * per UTF-8 code point (byte tokens id = byte + 3 when the code point is not
  * a piece), then greedy merging of the adjacent pair whose concatenation is
  * the piece with the highest score (the leftmost one on ties).
- * `out` must hold strlen(text) + 3 ids. Returns the number of ids. */
-static int encode_text(const Vocab *v, const char *text, int *out) {
+ * `out` must hold strlen(text) + 3 ids. Returns the number of ids; exits
+ * with a message when an id is beyond the vocabulary (a vocabulary smaller
+ * than BOS or the byte tokens), before the merges would look it up. */
+static int encode_text(const Vocab *v, const char *text, int *out, const char *path) {
     int n = 0;
     out[n++] = TOKEN_BOS;
     if (text[0] != '\0') {
@@ -417,6 +425,10 @@ static int encode_text(const Vocab *v, const char *text, int *out) {
         }
         used = 0;
     }
+    for (int i = 0; i < n; i++)
+        if (out[i] < 0 || out[i] >= v->size)
+            die("refrun: the prompt needs token ids the tokenizer %s does not have (BOS is 1, byte tokens "
+                "3 to 258)", path);
 
     for (;;) {
         float best = -1e10f;
@@ -525,6 +537,7 @@ static int pick_nucleus(const float *prob, int n, float topp, Candidate *cand, f
             m++;
         }
     }
+    if (m == 0) return pick_from_cdf(prob, n, coin); /* NaN probabilities: nothing passed the floor */
     qsort(cand, (size_t)m, sizeof(Candidate), by_prob_desc);
     float mass = 0.0f;
     int last = m - 1;
@@ -647,10 +660,7 @@ int main(int argc, char **argv) {
 
     if (prompt == NULL) prompt = "";
     int *prompt_ids = alloc_or_die(strlen(prompt) + 3, sizeof(int), "the prompt");
-    int n_prompt = encode_text(&vocab, prompt, prompt_ids);
-    for (int i = 0; i < n_prompt; i++)
-        if (prompt_ids[i] < 0 || prompt_ids[i] >= model.shape.vocab)
-            die("refrun: the prompt needs byte tokens the tokenizer %s does not have", tokenizer);
+    int n_prompt = encode_text(&vocab, prompt, prompt_ids, tokenizer);
 
     long start_ms = 0;
     long long start_ns = 0;

@@ -147,10 +147,9 @@ MERGE_CONFLICT = """{
      "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is -3.0)"),
     ('{"memory_bandwidth": {"fp-a": {"read_GBps": true}}}',
      "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is true)"),
-    ('{"memory_bandwidth": {"fp-a": {"read_GBps": NaN}}}',
-     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is NaN)"),
-    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1e999}}}',
-     "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is Infinity)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": NaN}}}', "is corrupt JSON (NaN is not a JSON number)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1e999}}}', "is corrupt JSON (1e999 is beyond the range of a float)"),
+    ('{"comment": -Infinity, "memory_bandwidth": {}}', "is corrupt JSON (-Infinity is not a JSON number)"),
     # another machine's entry is unusable: the file is refused all the same (a write would keep it)
     ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1.0}, "fp-b": {"read_GBps": 2.0, "llc_bytes": "big"}}}',
      "entry 'fp-b' of \"memory_bandwidth\" has llc_bytes \"big\", not a byte or thread count"),
@@ -174,6 +173,15 @@ def test_unusable_file_is_refused_naming_it_and_never_overwritten(tmp_path: Path
         store_info(tmp_path, "fp-c", ENTRY_A)
     assert path.read_text() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == [".llmperf.lock", "node-info.json"]  # no temp file
+
+
+def test_deeply_nested_and_huge_numbers_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "node-info.json"
+    for content in ("[" * 100000 + "]" * 100000, '{"memory_bandwidth": {}, "x": ' + "9" * 5000 + "}"):
+        path.write_text(content)
+        with pytest.raises(NodeInfoError, match="is corrupt JSON") as info:
+            read_info(path, "fp-a")
+        assert "\n" not in str(info.value)
 
 
 def test_directory_and_non_utf8_files_are_refused(tmp_path: Path) -> None:

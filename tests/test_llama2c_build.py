@@ -410,7 +410,9 @@ def test_cached_binary_without_a_manifest_is_rebuilt_quietly(tmp_path: Path, rec
 
 @pytest.mark.parametrize("content", [b"", b"{", b"\xff\xfe", b"[]", b'{"size": 5}', b'{"size": -1, "sha256": "' +
                                      b"0" * 64 + b'"}', b'{"size": true, "sha256": "' + b"0" * 64 + b'"}',
-                                     b'{"size": 5, "sha256": "ABC"}', b'{"size": ' + b"9" * 5000 + b"}"])
+                                     b'{"size": 5, "sha256": "ABC"}', b'{"size": ' + b"9" * 5000 + b"}",
+                                     b"[" * 30000 + b"]" * 30000],
+                         ids=lambda c: repr(c[:40]))
 def test_read_manifest_refuses_what_is_not_a_manifest(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "prog.manifest.json"
     path.write_bytes(content)

@@ -210,7 +210,7 @@ def read_manifest(path: Path) -> dict | None:
         raise CacheError(f"build manifest {path} cannot be read: {exc.strerror or exc}") from None
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):  # JSONDecodeError, and numbers beyond int()'s limit
+    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError, int()'s digit limit, nesting
         raise CacheError(f"build manifest {path} is not valid JSON") from None
     size = data.get("size") if isinstance(data, dict) else None
     sha = data.get("sha256") if isinstance(data, dict) else None

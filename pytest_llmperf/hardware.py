@@ -35,6 +35,7 @@ __all__ = [
     "parse_size",
     "parse_cache_sizes",
     "parse_os_release",
+    "parse_meminfo_total",
     "compiler_version",
     "torch_info",
     "detect",
@@ -413,21 +414,40 @@ def _parse_arm(
 # caches
 # --------------------------------------------------------------------------
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+# ASCII only: under IGNORECASE a Unicode pattern's [K] also matches the KELVIN SIGN (U+212A),
+# whose upper case is itself, and \d matches every script's digits
+_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE | re.ASCII)
 _SIZE_MULT = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_LIMIT = 1 << 63  # what a size in a 64-bit field can be
+# no cache is this big (the largest last-level caches are about 1 GiB): a size read as this or
+# more is a broken file, reported as unknown
+_CACHE_LIMIT = 1 << 40
 
 
 def parse_size(text: str) -> int:
     """Parse a sysfs/lscpu size ("32K", "4096K", "105M", "1G", "512") to bytes.
 
     Suffixes are binary (K = 1024) and case insensitive; an optional
-    trailing "B"/"iB" is accepted ("32KiB", "48 KB").  Raises ValueError for
-    anything else.
+    trailing "B"/"iB" is accepted ("32KiB", "48 KB").  Digits and letters
+    are ASCII.  Raises ValueError for anything else, and for sizes of 2**63
+    bytes or more.
     """
     match = _SIZE_RE.match(text) if isinstance(text, str) else None
     if not match:
-        raise ValueError(f"invalid size {text!r}: expected digits with an optional K, M or G suffix")
-    return int(match.group(1)) * _SIZE_MULT[match.group(2).upper()]
+        raise ValueError(f"invalid size {_short(text)}: expected digits with an optional K, M or G suffix")
+    digits = match.group(1).lstrip("0") or "0"
+    if len(digits) > 20:  # int() of thousands of digits is slow, and refused past 4300
+        raise ValueError(f"invalid size {_short(text)}: too large")
+    size = int(digits) * _SIZE_MULT[match.group(2).upper()]
+    if size >= _SIZE_LIMIT:
+        raise ValueError(f"invalid size {_short(text)}: too large (2**63 bytes or more)")
+    return size
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` (one line), cut to ``limit`` characters and "..." for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _empty_caches() -> dict[str, int | None]:
@@ -447,10 +467,10 @@ def parse_cache_sizes(base: str | os.PathLike[str] = CACHE_SYSFS_PATH) -> dict[s
 
     Reads ``index*/{level,type,size}`` below *base*.  Returns ``l1d_bytes``,
     ``l1i_bytes``, ``l2_bytes``, ``l3_bytes`` and ``llc_bytes``; missing
-    values (and sizes of 0) are None (never raises).  ``llc_bytes`` is the size of the
-    highest-level Data or Unified cache **per instance, as seen by cpu0**
-    (a machine with two sockets of 105 MiB L3 reports 105 MiB, not 210).
-    L2/L3 are likewise per instance.
+    values, and sizes of 0 or of 1 TiB and more, are None (never raises).
+    ``llc_bytes`` is the size of the highest-level Data or Unified cache
+    **per instance, as seen by cpu0** (a machine with two sockets of 105 MiB
+    L3 reports 105 MiB, not 210).  L2/L3 are likewise per instance.
     """
     out = _empty_caches()
     try:
@@ -468,7 +488,7 @@ def parse_cache_sizes(base: str | os.PathLike[str] = CACHE_SYSFS_PATH) -> dict[s
             size = parse_size(size_text)
         except ValueError:
             continue
-        if size <= 0:  # "0K": some hypervisors give sizes they do not know as 0
+        if not 0 < size < _CACHE_LIMIT:  # "0K": some hypervisors give sizes they do not know as 0
             continue
         if level == 1 and ctype == "data":
             key = "l1d_bytes"
@@ -504,8 +524,8 @@ def _sysconf_caches() -> dict[str, int | None]:
                 value = os.sysconf(name)
             except (OSError, ValueError):
                 continue
-            if value and value > 0:
-                out[key] = int(value)
+            if isinstance(value, int) and 0 < value < _CACHE_LIMIT:
+                out[key] = value
     out["llc_bytes"] = out["l3_bytes"] or out["l2_bytes"]
     return out
 
@@ -539,7 +559,7 @@ def _darwin_caches(values: Mapping[str, str]) -> dict[str, int | None]:
         ("l3_bytes", "hw.l3cachesize"),
     ):
         value = _int(values.get(name))
-        if value:
+        if value is not None and 0 < value < _CACHE_LIMIT:
             out[key] = value
     out["llc_bytes"] = out["l3_bytes"] or out["l2_bytes"]
     return out
@@ -558,11 +578,13 @@ def parse_os_release(text: str) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        value = value.strip()
+        key, value = key.strip(), value.strip()
+        if not key:
+            continue
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
             value = re.sub(r"\\(.)", r"\1", value)
-        out[key.strip()] = value
+        out[key] = value
     return out
 
 
@@ -578,6 +600,7 @@ def compiler_version(cc: str = "cc", timeout: float = 5.0) -> str | None:
             [exe, "--version"],
             capture_output=True,
             text=True,
+            errors="replace",  # a banner with a stray byte still names the compiler
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "LC_ALL": "C"},
@@ -651,7 +674,8 @@ def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
         if not sep or not name.strip():
             continue
         mib = _int(memory.strip())
-        gpus.append({"name": name.strip(), "total_memory_bytes": mib * 1024 * 1024 if mib is not None else None})
+        total = mib * 1024 * 1024 if mib is not None and 0 < mib < _SIZE_LIMIT >> 20 else None  # "[N/A]", -1
+        gpus.append({"name": name.strip(), "total_memory_bytes": total})
     return gpus
 
 
@@ -712,6 +736,19 @@ def _psutil() -> Any | None:
     return psutil
 
 
+_MEMTOTAL_RE = re.compile(r"^MemTotal:[ \t]*([0-9]{1,20})[ \t]*kB[ \t]*$", re.MULTILINE | re.ASCII)
+
+
+def parse_meminfo_total(text: str) -> int | None:
+    """Bytes of ``MemTotal`` in ``/proc/meminfo`` text; None when it is missing, malformed, 0 or
+    2**63 bytes or more."""
+    match = _MEMTOTAL_RE.search(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    total = int(match.group(1)) * 1024
+    return total if 0 < total < _SIZE_LIMIT else None
+
+
 def _memory_total(psutil: Any | None) -> int | None:
     if psutil is not None:
         try:
@@ -720,9 +757,9 @@ def _memory_total(psutil: Any | None) -> int | None:
             pass
     text = _read_text("/proc/meminfo")
     if text:
-        match = re.search(r"^MemTotal:\s*(\d+)\s*kB", text, re.MULTILINE)
-        if match:
-            return int(match.group(1)) * 1024
+        total = parse_meminfo_total(text)
+        if total is not None:
+            return total
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (OSError, ValueError, AttributeError):
@@ -872,7 +909,7 @@ def _major_minor(version: Any) -> str | None:
 def _gib(value: Any) -> int | None:
     try:
         return int(round(int(value) / _GIB))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: beyond a float's range
         return None
 
 

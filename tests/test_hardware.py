@@ -73,6 +73,15 @@ def test_x86_xeon():
     assert "sse2" not in cpu["isa_extensions"]
 
 
+def test_x86_kvm_guest_with_amx():
+    # recorded on the project's 2-core KVM VM: the hypervisor hides the marketing name
+    cpu = parse_cpuinfo(sample("x86_64_kvm_xeon_amx_2cpu.txt"))
+    assert cpu["cpu_model"] == "Intel(R) Xeon(R) Processor"
+    assert cpu["uarch"] == "family 6 model 167"
+    assert cpu["logical_cpus"] == 2
+    assert {"amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_fp16", "avx_vnni"} <= set(cpu["isa_extensions"])
+
+
 def test_x86_amd_amx_and_common_flags():
     text = textwrap.dedent(
         """\

@@ -281,8 +281,10 @@ def test_explicit_compiler_path_that_is_not_an_executable_file(tmp_path: Path) -
             build.build(src, "-O1", tmp_path / "cache", cc=str(cc))
         assert str(info.value) == message
     assert not (tmp_path / "cache").exists()
-    # a relative path with a directory part is a path too, and an executable one is used
-    os.symlink(REAL_CC, tmp_path / "mycc")
+    # a relative path with a directory part is a path too, and an executable one is used (a
+    # wrapper script, not a symlink: ccache's cc would look for a compiler named mycc)
+    (tmp_path / "mycc").write_text(f'#!/bin/sh\nexec "{REAL_CC}" "$@"\n')
+    (tmp_path / "mycc").chmod(0o755)
     here = os.getcwd()
     os.chdir(tmp_path)
     try:

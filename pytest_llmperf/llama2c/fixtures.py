@@ -5,6 +5,12 @@ asks for the fixture. Exceptions become test outcomes here: a flag set the compi
 model missing from ``--llmperf-models`` skip with the reason; a build that fails, an invalid model
 file, an unusable cache and a run that hangs, crashes or prints no valid figure fail the test that
 needs them, with a one-line reason (and the tail of the compiler's or the binary's stderr).
+
+A node-info file beside the baselines that cannot be used (corrupt JSON such as a merge conflict,
+or not the expected shape) is never overwritten. ``bench`` then records and saves its gated tok/s
+and peak RSS as usual and leaves MBU out, with a warning naming the file (MBU is informational:
+failing the test would also keep its tok/s out of a saved baseline); ``llama2c.bandwidth()``, which
+a test calls to get the figure itself, fails the test with the same line.
 """
 
 from __future__ import annotations

@@ -185,9 +185,12 @@ def test_timeout_kills_the_binary(fake: Path) -> None:
     assert str(fake) in message and "-n 64" in message
 
 
-def test_timeout_without_pidfd(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the thread-based wait used where os.pidfd_open is missing (macOS, old kernels)
-    monkeypatch.delattr(os, "pidfd_open", raising=False)
+@pytest.mark.parametrize("missing", [("pidfd_open",), ("pidfd_open", "waitid")], ids=["no-pidfd", "no-waitid"])
+def test_timeout_without_pidfd(fake: Path, monkeypatch: pytest.MonkeyPatch, missing: tuple) -> None:
+    # the thread-based waits used where os.pidfd_open is missing (macOS, old kernels), and
+    # os.waitid too (macOS before Python 3.13)
+    for name in missing:
+        monkeypatch.delattr(os, name, raising=False)
     thread_errors: list[BaseException] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
     before = threading.active_count()
@@ -392,9 +395,13 @@ def test_timeout_kills_what_the_binary_forked(forker: Path, tmp_path: Path) -> N
             os.kill(grandchild, signal.SIGKILL)
 
 
-def test_timeout_kills_what_the_binary_forked_without_pidfd(forker: Path, tmp_path: Path,
+@pytest.mark.parametrize("missing", [("pidfd_open",), ("pidfd_open", "waitid")], ids=["no-pidfd", "no-waitid"])
+def test_timeout_kills_what_the_binary_forked_without_pidfd(forker: Path, tmp_path: Path, missing: tuple,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    # the waits used where os.pidfd_open is missing (macOS, old kernels), and os.waitid too (macOS
+    # before Python 3.13)
+    for name in missing:
+        monkeypatch.delattr(os, name, raising=False)
     grandchild, outcome = _run_forker(forker, tmp_path, "hang", 0.5)
     try:
         assert isinstance(outcome, RunError) and "did not finish within the timeout" in str(outcome)
@@ -404,8 +411,13 @@ def test_timeout_kills_what_the_binary_forked_without_pidfd(forker: Path, tmp_pa
             os.kill(grandchild, signal.SIGKILL)
 
 
-def test_a_normal_run_leaves_nothing_running(forker: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("missing", [(), ("pidfd_open",), ("pidfd_open", "waitid")],
+                         ids=["pidfd", "no-pidfd", "no-waitid"])
+def test_a_normal_run_leaves_nothing_running(forker: Path, tmp_path: Path, missing: tuple,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # the binary printed its rate and exited, leaving a child behind: killed with the group
+    for name in missing:
+        monkeypatch.delattr(os, name, raising=False)
     grandchild, outcome = _run_forker(forker, tmp_path, "exit", 30)
     try:
         assert isinstance(outcome, RunResult) and outcome.tok_per_s == 10.0

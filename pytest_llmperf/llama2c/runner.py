@@ -172,9 +172,11 @@ def _read_stats(path: str) -> dict[str, int]:
     return out
 
 
-def _wait(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for the child to exit, without reaping it (its process group
-    stays ours to kill); False when it is still running at the deadline."""
+def _wait(pid: int, timeout: float) -> tuple[bool, tuple | None]:
+    """Wait up to ``timeout`` seconds for the child to exit: ``(exited, None)``, the child not
+    reaped yet (so its process group id is still ours to kill), or where neither ``pidfd_open``
+    nor ``waitid`` exists (macOS before Python 3.13) ``(True, (status, rusage))``, reaped by a
+    waiting thread."""
     if hasattr(os, "pidfd_open"):
         try:
             fd = os.pidfd_open(pid)
@@ -185,19 +187,24 @@ def _wait(pid: int, timeout: float) -> bool:
                 ready, _, _ = select.select([fd], [], [], timeout)
             finally:
                 os.close(fd)
-            return bool(ready)
+            return bool(ready), None
     done = threading.Event()
+    reaped: list[tuple] = []
 
     def watch() -> None:
         try:
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError:
+            if hasattr(os, "waitid"):
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            else:
+                reaped.append(os.wait4(pid, 0)[1:])
+        except ChildProcessError:  # reaped by the caller after killing it at the deadline
             pass
         done.set()
 
     waiter = threading.Thread(target=watch, daemon=True)
     waiter.start()
-    return done.wait(timeout)
+    exited = done.wait(timeout)
+    return exited, (reaped[0] if exited and reaped else None)
 
 
 def _kill_group(pid: int) -> None:
@@ -241,13 +248,20 @@ class Runner:
                 pid = os.posix_spawn(exe, argv, env, file_actions=actions, setpgroup=0)
             except OSError as exc:
                 raise RunError(f"{exe}: cannot start: {exc.strerror or exc}") from None
+            exited, reaped = False, None
             try:
-                exited = _wait(pid, spec.timeout)
+                exited, reaped = _wait(pid, spec.timeout)
             finally:
                 # the child has exited (a zombie, not reaped yet, so the group id is still ours) or
                 # is killed now: either way nothing it started outlives the run
                 _kill_group(pid)
-                _, status, usage = os.wait4(pid, 0)
+                if reaped is None:
+                    try:
+                        _, status, usage = os.wait4(pid, 0)
+                    except ChildProcessError:  # reaped by _wait's thread (no waitid) after the kill
+                        exited = False
+            if reaped is not None:
+                status, usage = reaped
             if not exited:
                 raise RunError(f"{binary.name} did not finish within the timeout of {spec.timeout:g} s "
                                f"(--llmperf-run-timeout) and was killed with its process group; "

@@ -417,12 +417,17 @@ _UNIT_BYTES = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 
 
 def parse_status_kb(text: str, field: str) -> int | None:
-    """Bytes of a size field (e.g. "VmHWM", "VmRSS") of ``/proc/<pid>/status`` text, or None."""
-    match = re.search(rf"^{re.escape(field)}:\s*(\d+)\s*([kKmMgG]?[bB])?\s*$", text, re.MULTILINE)
+    """Bytes of a size field (e.g. "VmHWM", "VmRSS") of ``/proc/<pid>/status`` or
+    ``/proc/meminfo`` text, or None: also for a malformed value or one of 2**63 bytes or more."""
+    # ASCII digits, at most 20 of them: \d would take any script's digits, and int() of a
+    # 400-digit value is no size
+    match = re.search(rf"^{re.escape(field)}:[ \t]*([0-9]{{1,20}})[ \t]*([kKmMgG]?[bB])?[ \t]*$", text,
+                      re.MULTILINE | re.ASCII)
     if match is None:
         return None
     unit = (match.group(2) or "kB").lower()
-    return int(match.group(1)) * _UNIT_BYTES.get(unit, 1024)
+    size = int(match.group(1)) * _UNIT_BYTES.get(unit, 1024)
+    return size if size < 1 << 63 else None
 
 
 def parse_vmhwm(text: str) -> int | None:
@@ -583,7 +588,7 @@ def available_memory(device: torch.device | str) -> int | None:
     except Exception:  # noqa: BLE001 - psutil is optional
         pass
     try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as fh:
             return parse_status_kb(fh.read(), "MemAvailable")
     except OSError:
         return None

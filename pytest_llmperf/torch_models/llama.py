@@ -437,6 +437,12 @@ class CheckpointError(ValueError):
     """A llama2.c checkpoint that cannot be loaded; one line naming the file."""
 
 
+def _shown(name: str) -> str:
+    """A file name as a one-line message shows it: as it is, or as its repr when it holds a
+    newline or another character that is not printable."""
+    return name if name.isprintable() else repr(name)
+
+
 def load_llama2c(path, device="cpu", dtype: torch.dtype = torch.float32,
                  expected: LlamaConfig | None = None) -> Llama:
     """Load a llama2.c legacy ("version 0") checkpoint into a :class:`Llama`.
@@ -450,14 +456,15 @@ def load_llama2c(path, device="cpu", dtype: torch.dtype = torch.float32,
     about 2 s on the project's 2-core VM. The model's name is ``expected.name``, or
     the file's stem. A shared classifier is tied to the embedding table."""
     name = os.fspath(path)
+    shown = _shown(name)
     try:
         shape = l2c.read_checkpoint_header(name)
     except l2c.ModelFileError as exc:
-        raise CheckpointError(str(exc)) from None
+        raise CheckpointError(str(exc).replace(name, shown)) from None
     cfg = config_from_llama2c(expected.name if expected else Path(name).stem, shape)
     if expected is not None and not expected.same_shape(cfg):
         raise CheckpointError(
-            f"checkpoint {name} has {cfg.describe()}, but decode model {expected.name!r} "
+            f"checkpoint {shown} has {cfg.describe()}, but decode model {expected.name!r} "
             f"expects {expected.describe()}")
     n_floats = shape.n_floats()
     body = bytearray(4 * n_floats)
@@ -466,9 +473,9 @@ def load_llama2c(path, device="cpu", dtype: torch.dtype = torch.float32,
             fh.seek(l2c.LEGACY_HEADER_BYTES)
             got = fh.readinto(body)
     except OSError as exc:
-        raise CheckpointError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        raise CheckpointError(f"{shown}: cannot read: {exc.strerror or exc}") from None
     if got != len(body):
-        raise CheckpointError(f"{name}: read {got} bytes of weights, expected {len(body)}: "
+        raise CheckpointError(f"{shown}: read {got} bytes of weights, expected {len(body)}: "
                               f"the file changed while it was read")
     raw = torch.frombuffer(body, dtype=torch.uint8)
     if sys.byteorder == "big":  # the file is little-endian

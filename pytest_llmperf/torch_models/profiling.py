@@ -13,6 +13,7 @@ events to ``device_time``; both spellings are read.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from pytest_llmperf.fileutil import atomic_write
 
 from .device import _as_device, synchronize
 
-__all__ = ["ProfileResult", "profile_steps", "load_profile_json"]
+__all__ = ["ProfileFileError", "ProfileResult", "profile_steps", "load_profile_json"]
 
 JSON_FORMAT = 1
 TABLE_ROW_LIMIT = 30
@@ -133,22 +134,97 @@ class ProfileResult:
         return [txt, js]
 
 
+class ProfileFileError(ValueError):
+    """A saved profile that cannot be read back; one line naming the file and what is wrong."""
+
+
+# the numeric columns of a row, which top() and summary_line() compare and divide
+_ROW_TIMES = ("self_cpu_us", "cpu_total_us", "self_device_us", "device_total_us")
+_ROW_COUNTS = ("calls", "self_cpu_memory_bytes", "self_device_memory_bytes")
+
+
+def _number(value: Any, what: str, integer: bool = False) -> float | int:
+    """``value`` when it is a finite JSON number of at most 64 bits (an int for ``integer``, as a
+    float otherwise), else ProfileFileError."""
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, int) and not isinstance(value, bool):
+        ok = ok and -(1 << 63) <= value < 1 << 63  # math.isfinite() of a longer int overflows
+    elif ok:
+        ok = math.isfinite(value)
+    if isinstance(value, bool) or not ok:
+        raise ProfileFileError(f"{what} is {_brief(value)}, not {'a 64-bit integer' if integer else 'a finite number'}")
+    return value if integer else float(value)
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"  # repr() refuses past 4300 digits
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _load_row(row: Any, index: int) -> dict:
+    if not isinstance(row, dict):
+        raise ProfileFileError(f"row {index} is {_brief(row)}, not an object")
+    if not isinstance(row.get("name"), str):
+        raise ProfileFileError(f"row {index} has no operator name")
+    out = dict(row)
+    for key in _ROW_TIMES:
+        if key in out:
+            out[key] = _number(out[key], f"row {index} {key}")
+    for key in _ROW_COUNTS:
+        if key in out:
+            out[key] = _number(out[key], f"row {index} {key}", integer=True)
+    if "on_device" in out and not isinstance(out["on_device"], bool):
+        raise ProfileFileError(f"row {index} on_device is {_brief(out['on_device'])}, not true or false")
+    return out
+
+
 def load_profile_json(path: Path) -> ProfileResult:
-    """Read back a ``<stem>.json`` written by :meth:`ProfileResult.save`."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read back a ``<stem>.json`` written by :meth:`ProfileResult.save`.
+
+    Raises :class:`ProfileFileError` (a ValueError), one line naming the file, for a file that
+    cannot be read, is not JSON, or is not a saved profile: rows that are not objects with an
+    operator name, times that are not finite numbers, counts that are not integers, strings that
+    are not strings. What loads can be ranked and summarised."""
+    shown = repr(str(path)) if not str(path).isprintable() else str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileFileError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileFileError(f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        raise ProfileFileError(f"{shown}: not JSON: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path} is not a saved torch profile")
-    return ProfileResult(
-        rows=[dict(r) for r in data["rows"]],
-        self_cpu_total_us=float(data.get("self_cpu_total_us", 0.0)),
-        self_device_total_us=float(data.get("self_device_total_us", 0.0)),
-        device_type=str(data.get("device_type", "cpu")),
-        steps=int(data.get("steps", 0)),
-        table=str(data.get("table", "")),
-        device=str(data.get("device", "")),
-        warmup=int(data.get("warmup", 0)),
-        extra=dict(data.get("extra") or {}),
-    )
+        raise ProfileFileError(f"{shown} is not a saved torch profile")
+    try:
+        extra = data.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise ProfileFileError(f"extra is {_brief(extra)}, not an object")
+        texts = {}
+        for key, default in (("device_type", "cpu"), ("table", ""), ("device", "")):
+            texts[key] = data.get(key, default)
+            if not isinstance(texts[key], str):
+                raise ProfileFileError(f"{key} is {_brief(texts[key])}, not a string")
+        counts = {key: _number(data.get(key, 0), key, integer=True) for key in ("steps", "warmup")}
+        if min(counts.values()) < 0:
+            raise ProfileFileError(f"steps and warmup must not be negative, got {counts['steps']} and {counts['warmup']}")
+        return ProfileResult(
+            rows=[_load_row(row, i) for i, row in enumerate(data["rows"])],
+            self_cpu_total_us=_number(data.get("self_cpu_total_us", 0.0), "self_cpu_total_us"),
+            self_device_total_us=_number(data.get("self_device_total_us", 0.0), "self_device_total_us"),
+            device_type=texts["device_type"],
+            steps=counts["steps"],
+            table=texts["table"],
+            device=texts["device"],
+            warmup=counts["warmup"],
+            extra=dict(extra),
+        )
+    except ProfileFileError as exc:
+        raise ProfileFileError(f"{shown}: {exc}") from None
 
 
 def _row(evt: Any) -> dict:

@@ -17,6 +17,7 @@ size check), truncation, appended and overwritten bytes, NaN and infinity, numbe
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -62,7 +63,9 @@ def _checkpoint_bytes(shape: l2c.ModelConfig) -> bytes:
         return path.read_bytes()
 
 
-BASES = [(shape, _checkpoint_bytes(shape)) for shape in SHAPES]
+@functools.lru_cache(maxsize=None)  # made at the first draw, not when the module is collected
+def _bases() -> list[tuple[l2c.ModelConfig, bytes]]:
+    return [(shape, _checkpoint_bytes(shape)) for shape in SHAPES]
 
 
 def _implied_size(fields: tuple[int, ...]) -> int | None:
@@ -78,7 +81,7 @@ def _implied_size(fields: tuple[int, ...]) -> int | None:
 
 @st.composite
 def checkpoints(draw) -> bytes:
-    _, data = draw(st.sampled_from(BASES))
+    _, data = draw(st.sampled_from(_bases()))
     data = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
         op = draw(st.sampled_from(["field", "field_resized", "truncate", "append", "overwrite", "not_finite",
@@ -143,13 +146,16 @@ def test_load_llama2c_of_a_path_that_is_no_file(tmp_path, what):
 
 # -- saved torch profiles ------------------------------------------------------------------------------
 
-def _saved_profile() -> dict:
+@functools.lru_cache(maxsize=None)  # profiled at the first use, not when the module is collected
+def _profile_text() -> str:
     a = torch.ones(16, 16)
     result = profiling.profile_steps(lambda: torch.mm(a, a), "cpu", steps=1, warmup=0)
-    return result.to_json()
+    return json.dumps(result.to_json())
 
 
-PROFILE = _saved_profile()
+def _profile() -> dict:
+    """A fresh copy of a profile saved by ProfileResult (a 16 x 16 matmul on the CPU)."""
+    return json.loads(_profile_text())
 ODD_JSON = [None, True, False, 0, -1, 1.5, 10**400, 1e308, math.nan, math.inf, -math.inf, "", "x", "nan", "12",
             [], {}, [1, 2], {"name": 1}, "\u212a\x00\ud800"]
 
@@ -166,7 +172,7 @@ ODD_JSON_VALUES = _odd_json()
 
 @st.composite
 def profiles(draw) -> str | bytes:
-    data = json.loads(json.dumps(PROFILE))
+    data = _profile()
     for _ in range(draw(st.integers(0, 4))):
         op = draw(st.sampled_from(["top", "row", "row_key", "drop", "rows"]))
         if op == "top":
@@ -185,7 +191,7 @@ def profiles(draw) -> str | bytes:
     try:
         text = json.dumps(data, indent=1)
     except ValueError:  # an int too long to write: write a long one by hand
-        text = json.dumps(PROFILE).replace('"steps": 1', '"steps": ' + "9" * 5000)
+        text = _profile_text().replace('"steps": 1', '"steps": ' + "9" * 5000)
     form = draw(st.sampled_from(["text", "cut", "bytes"]))
     if form == "cut":
         return text[: draw(st.integers(0, len(text)))]
@@ -213,8 +219,8 @@ def test_load_profile_json_raises_only_profile_file_error(content):
 
 
 def test_load_profile_json_round_trips_and_refuses_a_missing_file(tmp_path):
-    result = profiling.load_profile_json(_write(tmp_path / "p.json", json.dumps(PROFILE)))
-    assert result.to_json() == PROFILE
+    result = profiling.load_profile_json(_write(tmp_path / "p.json", _profile_text()))
+    assert result.to_json() == _profile()
     with pytest.raises(profiling.ProfileFileError, match="no-such.json"):
         profiling.load_profile_json(tmp_path / "no-such.json")
     assert issubclass(profiling.ProfileFileError, ValueError)
@@ -290,13 +296,13 @@ def test_checkpoint_error_of_a_file_name_with_a_newline_is_one_line(tmp_path):
     ({"extra": [1]}, "extra is [1]"),  # was TypeError
 ])
 def test_load_profile_json_refuses_what_fuzzing_found(tmp_path, change, what):
-    path = _write(tmp_path / "p.json", json.dumps({**PROFILE, **change}))
+    path = _write(tmp_path / "p.json", json.dumps({**_profile(), **change}))
     with pytest.raises(profiling.ProfileFileError, match=re.escape(what)):
         profiling.load_profile_json(path)
 
 
 def test_load_profile_json_refuses_an_infinite_count(tmp_path):
-    path = _write(tmp_path / "p.json", json.dumps(PROFILE).replace('"steps": 1', '"steps": 1e400'))
+    path = _write(tmp_path / "p.json", _profile_text().replace('"steps": 1', '"steps": 1e400'))
     with pytest.raises(profiling.ProfileFileError, match="steps is inf"):  # was OverflowError
         profiling.load_profile_json(path)
 

@@ -27,8 +27,14 @@ ENV_OPTIONS = ("LLMPERF_NODE", "LLMPERF_BASELINE_DIR", "LLMPERF_ARTIFACTS", "LLM
 PROGRAM = r"""
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 int main(int argc, char **argv) {
+    if (argc > 3) {  /* die of SIGSEGV, leaving no core file */
+        struct rlimit none = {0, 0};
+        setrlimit(RLIMIT_CORE, &none);
+        *(volatile int *)0 = 1;
+    }
     long n = argc > 1 ? atol(argv[1]) : 100000;
     int code = argc > 2 ? atoi(argv[2]) : 0;
     struct timespec a, b;
@@ -165,16 +171,44 @@ def test_failing_program_fails_the_test_naming_it(pytester, program, cache_dir):
     assert not list((pytester.path / "baselines").rglob("*.json"))
 
 
+@needs_perf
+def test_program_killed_by_a_signal_fails_the_test_naming_it(pytester, program, cache_dir):
+    """perf stat 6.1 exits 0 when its command dies of a signal: the test used to pass, its counts
+    recorded. The exit status comes from the wrapper run under perf."""
+    pytester.makepyfile(test_crash=f"""
+        def test_crash(llmperf, llmperf_profile):
+            llmperf.record("own", 2.0, unit="s", higher_is_better=False)
+            llmperf_profile.command([{str(program)!r}, "10", "0", "segv"])
+    """)
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat", "--llmperf-profile-runs=5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*llmperf: perf-stat: work under perf-stat was killed by signal 11 (SIGSEGV); "
+                                 "stderr ends with:*"])
+    t = report(pytester)["test_crash"]
+    assert t["metrics"]["own"]["samples"] == [2.0] and "perf.task-clock" not in t["metrics"]
+    folder = pytester.path / "llmperf-artifacts" / "pnode" / "test_crash.py--test_crash"
+    assert (folder / "work-perf-stat-1.perf-stat.status").read_text() == "signal 11\n"
+
+
 def test_unparsable_perf_output_and_missing_perf(pytester, program, cache_dir, tmp_path):
     fake = tmp_path / "perf"
-    fake.write_text("#!/bin/sh\n# a perf that writes nonsense to its -o file and runs nothing\n"
-                    "while [ $# -gt 0 ]; do if [ \"$1\" = -o ]; then echo 'Totally not CSV' > \"$2\"; fi; shift; done\n")
+    fake.write_text("#!/bin/sh\n# a perf that writes nonsense to its -o file and runs the command after its --\n"
+                    "while [ $# -gt 0 ]; do\n"
+                    "  case \"$1\" in -o) echo 'Totally not CSV' > \"$2\";; --) shift; exec \"$@\";; esac; shift\n"
+                    "done\n")
     fake.chmod(0o755)
     write_test(pytester, program)
     result = run(pytester, cache_dir, "--llmperf-profile=perf-stat", env={"LLMPERF_PERF": str(fake)})
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*llmperf: perf-stat: *work-perf-stat-1.perf-stat.csv, line 1: unparsable perf stat line: "
                                  "'Totally not CSV'*"])
+    # a perf that runs nothing: the command's exit status is unknown, whatever perf's own
+    fake.write_text("#!/bin/sh\n# a perf that runs nothing\nexit 0\n")
+    result = run(pytester, cache_dir, "--llmperf-profile=perf-stat", env={"LLMPERF_PERF": str(fake)})
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*llmperf: perf-stat: the exit status of work under perf-stat is unknown: the exec "
+                                 "wrapper wrote no *work-perf-stat-1.perf-stat.status (it never ran, or was killed); "
+                                 "perf stat exited with code 0; stderr ends with:*"])
     result = run(pytester, cache_dir, "--llmperf-profile=perf-stat,perf-record", env={"PATH": path_without("perf")})
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["llmperf: profiler perf-stat skipped in 1 test(s): perf not found on PATH*",

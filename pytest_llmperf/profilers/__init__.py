@@ -31,8 +31,8 @@ class ProfilerOptions:
     perf_events: tuple[str, ...] = DEFAULT_PERF_EVENTS
     perf_freq: int = DEFAULT_PERF_FREQ
     runs: int = DEFAULT_PROFILE_RUNS
-    cc: str = "cc"  # builds the valgrind fake-clock shim
-    cache_dir: Path | None = None  # where that shim is built
+    cc: str = "cc"  # builds the valgrind fake-clock shim and perf stat's exit-status wrapper
+    cache_dir: Path | None = None  # where they are built
 
 
 def create(name: str, options: ProfilerOptions | None = None):
@@ -41,7 +41,7 @@ def create(name: str, options: ProfilerOptions | None = None):
     if name == "perf-stat":
         from .perf import PerfStat
 
-        return PerfStat(options.perf, options.perf_events)
+        return PerfStat(options.perf, options.perf_events, options.cc, options.cache_dir)
     if name == "perf-record":
         from .perf import PerfRecord
 

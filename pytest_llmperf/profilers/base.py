@@ -168,10 +168,27 @@ def run(profiler: Profiler, argv: Sequence[str], outdir: str | os.PathLike, tag:
     return profiler.collect(outdir, tag, done)
 
 
-def child_failed(profiler: Profiler, done: Completed, argv0: str) -> ProfilerError:
-    """The error for a profiled command that exited non-zero (the tool passes its status on)."""
+def killed_by(number: int) -> str:
+    """``signal 11 (SIGSEGV)``, or ``signal 99`` for a number that names no signal here."""
+    import signal
+
+    try:
+        return f"signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"signal {number}"
+
+
+def ended(code: int) -> str:
+    """How a process ended, from its exit code (negative: the signal that killed it)."""
+    return f"was killed by {killed_by(-code)}" if code < 0 else f"exited with code {code}"
+
+
+def child_failed(profiler: Profiler, done: Completed, argv0: str, hint: str = "") -> ProfilerError:
+    """The error for a profiled command that exited non-zero (the tool passes its status on, or
+    ``done.returncode`` is the status the profiler read elsewhere); a negative code is a signal.
+    ``hint``, in brackets after the status, says more of it."""
     code = done.returncode
-    what = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    what = ended(code) + (f" ({hint})" if hint else "")
     shown = tail(done.stderr) or tail(done.stdout) or "(no output)"
     return ProfilerError(f"{profiler.name}: {Path(argv0).name} under {profiler.name} {what}; "
                          f"stderr ends with:\n{shown}")

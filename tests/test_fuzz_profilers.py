@@ -231,6 +231,49 @@ def test_fuzz_perf_stat_collect(text, garbage, stderr):
         assert_one_json_document(profile.details)
 
 
+STATUS_SEEDS = [b"exit 0\n", b"exit 4\n", b"signal 11\n", b"spawn-error 2\n", b"shell 0\n", b"shell 139\n", b"exit 0",
+                b"", b"exit 255\n", b"signal 127\n"]
+WRAPPER = "/cache/build/k/" + perf.EXITSTATUS_NAME
+
+
+@st.composite
+def status_files(draw) -> bytes:
+    """What the exec wrapper writes, and what a killed or foreign one would leave."""
+    seed = draw(st.sampled_from(STATUS_SEEDS))
+    op = draw(st.sampled_from(["keep", "number", "cut", "junk", "bytes"]))
+    if op == "number":
+        return re.sub(rb"[0-9]+", draw(NASTY_NUMBERS).encode("utf-8", "surrogatepass"), seed, count=1)
+    if op == "cut":
+        return seed[:draw(st.integers(0, len(seed)))]
+    if op == "junk":
+        at = draw(st.integers(0, len(seed)))
+        return seed[:at] + draw(st.sampled_from(JUNK)).encode("utf-8", "surrogatepass") + seed[at:]
+    if op == "bytes":
+        return draw(st.binary(max_size=24))
+    return seed
+
+
+@fuzz(status_files(), st.sampled_from([0, 0, 1, 4, 127, 255, -9, -11]))
+def test_fuzz_perf_stat_status_file(status, returncode):
+    """Whatever the status file holds and whatever perf's exit code: a ProfilerError whose first line
+    names perf-stat, or counters only where the command and perf both succeeded."""
+    with tempfile.TemporaryDirectory() as d:
+        outdir = Path(d)
+        (outdir / "t.perf-stat.csv").write_text(STAT_SEEDS[0])
+        (outdir / "t.perf-stat.status").write_bytes(status)
+        argv = [WRAPPER, "read", str(outdir / "t.perf-stat.status"), "--", "perf", "stat", "--", WRAPPER, "write",
+                str(outdir / "t.perf-stat.status"), "--", "./prog"]
+        try:
+            profile = PerfStat().collect(outdir, "t", Completed(argv, returncode, "", "boom\n", 0.1))
+        except ProfilerError as exc:
+            first = str(exc).split("\n")[0]
+            assert first.startswith("perf-stat: ") and first.isprintable(), str(exc)
+            return
+    assert returncode == 0 and re.fullmatch(rb"(exit|shell) 0+\n?", status), status
+    assert_recordable(profile.readings)
+    assert_one_json_document(profile.details)
+
+
 # -- perf report ------------------------------------------------------------------------------------
 
 @fuzz(mutated(REPORT_SEEDS, REPORT_KEY))

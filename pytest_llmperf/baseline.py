@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import stats
+from .errors import OneLine
 from .fileutil import atomic_write, exclusive_lock
 from .compare import MAX_SAMPLE, Metric, sample_problem
 
@@ -36,7 +37,7 @@ LOCK_NAME = ".llmperf.lock"
 NODE_INFO = "node-info.json"  # the node's measured facts (memory bandwidth), not a baseline file
 
 
-class BaselineError(Exception):
+class BaselineError(OneLine, Exception):
     """A baseline file or directory that cannot be used; the message is one line naming it."""
 
 

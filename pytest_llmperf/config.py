@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Union
 
+from .errors import OneLine
+
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_CONFIDENCE = 0.99
 DEFAULT_NOISE_FLOOR = 0.01
@@ -25,7 +27,7 @@ NORMALIZE_CHOICES = ("auto", "on", "off")
 Warmup = Union[str, int]  # "auto" or a number of rounds to discard
 
 
-class ConfigError(ValueError):
+class ConfigError(OneLine, ValueError):
     """A bad option, ini value or marker keyword; the message is one line and names the culprit."""
 
 

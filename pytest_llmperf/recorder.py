@@ -7,12 +7,13 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping
 
 from . import measure as _measure
+from .errors import OneLine
 from .compare import MAX_SAMPLE, NOISY, Metric, compare_metric, sample_problem
 
 _UNSET = object()
 
 
-class RecordError(ValueError):
+class RecordError(OneLine, ValueError):
     """A misuse of ``llmperf.measure``/``llmperf.record``; the message names the metric."""
 
 

@@ -249,3 +249,13 @@ def test_any_valid_samples_compare_and_report(base, cur, higher, tolerance, conf
     assert sum(1 for line in table.splitlines() if line.startswith("| `")) == 1
     assert report.terminal_table([verdict])
     assert compare.verdict_message(verdict)
+
+
+@fuzz(st.text(max_size=40))
+def test_error_messages_stay_one_line_whatever_a_name_holds(name):
+    from pytest_llmperf.llama2c.models import ModelFileError
+
+    for error in (ConfigError, BaselineError, RecordError, ModelFileError):
+        text = str(error(f"{name}: no such file"))
+        assert "\n" not in text and "\r" not in text
+        assert text.startswith(name.replace("\r", "\\r").replace("\n", "\\n"))

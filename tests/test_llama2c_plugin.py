@@ -468,10 +468,11 @@ def test_suite_bad_options_are_usage_errors(suite: pytest.Pytester, cache_dir: P
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --llmperf-llama2c-models: unknown model 'stories7B' (known: stories260K, "
                                  "stories15M, stories42M, stories110M, all)"])
-    for bad in ("0", "1,-2", "two"):
+    for bad in ("0", "1,-2", "two", "1,99999999999999999999"):
         result = run(suite, cache_dir, "--collect-only", "-q", f"--llmperf-threads={bad}")
         assert result.ret == pytest.ExitCode.USAGE_ERROR
-        result.stderr.fnmatch_lines([f"ERROR: --llmperf-threads: expected positive integers like 1,2,4; got '{bad}'"])
+        result.stderr.fnmatch_lines([f"ERROR: --llmperf-threads: expected positive integers up to 1024 like 1,2,4; "
+                                     f"got '{bad}'"])
 
 
 def test_suite_no_runq_skips_with_its_reason(suite: pytest.Pytester, cache_dir: Path) -> None:

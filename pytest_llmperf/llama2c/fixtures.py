@@ -101,6 +101,9 @@ def selected_models(config: pytest.Config) -> list[str]:
     return out
 
 
+MAX_THREADS = 1024  # OpenMP threads of one run; a larger count is a typo
+
+
 def selected_threads(config: pytest.Config) -> list[int]:
     from ..plugin import _value
     from .session import thread_counts
@@ -112,8 +115,9 @@ def selected_threads(config: pytest.Config) -> list[int]:
         values = sorted({int(v) for v in str(raw).split(",") if v.strip()})
     except ValueError:
         values = []
-    if not values or values[0] < 1:
-        raise pytest.UsageError(f"--llmperf-threads: expected positive integers like 1,2,4; got {raw!r}")
+    if not values or values[0] < 1 or values[-1] > MAX_THREADS:
+        raise pytest.UsageError(f"--llmperf-threads: expected positive integers up to {MAX_THREADS} like 1,2,4; "
+                                f"got {raw!r}")
     return values
 
 

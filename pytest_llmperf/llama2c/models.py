@@ -55,6 +55,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import BinaryIO, Iterator, NamedTuple, Union
 
+from ..errors import OneLine
 from ..fileutil import exclusive_lock
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -177,7 +178,7 @@ TOKENIZER_FOR: dict[str, str] = {
 }
 
 
-class ModelFileError(ValueError):
+class ModelFileError(OneLine, ValueError):
     """A model or tokenizer file that cannot be used; the message is one line naming the file."""
 
 

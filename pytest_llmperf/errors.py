@@ -1,0 +1,13 @@
+"""The one-line rule of the plugin's errors, shared by the core and the features. No pytest."""
+
+from __future__ import annotations
+
+
+class OneLine:
+    """Mixin for an error class whose message is one line: a newline that comes in with a file
+    name, a test id or a tool's output is shown escaped (``\\n``), so the message stays one line
+    that still tells the names apart."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(text, *args)

@@ -11,6 +11,26 @@ from pathlib import Path
 from typing import Iterator
 
 
+def is_path(name: str) -> bool:
+    """True when ``name`` names a file by its path (has a directory part), not a command to look
+    up on PATH."""
+    return os.sep in name or bool(os.altsep and os.altsep in name)
+
+
+def executable_problem(path: str) -> str | None:
+    """Why ``path``, an executable the user named by its path (a compiler, perf, valgrind, nsys),
+    cannot be run, or None: it must exist and be an executable file. Said after the path."""
+    if "\x00" in path:
+        return "is not a path (it holds a NUL character)"
+    if not os.path.exists(path):
+        return "does not exist"
+    if os.path.isdir(path):
+        return "is a directory, not an executable file"
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return "is not an executable file"
+    return None
+
+
 @contextlib.contextmanager
 def exclusive_lock(lock_path: Path, timeout: float = 600.0) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` (created if missing) for the ``with`` block: an

@@ -274,8 +274,8 @@ def test_explicit_compiler_path_that_is_not_an_executable_file(tmp_path: Path) -
     plain = tmp_path / "passwd"
     plain.write_text("root:x:0:0:root:/root:/bin/sh\n")
     missing = tmp_path / "missing" / "cc"
-    for cc, message in ((plain, f"--llmperf-cc {plain}: exists but is not an executable file"),
-                        (missing, f"--llmperf-cc {missing}: no such file"),
+    for cc, message in ((plain, f"--llmperf-cc {plain}: is not an executable file"),
+                        (missing, f"--llmperf-cc {missing}: does not exist"),
                         (tmp_path, f"--llmperf-cc {tmp_path}: is a directory, not an executable file")):
         with pytest.raises(CompilerNotFound) as info:
             build.build(src, "-O1", tmp_path / "cache", cc=str(cc))

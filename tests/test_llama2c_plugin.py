@@ -210,11 +210,11 @@ def test_compiler_path_that_is_not_an_executable_is_a_usage_error(pytester: pyte
     passwd.write_text("root:x:0:0:root:/root:/bin/sh\n")
     result = run(pytester, cache_dir, f"--llmperf-cc={passwd}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: llmperf: --llmperf-cc {passwd}: exists but is not an executable file"])
+    result.stderr.fnmatch_lines([f"ERROR: llmperf: --llmperf-cc {passwd}: is not an executable file"])
     missing = pytester.path / "bin" / "gcc-99"
     result = run(pytester, cache_dir, env={"LLMPERF_CC": str(missing)})
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: llmperf: LLMPERF_CC {missing}: no such file"])
+    result.stderr.fnmatch_lines([f"ERROR: llmperf: LLMPERF_CC {missing}: does not exist"])
     result = run(pytester, cache_dir, f"--llmperf-cc={pytester.path}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: llmperf: --llmperf-cc {pytester.path}: is a directory, not an executable "

@@ -315,7 +315,7 @@ def test_an_explicit_tool_that_is_not_an_executable_is_a_usage_error(pytester, c
     for args, env, message in [
         (["--llmperf-perf=/nonexistent/perf"], {}, "llmperf: --llmperf-perf: /nonexistent/perf does not exist"),
         ([f"--llmperf-valgrind={plain}"], {}, f"llmperf: --llmperf-valgrind: {plain} is not an executable file"),
-        ([f"--llmperf-nsys={tmp_path}"], {}, f"llmperf: --llmperf-nsys: {tmp_path} is not an executable file"),
+        ([f"--llmperf-nsys={tmp_path}"], {}, f"llmperf: --llmperf-nsys: {tmp_path} is a directory, not an executable file"),
         (["--llmperf-nsys=nsys-2099.1"], {}, "llmperf: --llmperf-nsys: nsys-2099.1 is not on PATH (no executable "
                                              "file of that name there)"),
         (["--llmperf-perf="], {}, "llmperf: --llmperf-perf: the path is empty"),

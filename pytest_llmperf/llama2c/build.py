@@ -35,7 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ..fileutil import atomic_write, exclusive_lock
+from ..fileutil import atomic_write, exclusive_lock, executable_problem, is_path
 from .cache import CacheError
 
 BUILD_SCHEME = 1  # bump when the way binaries are built changes
@@ -77,29 +77,13 @@ def uses_openmp(flags: str | Sequence[str]) -> bool:
 _IDENTITY: dict[str, str] = {}
 
 
-def is_path(cc: str) -> bool:
-    """True when ``cc`` names a file by its path (has a directory part), not a name to look up on PATH."""
-    return os.sep in cc or bool(os.altsep and os.altsep in cc)
-
-
-def compiler_path_problem(path: str) -> str | None:
-    """Why the explicit compiler path ``path`` cannot be run, or None."""
-    if not os.path.exists(path):
-        return "no such file"
-    if os.path.isdir(path):
-        return "is a directory, not an executable file"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        return "exists but is not an executable file"
-    return None
-
-
 def compiler_identity(cc: str) -> str:
     """The resolved path, ``--version`` and ``-dumpmachine`` of ``cc``; :class:`CompilerNotFound`
     when it is missing or does not run. Cached per process."""
     if cc in _IDENTITY:
         return _IDENTITY[cc]
     if is_path(cc):  # an explicit path, not a name to look up
-        problem = compiler_path_problem(cc)
+        problem = executable_problem(cc)
         if problem is not None:
             raise CompilerNotFound(f"--llmperf-cc {cc}: {problem}")
         path = cc

@@ -137,10 +137,10 @@ def check_options(config: pytest.Config) -> None:
     if cc:
         # a compiler given by its path must be an executable file (a bare name not on PATH fails
         # the tests that build, and lets the others run)
-        from .build import compiler_path_problem, is_path
+        from ..fileutil import executable_problem, is_path
 
         path = os.path.expanduser(str(cc))
-        problem = compiler_path_problem(path) if is_path(path) else None
+        problem = executable_problem(path) if is_path(path) else None
         if problem is not None:
             raise pytest.UsageError(f"llmperf: {where} {cc}: {problem}")
 

@@ -91,19 +91,18 @@ def options(config: pytest.Config):
 def tool_problem(value: str) -> str | None:
     """Why ``value``, a tool's executable given by the user, cannot be run, or None: a path (with
     a ``/``; ``~`` expanded) must be an executable file, a bare name must be one on PATH."""
+    from ..fileutil import executable_problem, is_path
+
     shown = value if value.isprintable() else repr(value)  # the message stays one line
     if "\x00" in value:
         return f"{shown} is not a path (it holds a NUL character)"
     path = os.path.expanduser(value)
     if not path.strip():
         return "the path is empty"
-    if os.sep not in path and not (os.altsep and os.altsep in path):
+    if not is_path(path):
         return None if shutil.which(path) else f"{shown} is not on PATH (no executable file of that name there)"
-    if not os.path.exists(path):
-        return f"{shown} does not exist"
-    if not os.path.isfile(path) or not os.access(path, os.X_OK):
-        return f"{shown} is not an executable file"
-    return None
+    problem = executable_problem(path)
+    return f"{shown} {problem}" if problem else None
 
 
 def check_options(config: pytest.Config) -> None:

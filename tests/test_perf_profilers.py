@@ -537,8 +537,9 @@ def test_real_perf_stat_program_that_does_not_exist(tmp_path, cache):
 
 @needs_perf
 def test_real_perf_stat_wrapper_cost_is_small_and_constant(program, tmp_path, cache):
-    """The wrapper's page faults in the counts: measured about 25 (see PerfStat); here within 5-80
-    of the bare perf stat's, and no more than 12 apart from run to run."""
+    """The wrapper's page faults in the counts: measured about 25 (see PerfStat); here within 1-150
+    of the bare perf stat's, and no more than 30 apart from run to run (loose bounds: the counts
+    depend on the kernel and libc of the machine; what is asserted is small and steady)."""
     import statistics
     import subprocess
 
@@ -552,8 +553,8 @@ def test_real_perf_stat_wrapper_cost_is_small_and_constant(program, tmp_path, ca
                        capture_output=True, check=True, env={**os.environ, "LC_ALL": "C"})
         bare.append(perf.parse_stat_csv(out.read_text())[0].value)
     extra = statistics.median(wrapped) - statistics.median(bare)
-    assert 5 <= extra <= 80, (wrapped, bare)
-    assert max(wrapped) - min(wrapped) <= 12, wrapped
+    assert 1 <= extra <= 150, (wrapped, bare)
+    assert max(wrapped) - min(wrapped) <= 30, wrapped
 
 
 @needs_perf

@@ -20,12 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import stats
+from . import jsonfile, stats
 from .errors import OneLine
 from .fileutil import atomic_write, exclusive_lock
 from .compare import MAX_SAMPLE, Metric, sample_problem
@@ -172,52 +171,19 @@ def metric_from_json(name: str, data: Any, where: str) -> Metric:
     )
 
 
-class _NotJSON(ValueError):
-    """A JSON number Python reads but a baseline must not hold (NaN, Infinity, a 400-digit integer)."""
-
-
-def _no_constant(name: str) -> Any:
-    raise _NotJSON(f"holds {name}, which is not a number a baseline can hold")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400 reads as inf
-        raise _NotJSON(f"holds the number {text[:30]}, out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 20:  # above 1e18 it could not be a sample anyway
-        raise _NotJSON(f"holds a {len(text.lstrip('-'))}-digit integer, out of range")
-    return int(text)
-
-
-_PARTIAL_TOKEN = re.compile(r"[A-Za-z0-9.+\-]{0,40}")  # what is left when a file is cut inside a token
-
-
 def parse_json(text: str, path: Path, what: str = "baseline file") -> Any:
-    """JSON as a baseline store holds it: strict numbers (no NaN, no Infinity, no huge integers)
-    and a one-line error naming the file that tells a file cut short ("truncated": the parser ran
-    off its end, or the closing brace is missing) from one that is otherwise broken ("corrupt")."""
-    if not text.strip():
-        raise BaselineError(f"{what} {path} is truncated JSON (the file is empty); fix it or restore it from git")
+    """The strict JSON of a baseline file (jsonfile.loads), or a one-line BaselineError naming the
+    file, and for a bad number the test and metric it belongs to."""
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int, parse_float=_finite_float)
-    except _NotJSON as exc:
-        raise BaselineError(f"{what} {path} {exc}; fix it or restore it from git") from None
-    except json.JSONDecodeError as exc:
-        # cut short: the parser ran off the end, or stopped on the last, unfinished token (a
-        # file cut inside "true" or a number); anything else is corrupt (a merge conflict)
-        rest = text[exc.pos:].strip()
-        cut = exc.msg.startswith("Unterminated string") or _PARTIAL_TOKEN.fullmatch(rest) is not None
-        kind = "truncated" if cut else "corrupt"
-        raise BaselineError(
-            f"{what} {path} is {kind} JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}); "
-            "fix it or restore it from git"
-        ) from None
-    except RecursionError:
-        raise BaselineError(f"{what} {path} is corrupt JSON (nested too deeply); fix it or restore it from git") from None
+        return jsonfile.loads(text)
+    except jsonfile.StrictJSONError as exc:
+        loc = exc.location
+        if exc.kind == "number" and len(loc) >= 4 and loc[0] == "tests" and loc[2] == "metrics":
+            rest = jsonfile.describe_location(loc[4:]) if len(loc) > 4 else "the metric"
+            bad = exc.problem.split(" at ", 1)[0].removeprefix("holds ")
+            raise BaselineError(f"{what} {path}, test {loc[1]!r}: metric {loc[3]!r} has {bad} in {rest}, "
+                                "which is not a number a baseline can hold; fix it or restore it from git") from None
+        raise BaselineError(f"{what} {path} {exc.problem}; fix it or restore it from git") from None
 
 
 class BaselineFile:

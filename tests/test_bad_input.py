@@ -89,16 +89,16 @@ BASELINE_HEAD = ('{"schema": "pytest-llmperf-baseline", "schema_version": 1, "fi
 
 
 @pytest.mark.parametrize("metric, message", [
-    ('{"unit": "tok/s", "direction": "higher", "samples": [NaN, 1, 2]}', "*test_rec.json holds NaN*"),
-    ('{"unit": "tok/s", "direction": "higher", "samples": [1, 2], "probes": [NaN, 1]}', "*test_rec.json holds NaN*"),
-    ('{"unit": "tok/s", "direction": "higher", "samples": [Infinity, 1]}', "*test_rec.json holds Infinity*"),
+    ('{"unit": "tok/s", "direction": "higher", "samples": [NaN, 1, 2]}', "*test_rec.json, test 'test_tok[[]260K[]]': metric 'tok_per_s' has NaN in samples[[]0[]], which is not a number*"),
+    ('{"unit": "tok/s", "direction": "higher", "samples": [1, 2], "probes": [NaN, 1]}', "*metric 'tok_per_s' has NaN in probes[[]0[]]*"),
+    ('{"unit": "tok/s", "direction": "higher", "samples": [Infinity, 1]}', "*metric 'tok_per_s' has Infinity in samples[[]0[]]*"),
     ('{"unit": "tok/s", "direction": "higher", "samples": [1, 2], "probes": [0, 0]}',
      "*test_rec.json, test 'test_tok[[]260K[]]': metric 'tok_per_s' has a probe time 0 that is zero*"),
     ('{"unit": "tok/s", "direction": "higher", "samples": [0, 0, 0]}',
      "*test 'test_tok[[]260K[]]': metric 'tok_per_s' has a sample 0 that is zero in a gated metric*"),
     ('{"unit": "tok/s", "direction": "higher", "samples": [-3, -2, -1]}', "*metric 'tok_per_s' has a sample -3 that is negative*"),
-    ('{"unit": "tok/s", "direction": "higher", "samples": [' + "9" * 400 + ']}', "*holds a 400-digit integer, out of range*"),
-    ('{"unit": "tok/s", "direction": "higher", "samples": [' + "9" * 4400 + ']}', "*holds a 4400-digit integer, out of range*"),
+    ('{"unit": "tok/s", "direction": "higher", "samples": [' + "9" * 400 + ']}', "*metric 'tok_per_s' has a 400-digit integer, out of range in samples[[]0[]]*"),
+    ('{"unit": "tok/s", "direction": "higher", "samples": [' + "9" * 4400 + ']}', "*metric 'tok_per_s' has a 4400-digit integer, out of range in samples[[]0[]]*"),
     ('{"unit": "tok/s", "direction": "higher", "samples": [1e308, 1e308]}', "*has a sample 1e+308 that is out of range*"),
 ])
 def test_bad_numbers_in_a_baseline_stop_the_session_at_start(rec, metric, message):

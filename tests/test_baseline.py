@@ -574,13 +574,13 @@ def _raw_metric_file(tmp_path: Path, metric_json: str) -> Path:
 
 
 @pytest.mark.parametrize("metric_json, fragment", [
-    ('{"unit": "", "direction": "higher", "samples": [NaN, 1, 2]}', "holds NaN, which is not a number"),
-    ('{"unit": "", "direction": "higher", "samples": [Infinity, 1]}', "holds Infinity"),
-    ('{"unit": "", "direction": "higher", "samples": [-Infinity, 1]}', "holds -Infinity"),
-    ('{"unit": "", "direction": "higher", "samples": [1e400, 1]}', "holds the number 1e400, out of range"),
-    ('{"unit": "", "direction": "higher", "samples": [1, 2], "summary": {"mean": NaN}}', "holds NaN"),
-    ('{"unit": "", "direction": "higher", "samples": [' + "9" * 400 + ']}', "holds a 400-digit integer, out of range"),
-    ('{"unit": "", "direction": "higher", "samples": [' + "9" * 5000 + ']}', "holds a 5000-digit integer, out of range"),
+    ('{"unit": "", "direction": "higher", "samples": [NaN, 1, 2]}', "test 'test_x': metric 'tok' has NaN in samples[0], which is not a number a baseline"),
+    ('{"unit": "", "direction": "higher", "samples": [Infinity, 1]}', "metric 'tok' has Infinity in samples[0]"),
+    ('{"unit": "", "direction": "higher", "samples": [-Infinity, 1]}', "metric 'tok' has -Infinity in samples[0]"),
+    ('{"unit": "", "direction": "higher", "samples": [1e400, 1]}', "metric 'tok' has the number 1e400, out of float range in samples[0]"),
+    ('{"unit": "", "direction": "higher", "samples": [1, 2], "summary": {"mean": NaN}}', "metric 'tok' has NaN in summary.mean"),
+    ('{"unit": "", "direction": "higher", "samples": [' + "9" * 400 + ']}', "metric 'tok' has a 400-digit integer, out of range in samples[0]"),
+    ('{"unit": "", "direction": "higher", "samples": [' + "9" * 5000 + ']}', "has a 5000-digit integer, out of range in samples[0]"),
     ('{"unit": "", "direction": "higher", "samples": [0, 0, 0]}', "test 'test_x': metric 'tok' has a sample 0 that is zero in a gated metric"),
     ('{"unit": "", "direction": "higher", "samples": [5, -5]}', "metric 'tok' has a sample -5 that is negative"),
     ('{"unit": "", "direction": "higher", "samples": [1.7e308]}', "metric 'tok' has a sample 1.7e+308 that is out of range"),

@@ -127,7 +127,7 @@ MERGE_CONFLICT = """{
 
 @pytest.mark.parametrize(("content", "problem"), [
     (MERGE_CONFLICT, "is corrupt JSON (Expecting property name enclosed in double quotes at line 3 column 1)"),
-    ("", "is truncated JSON (Expecting value at line 1 column 1)"),
+    ("", "is truncated JSON (the file is empty)"),
     ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1', "is truncated JSON (Expecting ',' delimiter at line 1 "
                                                      "column 46)"),
     ("not json at all", "is corrupt JSON (Expecting value at line 1 column 1)"),
@@ -147,9 +147,9 @@ MERGE_CONFLICT = """{
      "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is -3.0)"),
     ('{"memory_bandwidth": {"fp-a": {"read_GBps": true}}}',
      "entry 'fp-a' of \"memory_bandwidth\" has no positive finite read_GBps (it is true)"),
-    ('{"memory_bandwidth": {"fp-a": {"read_GBps": NaN}}}', "is corrupt JSON (NaN is not a JSON number)"),
-    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1e999}}}', "is corrupt JSON (1e999 is beyond the range of a float)"),
-    ('{"comment": -Infinity, "memory_bandwidth": {}}', "is corrupt JSON (-Infinity is not a JSON number)"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": NaN}}}', "holds NaN at memory_bandwidth.'fp-a'.read_GBps, which is not a number it can hold"),
+    ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1e999}}}', "holds the number 1e999, out of float range at memory_bandwidth.'fp-a'.read_GBps, which is not a number it can hold"),
+    ('{"comment": -Infinity, "memory_bandwidth": {}}', "holds -Infinity at comment, which is not a number it can hold"),
     # another machine's entry is unusable: the file is refused all the same (a write would keep it)
     ('{"memory_bandwidth": {"fp-a": {"read_GBps": 1.0}, "fp-b": {"read_GBps": 2.0, "llc_bytes": "big"}}}',
      "entry 'fp-b' of \"memory_bandwidth\" has llc_bytes \"big\", not a byte or thread count"),
@@ -179,7 +179,7 @@ def test_deeply_nested_and_huge_numbers_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "node-info.json"
     for content in ("[" * 100000 + "]" * 100000, '{"memory_bandwidth": {}, "x": ' + "9" * 5000 + "}"):
         path.write_text(content)
-        with pytest.raises(NodeInfoError, match="is corrupt JSON") as info:
+        with pytest.raises(NodeInfoError, match="is corrupt JSON [(]nested too deeply[)]|holds a 5000-digit integer") as info:
             read_info(path, "fp-a")
         assert "\n" not in str(info.value)
 

@@ -25,6 +25,7 @@ import subprocess
 from pathlib import Path
 
 from ..baseline import NODE_INFO, node_lock
+from .. import jsonfile
 from ..fileutil import atomic_write
 from .build import FlagsRejected, build
 
@@ -143,21 +144,6 @@ def _check_info(path: Path, data: object) -> dict:
     return data
 
 
-class _NotJSON(ValueError):
-    pass
-
-
-def _no_constant(name: str):
-    raise _NotJSON(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotJSON(f"{_one_line(text, 40)} is beyond the range of a float")
-    return value
-
-
 def load_info(path: Path) -> dict:
     """The whole node-info file at ``path``, checked; ``{}`` when there is none.
     :class:`NodeInfoError` (one line naming the file) when it cannot be read, is not JSON or not
@@ -176,15 +162,9 @@ def load_info(path: Path) -> dict:
     except UnicodeDecodeError:
         raise NodeInfoError(path, "is not UTF-8 text (corrupt?)") from None
     try:
-        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
-    except _NotJSON as exc:
-        raise NodeInfoError(path, f"is corrupt JSON ({exc})") from None
-    except json.JSONDecodeError as exc:
-        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
-        raise NodeInfoError(path, f"is {'truncated' if cut else 'corrupt'} JSON ({exc.msg} at line {exc.lineno} "
-                                  f"column {exc.colno})") from None
-    except (ValueError, RecursionError) as exc:  # an integer beyond int()'s digit limit, deep nesting
-        raise NodeInfoError(path, f"is corrupt JSON ({_one_line(str(exc), 80) or type(exc).__name__})") from None
+        data = jsonfile.loads(text)
+    except jsonfile.StrictJSONError as exc:
+        raise NodeInfoError(path, exc.problem) from None
     return _check_info(path, data)
 
 

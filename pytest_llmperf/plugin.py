@@ -212,7 +212,7 @@ def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[An
         return None, None
     try:
         ini = config.getini(dest)
-    except ValueError as exc:
+    except (ValueError, pytest.UsageError) as exc:  # pytest 9.2 raises UsageError for a bad type
         raise ConfigError(f"ini {dest}: {exc}") from None
     if ini not in (None, "", [], False):
         return ini, f"ini {dest}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,6 @@ class _State:
         """(hardware info, fingerprint fields, fingerprint digest), detected once per process."""
         if self._machine is None:
             from . import hardware
-
-            import sys
 
             # torch's runtime facts only when a test already imported it; the fingerprint uses the
             # import-free facts (torch_static), identical whether or not torch was imported
@@ -528,13 +527,18 @@ def pytest_runtest_call(item: pytest.Item):
         result = yield
     except (pytest.skip.Exception, KeyboardInterrupt):
         raise
-    except BaseException:
+    except BaseException as exc:
         # the test failed after recording metrics (a profiler that failed after the timed rounds,
         # say): they are still compared and reported; the failure stands, and a failed test never
         # goes into a saved baseline
         state = item.config.stash.get(STATE, None)
         if state is not None:
             _evaluate_item(state, item)
+        recorder = sys.modules.get("pytest_llmperf.recorder")
+        if recorder is not None and isinstance(exc, recorder.RecordError):
+            # a misuse of llmperf.record/measure: its one line and where the test made it, no
+            # traceback through the plugin
+            raise pytest.fail.Exception(f"{exc}{_where_in_test(exc, item)}", pytrace=False) from None
         raise
     state = item.config.stash.get(STATE, None)
     if state is None:
@@ -543,6 +547,18 @@ def pytest_runtest_call(item: pytest.Item):
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return result
+
+
+def _where_in_test(exc: BaseException, item: pytest.Item) -> str:
+    """`` (test_x.py:12)``: the last line of the test's own file in the traceback, or nothing."""
+    where = ""
+    tb = exc.__traceback__
+    path = str(getattr(item, "path", ""))
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            where = f" ({Path(path).name}:{tb.tb_lineno})"
+        tb = tb.tb_next
+    return where
 
 
 def _evaluate_item(state: _State, item: pytest.Item) -> list[str]:
@@ -678,7 +694,10 @@ def _write_reports(state: _State) -> None:
         try:
             report.write_text(path, make())
         except (OSError, ValueError, TypeError) as exc:
-            why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            # what changed since the check at start (a directory that became a file) says more
+            # than the errno of the failed call ("File exists")
+            why = report.report_path_problem(path) or (
+                (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc))
             line = f"{option} {path}: cannot write the report: {why}"
             if report.remove_stale(path):
                 line += " (the previous run's file there was removed)"

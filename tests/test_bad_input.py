@@ -289,3 +289,32 @@ def test_a_baseline_subdirectory_that_cannot_be_written_is_named_at_start(pytest
     result = run(pytester, "--llmperf-save-baseline")
     _assert_usage_error(result, "ERROR: llmperf: baseline dir */testnode/suites: */testnode/suites is a file, not a directory")
     result.stdout.no_fnmatch_line("*1 passed*")
+
+
+# -- item 13: a misuse of llmperf.record fails its test with one line and where -------------------
+
+def test_a_misuse_of_record_fails_the_test_with_its_line_and_place(pytester):
+    pytester.makepyfile(test_d=textwrap.dedent(
+        """
+        def test_direction(llmperf):
+            llmperf.record("tok", [1.0, 2.0], higher_is_better="no")
+        def test_strings(llmperf):
+            llmperf.record("tok", ["1.0", "2.0"], higher_is_better=True)
+        def test_huge(llmperf):
+            llmperf.record("tok", [1.7e308] * 3, higher_is_better=True)
+        def test_huge_int(llmperf):
+            llmperf.record("tok", [10**400], higher_is_better=True)
+        def test_zero_rate(llmperf):
+            llmperf.record("tok", [0.0, 5.0, 6.0], higher_is_better=True)
+        """
+    ))
+    result = run(pytester)
+    result.assert_outcomes(failed=5)
+    result.stdout.fnmatch_lines([
+        "llmperf.record('tok'): higher_is_better must be True or False, got 'no' (test_d.py:2)",
+        "llmperf.record('tok'): samples must be a number or a list of numbers, got '1.0' (test_d.py:4)",
+        "llmperf.record('tok'): sample 1.7e+308 is out of range (must be below 1e+18) (test_d.py:6)",
+        "llmperf.record('tok'): sample 1000000000000000000000000000000000000... is out of range*(test_d.py:8)",
+        "llmperf.record('tok'): sample 0.0 is zero in a gated metric*(test_d.py:10)",
+    ])
+    no_traceback(result)

@@ -603,3 +603,13 @@ def test_run_puts_a_preload_before_the_commands_own_and_overrides_other_variable
     assert base.run(_EchoPreload(), ["ignored"], tmp_path, env=env).summary == "/x/shim.so:/y/own.so|1"
     env.pop("LD_PRELOAD")
     assert base.run(_EchoPreload(), ["ignored"], tmp_path, env=env).summary == "/x/shim.so|1"
+
+
+def test_a_count_just_below_1e18_that_rounds_to_it_is_out_of_range():
+    """Found by the fuzz test: 999999999999999999 is below 1e18 as an integer, but 1e18 as the
+    float llmperf.record takes, which refuses it; the profiler refuses it first, naming it."""
+    from pytest_llmperf.profilers.base import Reading, checked
+
+    with pytest.raises(ProfilerError, match="instructions read 1e[+]18: out of range"):
+        checked("instructions", [Reading("instructions", 999999999999999999, "instr", False)], "f.out")
+    assert checked("instructions", [Reading("instructions", 99999999999999999, "instr", False)], "f.out")[0].value == 1e17

@@ -115,7 +115,8 @@ def checked(profiler: str, readings: Sequence[Reading], where: str) -> list[Read
             raise ProfilerError(f"{profiler}: {where}: {r.name} read {value!r}, which is not a finite number")
         if value < 0:
             raise ProfilerError(f"{profiler}: {where}: {r.name} read {value!r}: a count or a time is never negative")
-        if value >= MAX_VALUE:
+        # an integer just below 1e18 rounds to 1e18 as the float record() gets: compare that float
+        if value >= MAX_VALUE or (type(value) is int and float(value) >= MAX_VALUE):
             shown = f"{value:.3g}" if value < 1e300 else "a number beyond 1e300"
             raise ProfilerError(f"{profiler}: {where}: {r.name} read {shown}: out of range (1e18 or more is no "
                                 f"count of a run: an overflowed or broken counter?)")

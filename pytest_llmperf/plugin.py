@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from . import __version__
+from .api import MARKER, RECORDER, STATE, Session, artifact_dir, option_value, register_ini  # noqa: F401
 from .config import (
     DEFAULT_ARTIFACTS_DIR,
     DEFAULT_BASELINE_DIR,
@@ -49,90 +50,14 @@ from .torch_models.fixtures import add_options as _torch_options
 from .torch_models.fixtures import check_options as _torch_check_options
 from .torch_models.fixtures import torch_decode, torch_device, torch_lm  # noqa: F401  (fixtures)
 
+
+_State = Session  # the glue's name for it
+_value = option_value  # kept for code that still imports it from here
+
 PROPERTY = "llmperf"
 BASELINE_TIME_FACTOR = 3
 
 
-class _State:
-    """Per-process state, kept in ``config.stash``."""
-
-    def __init__(self, config: Config, pytest_config: pytest.Config):
-        self.config = config
-        self.pytest_config = pytest_config
-        self.is_worker = hasattr(pytest_config, "workerinput")
-        self.payloads: list[dict] = []  # collected from reports (controller / single process)
-        self.passed_call: set[str] = set()
-        self.saved: list[Path] = []
-        self.save_error: str | None = None
-        self.baseline_files = 0
-        self._store = None
-        self._machine: tuple[dict, dict, str] | None = None
-        self._machine_error: str | None = None
-        self.report_errors: list[str] = []
-        self.reports_written: list[Path] = []
-
-    @property
-    def store(self):
-        if self._store is None:
-            from .baseline import BaselineStore
-
-            self._store = BaselineStore(self.config.baseline_dir, self.config.node)
-        return self._store
-
-    def machine(self) -> tuple[dict, dict, str]:
-        """(hardware info, fingerprint fields, fingerprint digest), detected once per process."""
-        if self._machine is None:
-            from . import hardware
-
-            # torch's runtime facts only when a test already imported it; the fingerprint uses the
-            # import-free facts (torch_static), identical whether or not torch was imported
-            info = hardware.detect(include_torch="torch" in sys.modules)
-            info["torch_static"] = hardware.torch_static_info()
-            fields = hardware.fingerprint_fields(info)
-            self.pytest_config.hook.pytest_llmperf_fingerprint(config=self.pytest_config, info=info, fields=fields)
-            problem = _not_json(fields)
-            if problem:
-                self._machine_error = f"llmperf: pytest_llmperf_fingerprint hook: {problem}"
-            else:
-                self._machine = (info, fields, hardware.fingerprint_hash(fields))
-        if self._machine is None:
-            # a test that needs the fingerprint fails with this line (no traceback); the session's
-            # save and reports catch it (pytest.fail.Exception) and say it once
-            raise pytest.fail.Exception(self._machine_error or "llmperf: no fingerprint", pytrace=False)
-        return self._machine
-
-
-def _not_json(value: Any, where: str = "fields") -> str | None:
-    """Why ``value`` cannot be stored as a fingerprint (a set, bytes, NaN, a non-string key), naming
-    the field; None when it is plain JSON."""
-    import math
-
-    if value is None or isinstance(value, (bool, str)):
-        return None
-    if isinstance(value, int):
-        return None if abs(value) < 10**18 else f"field {where} holds an integer out of range"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"field {where} is {value!r}, not a finite number"
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            problem = _not_json(item, f"{where}[{i}]")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"field {where} has a key {key!r} that is not a string"
-            problem = _not_json(item, key if where == "fields" else f"{where}.{key}")
-            if problem:
-                return problem
-        return None
-    return f"field {where} is a {type(value).__name__} ({repr(value)[:40]}), not a JSON value (str, number, bool, None, list, dict)"
-
-
-STATE = pytest.StashKey[_State]()
-MARKER = pytest.StashKey[MarkerOptions]()
-RECORDER = pytest.StashKey[Any]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -148,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(flag, help=help.replace("%", "%%"), **kw)
         if ini:
             parser.addini(ini, help=help, type=ini_type, default=None)
-            _INI_KEYS.add(ini)
+            register_ini(ini)
 
     add("--llmperf-node", "llmperf_node", metavar="NAME", dest="llmperf_node",
         help="node whose baselines to use (also env LLMPERF_NODE); default: SLURM node or partition, else the host name")
@@ -193,29 +118,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _llama2c_options(add)
     _torch_options(add)
     _profiler_options(add)
-
-
-_INI_KEYS: set[str] = set()  # the options that have an ini key (filled by pytest_addoption)
-
-
-def _value(config: pytest.Config, dest: str, env: str | None = None) -> tuple[Any, str | None]:
-    """Command line, then environment, then ini; returns (value, where it came from): the option
-    (``--llmperf-tolerance``), the environment variable, or ``ini <key>``. An ini value pytest cannot
-    read (``llmperf_require_baseline = maybe``) is a ConfigError naming the key."""
-    value = config.getoption(dest, None)
-    if value not in (None, [], False):
-        return value, f"--{dest.replace('_', '-')}"
-    if env and os.environ.get(env):
-        return os.environ[env], env
-    if dest not in _INI_KEYS:
-        return None, None
-    try:
-        ini = config.getini(dest)
-    except (ValueError, pytest.UsageError) as exc:  # pytest 9.2 raises UsageError for a bad type
-        raise ConfigError(f"ini {dest}: {exc}") from None
-    if ini not in (None, "", [], False):
-        return ini, f"ini {dest}"
-    return None, None
 
 
 def build_config(config: pytest.Config) -> Config:
@@ -282,18 +184,6 @@ def _rooted(config: pytest.Config, raw: Any) -> Path:
     """A path option: ``~`` expanded, relative paths taken from the rootdir."""
     path = Path(os.path.expanduser(str(raw)))
     return path if path.is_absolute() else config.rootpath / path
-
-
-def artifact_dir(config: pytest.Config, nodeid: str) -> Path:
-    """Where the profiler outputs of test ``nodeid`` go: ``<artifacts>/<node>/<test>`` (the test id
-    made a safe file name: ``suites/test_x.py::test_y[a-b]`` -> ``test_x.py--test_y[a-b]``)."""
-    import re
-
-    cfg = config.stash[STATE].config
-    path, _, rest = nodeid.partition("::")
-    name = path.rsplit("/", 1)[-1] + ("--" + rest.replace("::", "--") if rest else "")
-    name = re.sub(r"[^A-Za-z0-9._+=,\[\]-]", "_", name)[:200]
-    return (cfg.artifacts_dir or config.rootpath / DEFAULT_ARTIFACTS_DIR) / cfg.node / name
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
+
+from ..api import fail as _fail
 
 SESSION = pytest.StashKey[Any]()
 BANDWIDTH = pytest.StashKey[Any]()
@@ -47,14 +49,8 @@ def add_options(add) -> None:
         help="OpenMP thread counts of the sweep; default: 1, 2, 4, ... up to the usable cores")
 
 
-def _fail(message: str) -> NoReturn:
-    """Fail the test with ``message`` alone: called in an ``except`` block, where ``pytest.fail``
-    would also print the exception being handled ("During handling of the above exception...")."""
-    raise pytest.fail.Exception(message, pytrace=False) from None
-
-
 def _settings(config: pytest.Config):
-    from ..plugin import _value
+    from ..api import option_value as _value
     from .cache import default_cache_dir
     from .session import Settings
 
@@ -82,7 +78,7 @@ def _settings(config: pytest.Config):
 
 def selected_models(config: pytest.Config) -> list[str]:
     """The models the suite runs (``--llmperf-llama2c-models``); UsageError naming a bad one."""
-    from ..plugin import _value
+    from ..api import option_value as _value
     from .session import DEFAULT_MODELS
 
     raw = _value(config, "llmperf_llama2c_models")[0]
@@ -105,7 +101,7 @@ MAX_THREADS = 1024  # OpenMP threads of one run; a larger count is a typo
 
 
 def selected_threads(config: pytest.Config) -> list[int]:
-    from ..plugin import _value
+    from ..api import option_value as _value
     from .session import thread_counts
 
     raw = _value(config, "llmperf_threads")[0]
@@ -125,7 +121,7 @@ def check_options(config: pytest.Config) -> None:
     """Usage errors of the llama2.c options at configure time (one line, exit code 4) rather than
     in the first test or collection that needs them (a ``--llmperf-cc`` path that is not an
     executable file among them); imports nothing when none of them is set."""
-    from ..plugin import _value
+    from ..api import option_value as _value
 
     if _value(config, "llmperf_llama2c_models")[0]:
         selected_models(config)
@@ -368,7 +364,7 @@ def _node_bandwidth(config: pytest.Config, session) -> dict:
         raise
     except (bandwidth.BandwidthError, BuildError, CompilerNotFound, FlagsRejected, CacheError, BaselineError,
             OSError) as exc:
-        from ..plugin import STATE
+        from ..api import STATE
 
         _fail(f"llmperf: memory bandwidth of node {config.stash[STATE].config.node}: {exc}")
 
@@ -380,7 +376,7 @@ def _measure_node_bandwidth(config: pytest.Config, session) -> dict:
     an unusable cache file is only a cache: replaced, with a warning."""
     from ..baseline import NODE_INFO
     from ..fileutil import exclusive_lock
-    from ..plugin import STATE
+    from ..api import STATE
     from . import bandwidth
     from .cache import ensure_dir
 

@@ -56,7 +56,7 @@ def add_options(add) -> None:
 def options(config: pytest.Config):
     """The ProfilerOptions of this session; UsageError naming a bad option."""
     from ..config import ConfigError, parse_positive_int
-    from ..plugin import _value
+    from ..api import option_value as _value
     from . import DEFAULT_PERF_EVENTS, DEFAULT_PERF_FREQ, DEFAULT_PROFILE_RUNS, ProfilerOptions
 
     v = lambda dest, env=None: _value(config, dest, env)[0]  # noqa: E731
@@ -111,7 +111,7 @@ def check_options(config: pytest.Config) -> None:
     variables) must be one, whether or not a test selects its profiler: the option names the tool
     for any test that may, markers included, and a path that is wrong is a mistake either way,
     which a skip ("not found") would hide."""
-    from ..plugin import _value
+    from ..api import option_value as _value
 
     for dest, env in TOOL_OPTIONS:
         value, where = _value(config, dest, env)
@@ -126,7 +126,7 @@ def check_options(config: pytest.Config) -> None:
 
 def selected(item: pytest.Item) -> tuple[str, ...]:
     """The process profilers of one test: --llmperf-profile's and its marker's, in a fixed order."""
-    from ..plugin import MARKER, STATE
+    from ..api import MARKER, STATE
     from . import PROCESS_PROFILERS
 
     names = set(item.config.stash[STATE].config.profilers)
@@ -152,7 +152,7 @@ class ProcessProfiling:
     @property
     def directory(self) -> Path:
         """This test's artifacts directory: ``<artifacts>/<node>/<test>``."""
-        from ..plugin import artifact_dir
+        from ..api import artifact_dir
 
         return artifact_dir(self._request.config, self._request.node.nodeid)
 
@@ -165,7 +165,7 @@ class ProcessProfiling:
         runs of its own; returns ``{profiler: [Profile per run]}``. Metrics are named as the
         profiler reads them (``perf.task-clock``, ``instructions``, ``nsys.gpu_kernel_ms``), or
         ``<label>.<name>`` with ``label`` (for a second command in the same test)."""
-        from ..llama2c.fixtures import _fail
+        from ..api import fail as _fail
         from . import create
         from .base import ProfilerError, ProfilerUnavailable, run
 
@@ -214,7 +214,7 @@ class ProcessProfiling:
     def record_inline(self, profiler, tags: Sequence[str], results: Sequence[Any]) -> None:
         """Counters of timed rounds that ran under ``perf stat`` (``--llmperf-profile-inline``):
         one sample per kept round. ``results`` are the rounds' RunResults (argv, exit, output)."""
-        from ..llama2c.fixtures import _fail
+        from ..api import fail as _fail
         from .base import Completed, ProfilerError
 
         profiles = []
@@ -269,7 +269,7 @@ class ProcessProfiling:
 def perf_stat_inline(config: pytest.Config):
     """The perf-stat profiler when the timed rounds themselves are to be counted
     (``--llmperf-profile-inline``), else None."""
-    from ..plugin import _value
+    from ..api import option_value as _value
 
     if not _value(config, "llmperf_profile_inline")[0]:
         return None

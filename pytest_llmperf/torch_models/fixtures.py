@@ -76,7 +76,7 @@ def add_options(add) -> None:
         help="tokens the draft proposes per verification; default: 5")
 
 
-from ..llama2c.fixtures import _fail  # noqa: E402  (fail with one line, no chained traceback)
+from ..api import fail as _fail  # noqa: E402  (fail with one line, no chained traceback)
 
 
 def _names(raw: Any, known: tuple[str, ...], option: str) -> list[str]:
@@ -103,7 +103,7 @@ def _ints(raw: Any, option: str) -> list[int]:
 
 
 def _value(config: pytest.Config, dest: str, env: str | None = None) -> Any:
-    from ..plugin import _value as value
+    from ..api import option_value as value
 
     return value(config, dest, env)[0]
 
@@ -319,7 +319,7 @@ class _Bench:
     def profile(self, step, device, what: str) -> None:
         """The PyTorch profiler around ``--llmperf-profile-steps`` more steps, when asked for
         (``--llmperf-profile=torch``): its operator table saved beside the test's other artifacts."""
-        from ..plugin import STATE, artifact_dir
+        from ..api import STATE, artifact_dir
 
         cfg = self._request.config.stash[STATE].config
         if "torch" not in cfg.profilers:
@@ -360,7 +360,7 @@ class _Bench:
         profiling.command(argv, only=[n for n in profiling.names if n != "instructions"])
 
     def session_profile_steps(self) -> int:
-        from ..plugin import STATE
+        from ..api import STATE
 
         return self._request.config.stash[STATE].config.profile_steps
 
@@ -666,7 +666,7 @@ class TorchDecode(_Bench):
         note = f"mbu: {per_token / 2**20:.1f} MiB of weights read per token; bandwidth {source}"
         llc = None
         try:
-            from ..plugin import STATE
+            from ..api import STATE
 
             info = self._request.config.stash[STATE].machine()[0]
             llc = info.get("caches", {}).get("llc_bytes")

@@ -71,34 +71,6 @@ class Session:
         return self._machine
 
 
-def _not_json(value: Any, where: str = "fields") -> str | None:
-    """Why ``value`` cannot be stored as a fingerprint (a set, bytes, NaN, a non-string key), naming
-    the field; None when it is plain JSON."""
-    import math
-
-    if value is None or isinstance(value, (bool, str)):
-        return None
-    if isinstance(value, int):
-        return None if abs(value) < 10**18 else f"field {where} holds an integer out of range"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"field {where} is {value!r}, not a finite number"
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            problem = _not_json(item, f"{where}[{i}]")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"field {where} has a key {key!r} that is not a string"
-            problem = _not_json(item, key if where == "fields" else f"{where}.{key}")
-            if problem:
-                return problem
-        return None
-    return f"field {where} is a {type(value).__name__} ({repr(value)[:40]}), not a JSON value (str, number, bool, None, list, dict)"
-
-
 def not_json(value: Any, where: str = "fields") -> str | None:
     """Why ``value`` cannot be stored as a fingerprint (a set, bytes, NaN, a non-string key), naming
     the field; None when it is plain JSON."""

@@ -27,9 +27,9 @@ BUDGET = {"stories260K": 3.0, "stories15M": 8.0, "stories42M": 20.0, "stories110
 
 
 def _cases(config, program):
-    from pytest_llmperf.llama2c.fixtures import _session
+    from pytest_llmperf.llama2c.fixtures import llama2c_session
 
-    if program not in _session(config).sources:
+    if program not in llama2c_session(config).sources:
         reason = "no runq.c: the reference runner is float32 only (give --llmperf-llama2c-src with runq.c)"
         return [pytest.param(None, None, None, id="no-runq", marks=pytest.mark.skip(reason=reason))]
     cases = []

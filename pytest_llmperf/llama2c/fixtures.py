@@ -154,6 +154,12 @@ def _session(config: pytest.Config):
     return config.stash[SESSION]
 
 
+def llama2c_session(config: pytest.Config):
+    """The llama2.c session of this run (sources, builds, models), made once: for suites that
+    parametrize on what the session found (runq.c present or not)."""
+    return _session(config)
+
+
 class Llama2c:
     """What the ``llama2c`` fixture gives a test: build, model, run, bench (see the README)."""
 

@@ -26,7 +26,8 @@ from typing import Any, Iterator
 
 from . import jsonfile, stats
 from .errors import OneLine
-from .fileutil import atomic_write, exclusive_lock
+from .errors import short_repr as _short
+from .fileutil import atomic_write, exclusive_lock, nearest_existing
 from .compare import MAX_SAMPLE, Metric, sample_problem
 
 SCHEMA = "pytest-llmperf-baseline"
@@ -120,11 +121,6 @@ def _bad_number(values: list, gate: bool) -> tuple[Any, str] | None:
         if problem:
             return v, problem
     return None
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def metric_from_json(name: str, data: Any, where: str) -> Metric:
@@ -261,11 +257,7 @@ class BaselineFile:
 
 def check_writable(root: Path) -> None:
     """Raise BaselineError when baselines cannot be written under ``root``."""
-    probe = root
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
+    probe = nearest_existing(root)
     if probe.exists() and not probe.is_dir():
         raise BaselineError(f"baseline dir {root}: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):

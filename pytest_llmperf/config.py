@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Union
 
 from .errors import OneLine
+from .errors import short_repr as _short
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_CONFIDENCE = 0.99
@@ -79,12 +80,6 @@ def _is_number(text: str) -> bool:
 
 def _pct_text(value: float) -> str:
     return f"{value:g}%"
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    """``repr`` of a value, cut to ``limit`` characters (a 400-digit number in a message helps nobody)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_tolerance_spec(text: str, what: str = "--llmperf-tolerance") -> tuple[float | None, dict[str, float]]:

@@ -11,3 +11,10 @@ class OneLine:
     def __init__(self, message: object = "", *args: object) -> None:
         text = str(message).replace("\r", "\\r").replace("\n", "\\n")
         super().__init__(text, *args)
+
+
+def short_repr(value: object, limit: int = 40) -> str:
+    """``repr`` of a value for a message, cut to ``limit`` characters (a 400-digit number in a
+    message helps nobody)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

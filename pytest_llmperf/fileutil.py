@@ -11,6 +11,15 @@ from pathlib import Path
 from typing import Iterator
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself when it exists, else its nearest ancestor that does: where a write under
+    ``path`` would have to create the missing directories."""
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return probe
+
+
 def is_path(name: str) -> bool:
     """True when ``name`` names a file by its path (has a directory part), not a command to look
     up on PATH."""

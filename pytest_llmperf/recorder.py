@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import measure as _measure
 from .errors import OneLine
+from .errors import short_repr as _short
 from .compare import MAX_SAMPLE, NOISY, Metric, compare_metric, sample_problem
 
 _UNSET = object()
@@ -15,11 +16,6 @@ _UNSET = object()
 
 class RecordError(OneLine, ValueError):
     """A misuse of ``llmperf.measure``/``llmperf.record``; the message names the metric."""
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_bool(value: Any) -> bool:

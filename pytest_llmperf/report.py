@@ -182,12 +182,12 @@ def report_path_problem(path: Path) -> str | None:
     """Why a report cannot be written at ``path`` (checked before the tests run), or None."""
     import os
 
+    from .fileutil import nearest_existing
+
     path = Path(path)
     if path.is_dir():
         return "is a directory"
-    probe = path.parent
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
+    probe = nearest_existing(path.parent)
     if not probe.is_dir():
         return f"{probe} is not a directory"
     if not os.access(probe, os.W_OK | os.X_OK):

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..compare import MAX_SAMPLE
+
 DEFAULT_TIMEOUT = 600.0
 
 #: readings must stay below this: llmperf.record rejects a sample of 1e18 or more (no count a
 #: benchmark makes comes near it: the instructions of a long run are some 1e13), as it rejects a
-#: non-finite or a negative one, and a zero in a gated metric
-MAX_VALUE = 1e18
+#: non-finite or a negative one, and a zero in a gated metric (the core's limit, not a copy)
+MAX_VALUE = MAX_SAMPLE
 
 
 class ProfilerUnavailable(RuntimeError):

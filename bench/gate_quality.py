@@ -211,7 +211,7 @@ class Tools:
             rec["json_error"] = str(exc)
         regressed = "Performance has regressed" in out
         rec["regression_reported"] = regressed
-        if rc != 0 and not regressed or (rc == 0 and regressed):
+        if (rc != 0 and not regressed) or (rc == 0 and regressed):
             rec["output_tail"] = tail(out)
         return rec
 
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
           + f" {'change min/median/max':>24} {'raw min/median/max':>24} {'adjusted':>8} {'rounds med':>10}")
     for scale in scales:
         rs = [r for r in results if r["tool"] == "llmperf" and r["scale"] == scale]
-        counts = {s: 0 for s in statuses}
+        counts = dict.fromkeys(statuses, 0)
         for r in rs:
             s = r.get("status")
             counts[s if s in counts else "other"] += 1

@@ -18,8 +18,18 @@ import pytest
 
 from .config import DEFAULT_ARTIFACTS_DIR, Config, ConfigError, MarkerOptions
 
-__all__ = ["Session", "STATE", "MARKER", "RECORDER", "session", "option_value", "register_ini", "fail",
-           "artifact_dir", "not_json"]
+__all__ = [
+    "MARKER",
+    "RECORDER",
+    "STATE",
+    "Session",
+    "artifact_dir",
+    "fail",
+    "not_json",
+    "option_value",
+    "register_ini",
+    "session",
+]
 
 
 class Session:

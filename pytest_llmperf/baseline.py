@@ -21,14 +21,15 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import jsonfile, stats
+from .compare import MAX_SAMPLE, Metric, sample_problem
 from .errors import OneLine
 from .errors import short_repr as _short
 from .fileutil import atomic_write, exclusive_lock, nearest_existing
-from .compare import MAX_SAMPLE, Metric, sample_problem
 
 SCHEMA = "pytest-llmperf-baseline"
 SCHEMA_VERSION = 1
@@ -190,14 +191,14 @@ class BaselineFile:
         self.data = data
 
     @classmethod
-    def empty(cls, path: Path, node: str, test_file: str) -> "BaselineFile":
+    def empty(cls, path: Path, node: str, test_file: str) -> BaselineFile:
         return cls(path, {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "node": node, "test_file": test_file,
             "fingerprints": {}, "tests": {},
         })
 
     @classmethod
-    def load(cls, path: Path) -> "BaselineFile":
+    def load(cls, path: Path) -> BaselineFile:
         try:
             text = path.read_text(encoding="utf-8")
         except IsADirectoryError:

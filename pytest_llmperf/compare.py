@@ -27,8 +27,8 @@ couple of standard errors inside the tolerance pass.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Sequence
 
 from . import stats
 

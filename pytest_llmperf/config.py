@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 from .errors import OneLine
 from .errors import short_repr as _short
@@ -251,7 +252,7 @@ class MarkerOptions(NamedTuple):
         return list(cls._fields)
 
     @classmethod
-    def from_marker(cls, args: tuple, kwargs: Mapping[str, Any], where: str) -> "MarkerOptions":
+    def from_marker(cls, args: tuple, kwargs: Mapping[str, Any], where: str) -> MarkerOptions:
         if args:
             raise ConfigError(f"{where}: @pytest.mark.llmperf takes keywords only, got positional {args!r}")
         unknown = sorted(set(kwargs) - set(cls.keywords()))

@@ -7,8 +7,8 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def nearest_existing(path: Path) -> Path:

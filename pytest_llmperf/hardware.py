@@ -27,23 +27,24 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = [
-    "parse_cpuinfo",
-    "parse_size",
-    "parse_cache_sizes",
-    "parse_os_release",
-    "parse_meminfo_total",
+    "auto_node_name",
     "compiler_version",
-    "torch_info",
     "detect",
+    "fingerprint_diff",
     "fingerprint_fields",
     "fingerprint_hash",
-    "fingerprint_diff",
-    "auto_node_name",
+    "parse_cache_sizes",
+    "parse_cpuinfo",
+    "parse_meminfo_total",
+    "parse_os_release",
+    "parse_size",
     "sanitize_node_name",
+    "torch_info",
     "validate_node_name",
 ]
 
@@ -638,7 +639,7 @@ def torch_info() -> dict[str, Any] | None:
         "gpus": [],
     }
     try:
-        import torch  # noqa: PLC0415 - deliberately lazy
+        import torch
 
         info["version"] = str(getattr(torch, "__version__", None))
         version = getattr(torch, "version", None)
@@ -659,7 +660,7 @@ def torch_info() -> dict[str, Any] | None:
                         "total_memory_bytes": int(props.total_memory),
                     }
                 )
-    except BaseException as exc:  # noqa: BLE001 - import can raise anything
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         info["error"] = f"{type(exc).__name__}: {exc}"
@@ -697,7 +698,7 @@ def torch_static_info(timeout: float = 5.0) -> dict[str, Any] | None:
         from importlib import metadata
 
         info["version"] = metadata.version("torch")
-    except Exception:  # noqa: BLE001 - metadata can be missing in odd installs
+    except Exception:
         pass
     for location in spec.submodule_search_locations or []:
         text = _read_text(Path(location) / "version.py")
@@ -730,7 +731,7 @@ def torch_static_info(timeout: float = 5.0) -> dict[str, Any] | None:
 
 def _psutil() -> Any | None:
     try:
-        import psutil  # noqa: PLC0415
+        import psutil
     except Exception:
         return None
     return psutil
@@ -995,8 +996,7 @@ def fingerprint_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
 # node names live in node.py (the plugin needs them at start-up, cheaply); re-exported here
 # --------------------------------------------------------------------------
 
-from .node import auto_node_name, sanitize_node_name, validate_node_name  # noqa: E402,F401
-
+from .node import auto_node_name, sanitize_node_name, validate_node_name  # noqa: E402
 
 if __name__ == "__main__":  # pragma: no cover - manual inspection aid
     _info = detect()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import re
 import socket
-from typing import Mapping
+from collections.abc import Mapping
+
 _NODE_OK = re.compile(r"[A-Za-z0-9._-]+")
 _NODE_BAD_CHAR = re.compile(r"[^A-Za-z0-9._-]")
 _NODE_MAX = 255

@@ -50,7 +50,6 @@ from .torch_models.fixtures import add_options as _torch_options
 from .torch_models.fixtures import check_options as _torch_check_options
 from .torch_models.fixtures import torch_decode, torch_device, torch_lm  # noqa: F401  (fixtures)
 
-
 _State = Session  # the glue's name for it
 _value = option_value  # kept for code that still imports it from here
 

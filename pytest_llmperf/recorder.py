@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from . import measure as _measure
+from .compare import MAX_SAMPLE, NOISY, Metric, compare_metric, sample_problem
 from .errors import OneLine
 from .errors import short_repr as _short
-from .compare import MAX_SAMPLE, NOISY, Metric, compare_metric, sample_problem
 
 _UNSET = object()
 

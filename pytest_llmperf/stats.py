@@ -15,9 +15,9 @@ the data itself, robust to the long right tail that timings have.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
 
 _NORMAL = NormalDist()
 MIN_SAMPLES = 3
@@ -202,7 +202,7 @@ def is_steady(window: Sequence[float], spread: float) -> bool:
 
 def steady_start(rounds: Sequence[float], window: int = 3, spread: float = 0.10) -> int | None:
     """Index of the first round from which ``window`` consecutive rounds are steady, or None."""
-    for start in range(0, len(rounds) - window + 1):
+    for start in range(len(rounds) - window + 1):
         if is_steady(rounds[start:start + window], spread):
             return start
     return None

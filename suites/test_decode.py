@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("torch", reason="torch is not installed: pip install 'pytest-llmperf[torch]'", exc_type=ImportError)
 
-from pytest_llmperf.torch_models.fixtures import decode_variants  # noqa: E402
+from pytest_llmperf.torch_models.fixtures import decode_variants
 
 
 def pytest_generate_tests(metafunc):

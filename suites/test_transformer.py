@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("torch", reason="torch is not installed: pip install 'pytest-llmperf[torch]'", exc_type=ImportError)
 
-from pytest_llmperf.torch_models.fixtures import PASS_IDS, lm_grid  # noqa: E402
+from pytest_llmperf.torch_models.fixtures import PASS_IDS, lm_grid
 
 
 def pytest_generate_tests(metafunc):

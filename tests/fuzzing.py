@@ -13,7 +13,8 @@ that and returns fn's result (or None when it raised the allowed error).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, seed, settings

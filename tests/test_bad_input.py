@@ -8,7 +8,6 @@ import json
 import textwrap
 
 import pytest
-
 from test_plugin import RECORDING, _assert_usage_error, baseline_file, run
 
 

@@ -11,10 +11,20 @@ import pytest
 
 from pytest_llmperf import baseline
 from pytest_llmperf.baseline import (
-    SCHEMA, SCHEMA_VERSION, BaselineError, BaselineFile, BaselineStore, atomic_write, bound_samples,
-    check_writable, metric_from_json, metric_to_json, relative_file_for, split_nodeid,
+    NODE_INFO,
+    SCHEMA,
+    SCHEMA_VERSION,
+    BaselineError,
+    BaselineFile,
+    BaselineStore,
+    atomic_write,
+    bound_samples,
+    check_writable,
+    metric_from_json,
+    metric_to_json,
+    relative_file_for,
+    split_nodeid,
 )
-from pytest_llmperf.baseline import NODE_INFO
 from pytest_llmperf.compare import Metric
 
 FP_FIELDS = {"cpu": "Test CPU", "cores": 4}

@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.config import (
-    Config, ConfigError, MarkerOptions, parse_confidence, parse_fraction, parse_normalize,
-    parse_positive_int, parse_seconds, parse_tolerance_spec, parse_warmup, tolerance_for,
+    Config,
+    ConfigError,
+    MarkerOptions,
+    parse_confidence,
+    parse_fraction,
+    parse_normalize,
+    parse_positive_int,
+    parse_seconds,
+    parse_tolerance_spec,
+    parse_warmup,
+    tolerance_for,
 )
 
 

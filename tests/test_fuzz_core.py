@@ -11,9 +11,9 @@ import re
 import tempfile
 from pathlib import Path
 
+from fuzzing import fuzz, only_raises
 from hypothesis import strategies as st
 
-from fuzzing import fuzz, only_raises
 from pytest_llmperf import compare, config, report
 from pytest_llmperf.baseline import BaselineError, BaselineFile, metric_from_json, metric_to_json
 from pytest_llmperf.compare import STATUSES, Metric, compare_metric

@@ -100,7 +100,7 @@ def mutated_text(draw, bases: list[str], max_ops: int = 6) -> str:
     return "\n".join(lines)
 
 
-@functools.lru_cache(maxsize=None)  # strategies are costly to build: one per recorded value
+@functools.cache  # strategies are costly to build: one per recorded value
 def _odd_value(base: str) -> st.SearchStrategy[str]:
     """A sysfs-like one-value file: as recorded, mutated, or something else entirely."""
     return st.one_of(st.just(base), mutated_text([base], max_ops=2), st.sampled_from(ODD_NUMBERS),
@@ -124,7 +124,7 @@ CPU_KEYS = {"kind", "cpu_model", "vendor", "isa", "uarch", "logical_cpus", "isa_
 
 
 def _check_cpu(cpu: dict) -> None:
-    assert CPU_KEYS <= set(cpu)
+    assert set(cpu) >= CPU_KEYS
     assert cpu["kind"] in ("x86", "riscv", "arm", None)
     assert isinstance(cpu["cpu_model"], str) and cpu["cpu_model"].strip(), cpu["cpu_model"]
     for key in ("vendor", "isa", "uarch"):

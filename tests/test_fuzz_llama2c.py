@@ -34,9 +34,9 @@ import tempfile
 import tracemalloc
 from pathlib import Path
 
+from fuzzing import fuzz, only_raises
 from hypothesis import strategies as st
 
-from fuzzing import fuzz, only_raises
 from pytest_llmperf.llama2c import bandwidth, build, models, pyref, runner
 from pytest_llmperf.llama2c.bandwidth import BandwidthError, NodeInfoError
 from pytest_llmperf.llama2c.build import BuildError
@@ -69,7 +69,7 @@ def tokenizer_bytes(pieces=PIECES, scores=None, max_len: int | None = None) -> b
     return b"".join(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def base(kind: str) -> bytes:
     """Valid small files: a legacy checkpoint (shared or separate classifier), a Q8_0 one, a
     tokenizer."""
@@ -404,7 +404,7 @@ SANITIZERS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
 SANITIZER_ENV = {"ASAN_OPTIONS": "exitcode=99:detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "exitcode=98"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def refrun() -> Path:
     binary = SCRATCH / "refrun"
     source = str(Path(pyref.__file__).with_name("refrun.c"))

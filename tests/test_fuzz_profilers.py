@@ -22,9 +22,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fuzzing import EXAMPLES, fuzz, only_raises
 from hypothesis import strategies as st
 
-from fuzzing import EXAMPLES, fuzz, only_raises
 from pytest_llmperf.profilers import base, nsys, perf, valgrind
 from pytest_llmperf.profilers.base import Completed, Profile, ProfilerError, Reading
 from pytest_llmperf.profilers.fixtures import ProcessProfiling, tool_problem

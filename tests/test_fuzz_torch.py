@@ -63,7 +63,7 @@ def _checkpoint_bytes(shape: l2c.ModelConfig) -> bytes:
         return path.read_bytes()
 
 
-@functools.lru_cache(maxsize=None)  # made at the first draw, not when the module is collected
+@functools.cache  # made at the first draw, not when the module is collected
 def _bases() -> list[tuple[l2c.ModelConfig, bytes]]:
     return [(shape, _checkpoint_bytes(shape)) for shape in SHAPES]
 
@@ -146,7 +146,7 @@ def test_load_llama2c_of_a_path_that_is_no_file(tmp_path, what):
 
 # -- saved torch profiles ------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)  # profiled at the first use, not when the module is collected
+@functools.cache  # profiled at the first use, not when the module is collected
 def _profile_text() -> str:
     a = torch.ones(16, 16)
     result = profiling.profile_steps(lambda: torch.mm(a, a), "cpu", steps=1, warmup=0)

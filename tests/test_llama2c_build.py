@@ -311,7 +311,7 @@ def test_concurrent_threads_compile_once(tmp_path: Path) -> None:
     def worker() -> None:
         try:
             results.append(build.build(src, "-O1", cache, cc=cc))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]

@@ -214,12 +214,12 @@ def test_matrices_are_finite_bell_shaped_and_of_the_intended_scale(small_weights
             values = [v for layer in tensor for v in layer]
         magnitudes = [abs(v) for v in values]
         assert all(math.isfinite(v) for v in values)
-        assert 2.0 ** -15 <= min(magnitudes) and max(magnitudes) < 0.125  # no zero, no denormal
+        assert min(magnitudes) >= 2.0 ** -15 and max(magnitudes) < 0.125  # no zero, no denormal
         assert abs(math.fsum(values) / len(values)) < 0.002
         assert std(values) == pytest.approx(models.MATRIX_STD, rel=0.05)
         # bell-shaped: more mass near zero than a uniform distribution of the same spread
         assert sum(m < models.MATRIX_STD for m in magnitudes) / len(values) > 0.6
-    assert models.MATRIX_STD == pytest.approx(0.02, rel=0.05)
+    assert pytest.approx(0.02, rel=0.05) == models.MATRIX_STD
 
 
 def test_norms_rope_and_bos_row(small_weights):

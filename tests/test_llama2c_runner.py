@@ -21,15 +21,15 @@ from pytest_llmperf import measure
 from pytest_llmperf.llama2c import runner
 from pytest_llmperf.llama2c.runner import (
     STATS_ENV,
-    seconds_per_token,
     Bench,
     RunError,
-    RunResult,
     Runner,
+    RunResult,
     RunSpec,
     bench,
     parse_tok_per_s,
     quantization,
+    seconds_per_token,
 )
 
 FAKE_C = r"""

@@ -344,7 +344,7 @@ def test_real_clock_smoke():
     m = run(lambda: sum(range(100)), settings=MeasureSettings(max_time=0.05, min_rounds=3, warmup=1))
     assert m.result == 4950
     dropped = m.warmup.get("descheduled_rounds", 0)
-    assert dropped == 0 or "descheduled_rounds" in m.warmup and dropped > 0
+    assert dropped == 0 or ("descheduled_rounds" in m.warmup and dropped > 0)
     assert len(m.samples) >= 1 and all(s >= 0 for s in m.samples)
     assert len(m.samples) + dropped == m.rounds_total - 1 >= 3
     assert m.probes is not None and len(m.probes) == len(m.samples)

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compile_c
-from pytest_llmperf.profilers import DEFAULT_PERF_EVENTS, ProfilerOptions, create
-from pytest_llmperf.profilers import base, perf
+from pytest_llmperf.profilers import DEFAULT_PERF_EVENTS, ProfilerOptions, base, create, perf
 from pytest_llmperf.profilers.base import Completed, ProfilerError, ProfilerUnavailable
 
 DATA = Path(__file__).parent / "data" / "perf"

@@ -194,7 +194,7 @@ def test_step_sampler_times_a_sleeping_step():
     assert len(calls) == 3
     # sleeps last at least what they ask; how much longer is this machine's load, so the upper
     # bound is the time of the whole call, measured around it
-    assert 0.005 <= per_step and 3 * 0.005 <= wall <= outside
+    assert per_step >= 0.005 and 3 * 0.005 <= wall <= outside
     assert math.isclose(wall, per_step * 3)
     assert cpu is None
 

@@ -15,8 +15,15 @@ import pytest
 
 from pytest_llmperf.profilers import base, create
 from pytest_llmperf.profilers.base import Completed, ProfilerError, ProfilerUnavailable
-from pytest_llmperf.profilers.valgrind import (DEFAULT_TOLERANCE, FAKECLOCK_NAME, NO_FAKE_CLOCK_NOTE, Instructions,
-                                               ValgrindParseError, parse_callgrind_totals, top_functions)
+from pytest_llmperf.profilers.valgrind import (
+    DEFAULT_TOLERANCE,
+    FAKECLOCK_NAME,
+    NO_FAKE_CLOCK_NOTE,
+    Instructions,
+    ValgrindParseError,
+    parse_callgrind_totals,
+    top_functions,
+)
 
 DATA = Path(__file__).parent / "data" / "valgrind"
 RECORDED = DATA / "work.callgrind.out"  # ./work (work.c) under valgrind 3.19, Debian 12, x86-64

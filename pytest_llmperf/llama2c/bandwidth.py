@@ -24,8 +24,8 @@ import math
 import subprocess
 from pathlib import Path
 
-from ..baseline import NODE_INFO, node_lock
 from .. import jsonfile
+from ..baseline import NODE_INFO, node_lock
 from ..fileutil import atomic_write
 from .build import FlagsRejected, build
 

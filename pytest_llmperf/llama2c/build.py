@@ -32,8 +32,8 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..fileutil import atomic_write, exclusive_lock, executable_problem, is_path
 from .cache import CacheError

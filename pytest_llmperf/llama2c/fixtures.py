@@ -359,8 +359,8 @@ def node_bandwidth(config: pytest.Config) -> dict:
 def _node_bandwidth(config: pytest.Config, session) -> dict:
     """:func:`_measure_node_bandwidth`, failing the test with one line on any failure but an
     unusable node-info file (NodeInfoError, raised for the caller to decide)."""
-    from . import bandwidth
     from ..baseline import BaselineError
+    from . import bandwidth
     from .build import BuildError, CompilerNotFound, FlagsRejected
     from .cache import CacheError
 
@@ -380,9 +380,9 @@ def _measure_node_bandwidth(config: pytest.Config, session) -> dict:
     the cache, else measured (and cached); a run that saves baselines adds it to the node-info
     file, under the node lock. An unusable node-info file raises NodeInfoError and is left as it is;
     an unusable cache file is only a cache: replaced, with a warning."""
+    from ..api import STATE
     from ..baseline import NODE_INFO
     from ..fileutil import exclusive_lock
-    from ..api import STATE
     from . import bandwidth
     from .cache import ensure_dir
 

@@ -50,10 +50,11 @@ import stat
 import struct
 import sys
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import BinaryIO, Iterator, NamedTuple, Union
+from typing import BinaryIO, NamedTuple, Union
 
 from ..errors import OneLine
 from ..fileutil import exclusive_lock
@@ -605,29 +606,9 @@ def write_q8_checkpoint(path: PathLike, config: ModelConfig, seed: int = 0,
 
 # Common words of simple English stories, most frequent first. Every prefix of " word" becomes a
 # piece, so the encoder turns each of these words (after a space) into one token.
-_WORDS = (
-    "the and Once upon time to was he she it they a little there day One The her his in of "
-    "said with you on big that had named Lily Tom Ben Sam Sue Tim Anna Max Mia but so is we were "
-    "very play played happy saw went wanted see not for at be what are all can do like up out "
-    "have go them too help sad look looked asked when then this from back made fun toy tree park "
-    "ball dog cat bird fish sun water house home girl boy friend friends new away did could would "
-    "about an into no yes get got find found other good nice red blue green run ran jump jumped "
-    "smiled laughed loved love thought know came come took give gave felt feel make food cake box "
-    "car garden flower flowers sky rain outside inside together because something some every each "
-    "many more let night sleep bed story book best learned learn careful kind share shared sorry "
-    "thank thanks hug small tall bright shiny pretty strong brave scared excited surprised mommy "
-    "daddy hat She He They It Mom Dad But Then When We I His Her one two three first again always "
-    "never just now here where who why how way old long over under around near far "
-    "walk walked talk talked say says tell told hear heard hold held eat ate open opened close "
-    "closed show showed fly flew swim sing song dance danced laugh cry cried smile hand head eyes "
-    "face door window room table chair bag hole rock stick leaf leaves grass forest river "
-    "sea beach boat sand shell star moon cloud wind snow cold warm hot wet dry fast slow loud quiet"
-).split()
+_WORDS = ["the", "and", "Once", "upon", "time", "to", "was", "he", "she", "it", "they", "a", "little", "there", "day", "One", "The", "her", "his", "in", "of", "said", "with", "you", "on", "big", "that", "had", "named", "Lily", "Tom", "Ben", "Sam", "Sue", "Tim", "Anna", "Max", "Mia", "but", "so", "is", "we", "were", "very", "play", "played", "happy", "saw", "went", "wanted", "see", "not", "for", "at", "be", "what", "are", "all", "can", "do", "like", "up", "out", "have", "go", "them", "too", "help", "sad", "look", "looked", "asked", "when", "then", "this", "from", "back", "made", "fun", "toy", "tree", "park", "ball", "dog", "cat", "bird", "fish", "sun", "water", "house", "home", "girl", "boy", "friend", "friends", "new", "away", "did", "could", "would", "about", "an", "into", "no", "yes", "get", "got", "find", "found", "other", "good", "nice", "red", "blue", "green", "run", "ran", "jump", "jumped", "smiled", "laughed", "loved", "love", "thought", "know", "came", "come", "took", "give", "gave", "felt", "feel", "make", "food", "cake", "box", "car", "garden", "flower", "flowers", "sky", "rain", "outside", "inside", "together", "because", "something", "some", "every", "each", "many", "more", "let", "night", "sleep", "bed", "story", "book", "best", "learned", "learn", "careful", "kind", "share", "shared", "sorry", "thank", "thanks", "hug", "small", "tall", "bright", "shiny", "pretty", "strong", "brave", "scared", "excited", "surprised", "mommy", "daddy", "hat", "She", "He", "They", "It", "Mom", "Dad", "But", "Then", "When", "We", "I", "His", "Her", "one", "two", "three", "first", "again", "always", "never", "just", "now", "here", "where", "who", "why", "how", "way", "old", "long", "over", "under", "around", "near", "far", "walk", "walked", "talk", "talked", "say", "says", "tell", "told", "hear", "heard", "hold", "held", "eat", "ate", "open", "opened", "close", "closed", "show", "showed", "fly", "flew", "swim", "sing", "song", "dance", "danced", "laugh", "cry", "cried", "smile", "hand", "head", "eyes", "face", "door", "window", "room", "table", "chair", "bag", "hole", "rock", "stick", "leaf", "leaves", "grass", "forest", "river", "sea", "beach", "boat", "sand", "shell", "star", "moon", "cloud", "wind", "snow", "cold", "warm", "hot", "wet", "dry", "fast", "slow", "loud", "quiet"]
 # word endings and syllables, without a leading space
-_SUFFIXES = (
-    "ing ed er ly es en on an in at or ar le re st nd ll ou ow th he ight tion ful ness est ter "
-    "ent ant all ill ell ook ake ame ine ide ove ound ack ick ock ong ang ice ace ate"
-).split()
+_SUFFIXES = ["ing", "ed", "er", "ly", "es", "en", "on", "an", "in", "at", "or", "ar", "le", "re", "st", "nd", "ll", "ou", "ow", "th", "he", "ight", "tion", "ful", "ness", "est", "ter", "ent", "ant", "all", "ill", "ell", "ook", "ake", "ame", "ine", "ide", "ove", "ound", "ack", "ick", "ock", "ong", "ang", "ice", "ace", "ate"]
 _VOWELS = frozenset("aeiouy")
 
 

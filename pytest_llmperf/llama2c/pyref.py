@@ -25,23 +25,23 @@ import re
 import struct
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
 
 from .models import ModelConfig, read_tokenizer, read_weights_f64
 
 __all__ = [
+    "Generation",
     "GenerationError",
     "Model",
-    "Generation",
-    "load",
-    "encode",
+    "XorShiftRng",
     "decode_piece",
-    "printable",
+    "encode",
     "forward",
     "generate",
     "generate_greedy",
-    "XorShiftRng",
+    "load",
+    "printable",
 ]
 
 BOS = 1
@@ -54,7 +54,7 @@ ROPE_BASE = 10000.0
 _BYTE_PIECE = re.compile(rb"<0x([0-9A-Fa-f]{1,2})")
 
 
-Matrix = List[List[float]]
+Matrix = list[list[float]]
 
 
 class GenerationError(ValueError):
@@ -64,12 +64,12 @@ class GenerationError(ValueError):
 
 @dataclass
 class _Layer:
-    att_norm: List[float]
+    att_norm: list[float]
     wq: Matrix
     wk: Matrix
     wv: Matrix
     wo: Matrix
-    ffn_norm: List[float]
+    ffn_norm: list[float]
     w_gate: Matrix
     w_down: Matrix
     w_up: Matrix
@@ -81,11 +81,11 @@ class Model:
 
     shape: ModelConfig
     embedding: Matrix
-    layers: List[_Layer]
-    final_norm: List[float]
+    layers: list[_Layer]
+    final_norm: list[float]
     classifier: Matrix
-    pieces: List[bytes]
-    scores: List[float]
+    pieces: list[bytes]
+    scores: list[float]
     _lookup: dict = field(default_factory=dict, repr=False)
 
     def piece_id(self, piece: bytes) -> int:
@@ -98,7 +98,7 @@ class Generation:
     """Result of :func:`generate`."""
 
     stdout: bytes  # exactly what a C runner prints, final newline included
-    tokens: List[int]  # prompt tokens (BOS first) followed by every token produced after them
+    tokens: list[int]  # prompt tokens (BOS first) followed by every token produced after them
     positions: int  # forward passes run (what run.c counts for tok/s)
     prompt_tokens: int
     # the closest call over the sampled steps (inf if none): for argmax the lead of the best logit
@@ -154,7 +154,7 @@ def load(checkpoint_path: str, tokenizer_path: str) -> Model:
 # tokenizer
 
 
-def encode(model: Model, text: Union[str, bytes]) -> List[int]:
+def encode(model: Model, text: str | bytes) -> list[int]:
     """Token ids of a prompt as llama2.c encodes it: BOS, a dummy-prefix " " for non-empty text, one
     token per UTF-8 code point (byte tokens byte+3 as fallback), then repeated merging of the
     adjacent pair whose concatenation is the highest-scoring piece (leftmost pair on ties).
@@ -222,18 +222,18 @@ def printable(piece: bytes) -> bytes:
 # forward pass
 
 
-def _matvec(mat: Matrix, x: List[float]) -> List[float]:
+def _matvec(mat: Matrix, x: list[float]) -> list[float]:
     mul = operator.mul
     return [sum(map(mul, row, x)) for row in mat]
 
 
-def _rmsnorm(x: List[float], weight: List[float]) -> List[float]:
+def _rmsnorm(x: list[float], weight: list[float]) -> list[float]:
     ss = sum(v * v for v in x) / len(x) + RMS_EPS
     scale = 1.0 / math.sqrt(ss)
     return [w * (scale * v) for w, v in zip(weight, x)]
 
 
-def _softmax(v: List[float]) -> List[float]:
+def _softmax(v: list[float]) -> list[float]:
     top = max(v)
     e = [math.exp(a - top) for a in v]
     total = sum(e)
@@ -244,11 +244,11 @@ class _Cache:
     """Keys and values per layer and position (lists grow with the position)."""
 
     def __init__(self, n_layers: int) -> None:
-        self.keys: List[List[List[float]]] = [[] for _ in range(n_layers)]
-        self.values: List[List[List[float]]] = [[] for _ in range(n_layers)]
+        self.keys: list[list[list[float]]] = [[] for _ in range(n_layers)]
+        self.values: list[list[list[float]]] = [[] for _ in range(n_layers)]
 
 
-def _rope(vec: List[float], pos: int, head_size: int) -> None:
+def _rope(vec: list[float], pos: int, head_size: int) -> None:
     for i in range(0, len(vec), 2):
         freq = 1.0 / ROPE_BASE ** ((i % head_size) / head_size)
         angle = pos * freq
@@ -258,7 +258,7 @@ def _rope(vec: List[float], pos: int, head_size: int) -> None:
         vec[i + 1] = a * s + b * c
 
 
-def forward(model: Model, cache: _Cache, token: int, pos: int) -> List[float]:
+def forward(model: Model, cache: _Cache, token: int, pos: int) -> list[float]:
     """Logits for ``token`` at position ``pos``; ``cache`` must hold positions 0..pos-1."""
     sh = model.shape
     hs = sh.head_size
@@ -278,7 +278,7 @@ def forward(model: Model, cache: _Cache, token: int, pos: int) -> List[float]:
             raise ValueError("cache holds %d positions, forward called at %d" % (len(keys), pos))
         keys.append(k)
         values.append(v)
-        att_out: List[float] = []
+        att_out: list[float] = []
         for h in range(sh.n_heads):
             qh = q[h * hs : (h + 1) * hs]
             kv0 = (h // group) * hs
@@ -327,7 +327,7 @@ class XorShiftRng:
         return (self.next_u32() >> 8) / 16777216.0
 
 
-def _argmax(logits: List[float]) -> Tuple[int, float]:
+def _argmax(logits: list[float]) -> tuple[int, float]:
     """First index of the maximum, and its lead over the runner-up."""
     best = 0
     top = logits[0]
@@ -339,7 +339,7 @@ def _argmax(logits: List[float]) -> Tuple[int, float]:
     return best, top - second
 
 
-def _scan(probs: Sequence[float], coin: float) -> Tuple[int, float]:
+def _scan(probs: Sequence[float], coin: float) -> tuple[int, float]:
     """Index where the running sum first exceeds ``coin`` (the last one if never), and the distance
     from ``coin`` to the nearer edge of that index's interval."""
     cdf = 0.0
@@ -351,7 +351,7 @@ def _scan(probs: Sequence[float], coin: float) -> Tuple[int, float]:
     return len(probs) - 1, 0.0
 
 
-def _sample(logits: List[float], temperature: float, topp: float, rng: XorShiftRng) -> Tuple[int, float]:
+def _sample(logits: list[float], temperature: float, topp: float, rng: XorShiftRng) -> tuple[int, float]:
     """run.c's sampler in float64: argmax at temperature 0, else softmax(logits / temperature),
     a coin from the generator, then a scan of the whole distribution (topp <= 0 or >= 1) or of
     the nucleus: the tokens of probability >= (1 - topp) / (n - 1), most likely first, up to the
@@ -378,7 +378,7 @@ def _sample(logits: List[float], temperature: float, topp: float, rng: XorShiftR
 def generate(
     model: Model,
     steps: int,
-    prompt: Union[None, str, bytes, Sequence[int]] = None,
+    prompt: str | bytes | Sequence[int] | None = None,
     temperature: float = 0.0,
     topp: float = 0.9,
     seed: int = 0,
@@ -433,15 +433,15 @@ def generate(
 
 
 def generate_greedy(
-    model: Model, steps: int, prompt: Union[None, str, bytes, Sequence[int]] = None
-) -> Tuple[str, List[int]]:
+    model: Model, steps: int, prompt: str | bytes | Sequence[int] | None = None
+) -> tuple[str, list[int]]:
     """``(text, tokens)`` of greedy :func:`generate`: the text a C runner prints with ``-t 0``
     (UTF-8 decoded, undecodable bytes replaced, final newline included) and the token sequence."""
     g = generate(model, steps, prompt)
     return g.text, g.tokens
 
 
-def _main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description="float64 reference generation for llama2.c checkpoints")

@@ -27,9 +27,9 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 LABEL = "achieved tok/s:"
 # a number as C's printf writes one (%f, %e, %g, inf, nan): ASCII only, no "1_000"

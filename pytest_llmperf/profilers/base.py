@@ -13,9 +13,9 @@ import math
 import os
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from ..compare import MAX_SAMPLE
 

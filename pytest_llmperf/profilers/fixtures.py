@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -55,8 +56,8 @@ def add_options(add) -> None:
 
 def options(config: pytest.Config):
     """The ProfilerOptions of this session; UsageError naming a bad option."""
-    from ..config import ConfigError, parse_positive_int
     from ..api import option_value as _value
+    from ..config import ConfigError, parse_positive_int
     from . import DEFAULT_PERF_EVENTS, DEFAULT_PERF_FREQ, DEFAULT_PROFILE_RUNS, ProfilerOptions
 
     v = lambda dest, env=None: _value(config, dest, env)[0]  # noqa: E731

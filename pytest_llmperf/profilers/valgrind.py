@@ -27,8 +27,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import base
 from .base import Completed, Profile, Profiler, ProfilerError, Reading

@@ -29,37 +29,37 @@ import subprocess
 import sys
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 __all__ = [
+    "PEAK_BANDWIDTH_GBPS",
+    "PEAK_FLOPS",
     "DeviceUnavailable",
     "DtypeUnsupported",
-    "resolve_device",
-    "resolve_dtype",
-    "dtype_name",
+    "PeakMemory",
+    "available_memory",
     "check_dtype",
     "clear_dtype_cache",
-    "synchronize",
-    "step_sampler",
-    "PeakMemory",
-    "parse_vmhwm",
-    "parse_status_kb",
-    "available_memory",
-    "is_oom",
-    "recover",
     "device_name",
+    "dtype_name",
     "gpu_count",
-    "PEAK_FLOPS",
-    "PEAK_BANDWIDTH_GBPS",
-    "gpu_model",
     "gpu_memory_model",
-    "table_peak_flops",
-    "table_bandwidth",
-    "tf32_matmul_enabled",
-    "peak_flops_for",
+    "gpu_model",
+    "is_oom",
     "matmul_probe",
+    "parse_status_kb",
+    "parse_vmhwm",
+    "peak_flops_for",
+    "recover",
+    "resolve_device",
+    "resolve_dtype",
+    "step_sampler",
+    "synchronize",
+    "table_bandwidth",
+    "table_peak_flops",
+    "tf32_matmul_enabled",
     "torch_read_bandwidth",
 ]
 
@@ -98,7 +98,7 @@ def gpu_count() -> int:
         return 0
     try:
         return int(torch.cuda.device_count())
-    except Exception:  # noqa: BLE001 - a broken driver reads as "no GPU"
+    except Exception:
         return 0
 
 
@@ -106,7 +106,7 @@ def _mps_available() -> bool:
     mps = getattr(getattr(torch, "backends", None), "mps", None)
     try:
         return bool(mps is not None and mps.is_available())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -114,7 +114,7 @@ def _mps_built() -> bool:
     mps = getattr(getattr(torch, "backends", None), "mps", None)
     try:
         return bool(mps is not None and mps.is_built())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -123,14 +123,14 @@ def _cuda_usable() -> bool:
         return False
     try:
         return bool(torch.cuda.is_available()) and gpu_count() > 0
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
 def _default_cuda_index() -> int:
     try:
         return int(torch.cuda.current_device())
-    except Exception:  # noqa: BLE001 - e.g. a simulated or half-broken CUDA
+    except Exception:
         return 0
 
 
@@ -270,7 +270,7 @@ def _try_dtype(device: torch.device, dtype: torch.dtype) -> str | None:
         try:
             with torch.cuda.device(device):
                 supported = bool(torch.cuda.is_bf16_supported())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return _first_line(exc)
         if not supported:
             return "torch.cuda.is_bf16_supported() is false for this GPU"
@@ -290,7 +290,7 @@ def _try_dtype(device: torch.device, dtype: torch.dtype) -> str | None:
                 detail = _first_line(said[0]) if said else f"the result came out as {dtype_name(y.dtype)}"
                 return f"autocast to {dtype_name(dtype)} does not work: {detail}"
         synchronize(device)
-    except Exception as exc:  # noqa: BLE001 - any failure means "cannot compute in it"
+    except Exception as exc:
         return _first_line(exc)
     return None
 
@@ -473,7 +473,7 @@ def _lifetime_peak_rss() -> int | None:
 
             info = psutil.Process().memory_info()
             return int(getattr(info, "peak_wset", info.rss))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # macOS: bytes, else KiB
@@ -487,7 +487,7 @@ def _current_rss() -> int | None:
         import psutil
 
         return int(psutil.Process().memory_info().rss)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -523,7 +523,7 @@ class PeakMemory:
             return None
         return self.peak_bytes - self.start_bytes
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         device = self.device
         self.peak_bytes = None
         if device.type == "cuda":
@@ -534,7 +534,7 @@ class PeakMemory:
         elif device.type == "mps":
             try:
                 self.start_bytes = int(torch.mps.current_allocated_memory())
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.start_bytes = None
             self.kind = "mps driver allocated at exit"
         else:
@@ -562,7 +562,7 @@ class PeakMemory:
                     status = _read_proc_status()
                     peak = parse_vmhwm(status) if status is not None else None
                 self.peak_bytes = peak if peak is not None else _lifetime_peak_rss()
-        except Exception:  # noqa: BLE001 - a measurement must not hide the block's own error
+        except Exception:
             if exc_info[0] is None:
                 raise
         return False
@@ -579,13 +579,13 @@ def available_memory(device: torch.device | str) -> int | None:
             return int(free)
         if device.type == "mps":
             return int(torch.mps.recommended_max_memory()) - int(torch.mps.driver_allocated_memory())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     try:
         import psutil
 
         return int(psutil.virtual_memory().available)
-    except Exception:  # noqa: BLE001 - psutil is optional
+    except Exception:
         pass
     try:
         with open("/proc/meminfo", encoding="ascii", errors="replace") as fh:
@@ -642,7 +642,7 @@ def _malloc_trim() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except Exception:  # noqa: BLE001 - musl and others have no malloc_trim
+    except Exception:
         pass
 
 
@@ -656,7 +656,7 @@ def recover(device: torch.device | str) -> None:
         if device.type == "cuda":
             try:
                 torch.cuda.synchronize(device)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
@@ -664,7 +664,7 @@ def recover(device: torch.device | str) -> None:
             torch.mps.empty_cache()
         else:
             _malloc_trim()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 
@@ -880,7 +880,7 @@ def tf32_matmul_enabled() -> bool:
                         (torch.backends, "fp32_precision")):
         try:
             value = getattr(owner, attr, None)
-        except Exception:  # noqa: BLE001
+        except Exception:
             value = None
         if value == "tf32":
             return True
@@ -888,11 +888,11 @@ def tf32_matmul_enabled() -> bool:
             return False
     try:
         return bool(torch.backends.cuda.matmul.allow_tf32)
-    except Exception:  # noqa: BLE001 - torch refuses when legacy and new settings were mixed
+    except Exception:
         pass
     try:
         return torch.get_float32_matmul_precision() != "highest"
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -1002,7 +1002,7 @@ def _default_read_bytes(device: torch.device) -> int:
         caches = parse_cache_sizes()
         largest = max((v for v in caches.values() if v), default=0)
         nbytes = max(nbytes, 8 * largest)
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     free = available_memory(device)
     if free is not None:

@@ -372,7 +372,7 @@ class _Bench:
         message = None
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - only OOM is handled here
+        except Exception as exc:
             if not is_oom(exc):
                 raise
             message = f"llmperf: out of memory on {device} ({what}): {_first_line(exc)}"
@@ -670,7 +670,7 @@ class TorchDecode(_Bench):
 
             info = self._request.config.stash[STATE].machine()[0]
             llc = info.get("caches", {}).get("llc_bytes")
-        except Exception:  # noqa: BLE001 - the note is optional
+        except Exception:
             pass
         if self.device.type == "cpu" and llc and per_token <= llc:
             note += (f"; the weights fit in the last-level cache ({llc / 2**20:.0f} MiB): decode reads them "
@@ -691,7 +691,7 @@ class TorchDecode(_Bench):
                     sess._bandwidth = {"read_GBps": entry["read_GBps"],
                                        "source": f"{entry['read_GBps']:.1f} GB/s ({entry.get('method', 'bwprobe')}, "
                                                  f"{entry.get('bytes', 0) / 2**30:.1f} GiB buffer)"}
-                except Exception as exc:  # noqa: BLE001 - MBU is informational: say why it is missing
+                except Exception as exc:
                     sess._bandwidth = {"read_GBps": None, "source": f"unknown: {exc}"}
             else:
                 from .device import device_name, table_bandwidth, torch_read_bandwidth

@@ -20,30 +20,30 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 from .llama import Llama
 
 __all__ = [
-    "sample",
-    "prefill",
-    "decode_one_token",
-    "decode_with_race",
+    "Generation",
     "compile_decode",
     "cpu_compile_options",
-    "Generation",
-    "generate",
+    "decode_one_token",
+    "decode_with_race",
     "ensure_caches",
+    "generate",
+    "prefill",
+    "sample",
 ]
 
 DecodeFn = Callable[..., "tuple[torch.Tensor, torch.Tensor]"]
 
 
 def sample(logits: torch.Tensor, temperature: float = 0.0,
-           generator: Optional[torch.Generator] = None) -> torch.Tensor:
+           generator: torch.Generator | None = None) -> torch.Tensor:
     """Next tokens ``[B, 1]`` from logits ``[B, vocab]``: the argmax at ``temperature`` 0 (the
     first maximum), else a draw from ``softmax(logits / temperature)``.
 
@@ -64,7 +64,7 @@ def _race(logits: torch.Tensor, temperature: float, race: torch.Tensor) -> torch
 
 
 def prefill(model: Llama, prompt: torch.Tensor, input_pos: torch.Tensor,
-            temperature: float = 0.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+            temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """Run the prompt ``[1, T]`` at positions ``input_pos`` ``[T]`` through the model (filling the
     cache) and return the next token ``[1, 1]``."""
     logits = model(prompt, input_pos)
@@ -72,7 +72,7 @@ def prefill(model: Llama, prompt: torch.Tensor, input_pos: torch.Tensor,
 
 
 def decode_one_token(model: Llama, token: torch.Tensor, input_pos: torch.Tensor,
-                     temperature: float = 0.0, generator: Optional[torch.Generator] = None
+                     temperature: float = 0.0, generator: torch.Generator | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """One decode step: ``token`` ``[1, 1]`` at position ``input_pos`` ``[1]`` gives the next token
     ``[1, 1]`` and the logits ``[1, vocab]`` (float32) it was chosen from.
@@ -127,7 +127,7 @@ def cpu_compile_options() -> dict:
     return {"fullgraph": True, "dynamic": False, "options": {"freezing": True}}
 
 
-def compile_decode(device, mode: Optional[str] = None) -> DecodeFn:
+def compile_decode(device, mode: str | None = None) -> DecodeFn:
     """A compiled decode step, called like :func:`decode_one_token`, for models on ``device``.
 
     CUDA: ``torch.compile(mode="reduce-overhead", fullgraph=True)`` (CUDA graphs: one replay per
@@ -186,7 +186,7 @@ class Generation:
     prompt_len: int
     ttft_s: float
     decode_s: float
-    per_token_s: Optional[list[float]] = None
+    per_token_s: list[float] | None = None
     accepted: int = 0
     proposed: int = 0
     rounds: int = 0
@@ -208,7 +208,7 @@ class Generation:
         return 1000.0 * self.decode_s / n
 
     @property
-    def acceptance_rate(self) -> Optional[float]:
+    def acceptance_rate(self) -> float | None:
         """Accepted / proposed draft tokens; None when nothing was proposed."""
         return self.accepted / self.proposed if self.proposed else None
 
@@ -224,7 +224,7 @@ def ensure_caches(model: Llama, needed: int) -> None:
         model.setup_caches(1, needed)
 
 
-def _prompt_tensor(prompt: Union[Sequence[int], torch.Tensor], device) -> torch.Tensor:
+def _prompt_tensor(prompt: Sequence[int] | torch.Tensor, device) -> torch.Tensor:
     if isinstance(prompt, torch.Tensor):
         t = prompt.detach()
         if t.dim() == 2:
@@ -241,11 +241,11 @@ def _prompt_tensor(prompt: Union[Sequence[int], torch.Tensor], device) -> torch.
     return t
 
 
-def generate(model: Llama, prompt: Union[Sequence[int], torch.Tensor], max_new_tokens: int, *,
-             decode_fn: Optional[DecodeFn] = None, draft: Optional[Llama] = None,
-             draft_decode_fn: Optional[DecodeFn] = None, speculate_k: int = 4,
+def generate(model: Llama, prompt: Sequence[int] | torch.Tensor, max_new_tokens: int, *,
+             decode_fn: DecodeFn | None = None, draft: Llama | None = None,
+             draft_decode_fn: DecodeFn | None = None, speculate_k: int = 4,
              temperature: float = 0.0, seed: int = 0,
-             sync: Optional[Callable[[], None]] = None,
+             sync: Callable[[], None] | None = None,
              clock: Callable[[], float] = time.perf_counter,
              per_token: bool = False) -> Generation:
     """Generate ``max_new_tokens`` tokens after ``prompt`` (batch size 1), timing it.
@@ -324,7 +324,7 @@ def _plain(model, prompt_t, n_new, decode_fn, temperature, generator, sync, cloc
     device = prompt_t.device
     T = prompt_t.numel()
     out = torch.empty(n_new, dtype=torch.long, device=device)
-    times: Optional[list[float]] = [] if per_token else None
+    times: list[float] | None = [] if per_token else None
     sync()
     t0 = clock()
     cur = prefill(model, prompt_t.view(1, -1), torch.arange(T, device=device), temperature,
@@ -357,7 +357,7 @@ def _speculative(model, draft, prompt_t, n_new, draft_decode_fn, k_max, temperat
     T = prompt_t.numel()
     sampling = temperature > 0
     tokens: list[int] = []
-    times: Optional[list[float]] = [] if per_token else None
+    times: list[float] | None = [] if per_token else None
     accepted = proposed = rounds = 0
     positions = torch.arange(T, device=device)
     sync()

@@ -39,24 +39,24 @@ import torch.nn.functional as F
 from ..llama2c import models as l2c
 
 __all__ = [
-    "LlamaConfig",
     "DECODE_SIZES",
-    "UnknownSize",
-    "get_decode_config",
-    "RMSNorm",
-    "KVCache",
-    "Attention",
-    "FeedForward",
-    "TransformerBlock",
-    "Llama",
-    "build_llama",
-    "CheckpointError",
-    "load_llama2c",
-    "config_from_llama2c",
-    "weight_bytes_per_token",
-    "rope_table",
-    "INIT_STD",
     "INIT_LOGIT_STD",
+    "INIT_STD",
+    "Attention",
+    "CheckpointError",
+    "FeedForward",
+    "KVCache",
+    "Llama",
+    "LlamaConfig",
+    "RMSNorm",
+    "TransformerBlock",
+    "UnknownSize",
+    "build_llama",
+    "config_from_llama2c",
+    "get_decode_config",
+    "load_llama2c",
+    "rope_table",
+    "weight_bytes_per_token",
 ]
 
 INIT_STD = 0.02  # standard deviation of the random Linear and embedding weights of build_llama
@@ -125,7 +125,7 @@ class LlamaConfig:
                 f"hidden_dim {self.hidden_dim}, max_seq_len {self.max_seq_len}, "
                 f"{'tied' if self.tied_classifier else 'separate'} classifier")
 
-    def same_shape(self, other: "LlamaConfig") -> bool:
+    def same_shape(self, other: LlamaConfig) -> bool:
         """Equal in everything but the name."""
         return all(getattr(self, f.name) == getattr(other, f.name)
                    for f in fields(self) if f.name != "name")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ from pytest_llmperf.fileutil import atomic_write
 
 from .device import _as_device, synchronize
 
-__all__ = ["ProfileFileError", "ProfileResult", "profile_steps", "load_profile_json"]
+__all__ = ["ProfileFileError", "ProfileResult", "load_profile_json", "profile_steps"]
 
 JSON_FORMAT = 1
 TABLE_ROW_LIMIT = 30
@@ -35,7 +36,7 @@ def _attr(obj: Any, *names: str, default: Any = 0) -> Any:
     for name in names:
         try:
             value = getattr(obj, name)
-        except Exception:  # noqa: BLE001 - some profiler properties raise when not applicable
+        except Exception:
             continue
         if value is not None:
             return value

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Int8WeightOnlyLinear", "quantize_int8_", "is_quantized", "quantize_weight_int8"]
+__all__ = ["Int8WeightOnlyLinear", "is_quantized", "quantize_int8_", "quantize_weight_int8"]
 
 
 def quantize_weight_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +44,7 @@ class Int8WeightOnlyLinear(nn.Module):
         self.register_buffer("scales", torch.ones(out_features, dtype=dtype, device=device))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "Int8WeightOnlyLinear":
+    def from_linear(cls, linear: nn.Linear) -> Int8WeightOnlyLinear:
         if linear.bias is not None:
             raise ValueError("Int8WeightOnlyLinear has no bias; the Llama Linears have none")
         w = linear.weight

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -35,11 +34,18 @@ import torch.nn as nn
 from .llama import Llama, build_llama, get_decode_config, load_llama2c, weight_bytes_per_token
 from .quantize import Int8WeightOnlyLinear
 
-__all__ = ["tp_unavailable_reason", "shard_", "all_reduce_sum", "run_tp_check", "TPResult",
-           "reference_run", "run_tp_decode"]
+__all__ = [
+    "TPResult",
+    "all_reduce_sum",
+    "reference_run",
+    "run_tp_check",
+    "run_tp_decode",
+    "shard_",
+    "tp_unavailable_reason",
+]
 
 
-def tp_unavailable_reason(device) -> Optional[str]:
+def tp_unavailable_reason(device) -> str | None:
     """None when tensor parallelism can run from ``device``'s node (torch.distributed with NCCL
     and more than one CUDA GPU), else why not, in one line."""
     if not torch.distributed.is_available():
@@ -195,8 +201,8 @@ def _tp_worker(rank: int, world_size: int, init_file: str, out_path: str, size: 
 
 
 def run_tp_check(world_size: int = 2, size: str = "tiny", seed: int = 0,
-                 prompt: Optional[list[int]] = None, steps: int = 8, quantize: bool = False,
-                 timeout_s: float = 120.0, start_method: Optional[str] = None) -> TPResult:
+                 prompt: list[int] | None = None, steps: int = 8, quantize: bool = False,
+                 timeout_s: float = 120.0, start_method: str | None = None) -> TPResult:
     """Run :func:`reference_run` on a seeded ``size`` model sharded over ``world_size`` CPU
     processes (gloo, rendezvous through a file in a temporary directory) and return rank 0's
     result. A worker's exception is re-raised here; workers still running after ``timeout_s``
@@ -307,11 +313,11 @@ def _tp_decode_worker(rank: int, world_size: int, init_file: str, out_path: str,
         dist.destroy_process_group()
 
 
-def run_tp_decode(name: str = "tiny", tokens: int = 64, dtype_name: Optional[str] = "bf16",
-                  checkpoint=None, device_type: str = "cuda", world_size: Optional[int] = None,
+def run_tp_decode(name: str = "tiny", tokens: int = 64, dtype_name: str | None = "bf16",
+                  checkpoint=None, device_type: str = "cuda", world_size: int | None = None,
                   rounds: int = 5, warmup: int = 2, prompt_len: int = 8,
-                  compile: Optional[bool] = None, timeout_s: float = 1800.0,
-                  start_method: Optional[str] = None) -> dict:
+                  compile: bool | None = None, timeout_s: float = 1800.0,
+                  start_method: str | None = None) -> dict:
     """Benchmark tensor-parallel greedy decoding: ``world_size`` processes (default: every CUDA
     GPU, NCCL; with ``device_type="cpu"`` 2 processes, gloo) each build the model (the llama2.c
     ``checkpoint``, else seeded random weights of decode model ``name``) in ``dtype_name``, shard

@@ -18,8 +18,9 @@ on Q8_0 checkpoints too.
 
 import pytest
 
-from pytest_llmperf.llama2c.build import FLAG_SETS, uses_openmp
 from pytest_llmperf.llama2c.fixtures import selected_models, selected_threads
+from pytest_llmperf.llama2c.session import FLAG_SETS
+from pytest_llmperf.native.build import uses_openmp
 
 # time budget per test (seconds, a baseline gets 3x): a 15M run takes a second or two on a small
 # board, a 260K run tens of milliseconds

@@ -37,12 +37,13 @@ from pathlib import Path
 from fuzzing import fuzz, only_raises
 from hypothesis import strategies as st
 
-from pytest_llmperf.llama2c import bandwidth, build, models, pyref, runner
-from pytest_llmperf.llama2c.bandwidth import BandwidthError, NodeInfoError
-from pytest_llmperf.llama2c.build import BuildError
-from pytest_llmperf.llama2c.cache import CacheError
+from pytest_llmperf.llama2c import models, pyref, runner
 from pytest_llmperf.llama2c.models import ModelConfig, ModelFileError
 from pytest_llmperf.llama2c.runner import RunError
+from pytest_llmperf.native import bandwidth, build
+from pytest_llmperf.native.bandwidth import BandwidthError, NodeInfoError
+from pytest_llmperf.native.build import BuildError
+from pytest_llmperf.native.cache import CacheError
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="llmperf-fuzz-"))
 atexit.register(shutil.rmtree, SCRATCH, True)

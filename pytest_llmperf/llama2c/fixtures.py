@@ -51,7 +51,7 @@ def add_options(add) -> None:
 
 def _settings(config: pytest.Config):
     from ..api import option_value as _value
-    from .cache import default_cache_dir
+    from ..native.cache import default_cache_dir
     from .session import Settings
 
     def path(dest: str, env: str) -> Path | None:
@@ -177,8 +177,8 @@ class Llama2c:
         return self._built(self.session.reference_binary)
 
     def _built(self, make) -> Path:
-        from .build import BuildError, CompilerNotFound, FlagsRejected
-        from .cache import CacheError
+        from ..native.build import BuildError, CompilerNotFound, FlagsRejected
+        from ..native.cache import CacheError
         from .session import ModelMissing
 
         try:
@@ -191,7 +191,7 @@ class Llama2c:
 
     def model(self, name: str, quantized: bool = False):
         """The validated checkpoint and tokenizer of ``name`` (``stories15M``...)."""
-        from .cache import CacheError
+        from ..native.cache import CacheError
         from .models import ModelFileError
         from .session import ModelMissing
 
@@ -230,7 +230,7 @@ class Llama2c:
         (informational) in this test's ``llmperf`` recorder; returns the runner.Bench."""
         from dataclasses import replace
 
-        from . import bandwidth
+        from ..native import bandwidth
         from .runner import RunError, Runner, bench, quantization
         from .session import PROBE_KIND, PROBE_STEPS
 
@@ -316,7 +316,7 @@ class Llama2c:
     def bandwidth(self) -> dict:
         """The node's memory read bandwidth (measured once per node; see bandwidth.py); fails the
         test when it cannot be had."""
-        from .bandwidth import NodeInfoError
+        from ..native.bandwidth import NodeInfoError
 
         try:
             return self._bandwidth()
@@ -336,7 +336,7 @@ class Llama2c:
         gated tok/s (recorded before this, and saved with the baseline). The file is never
         overwritten; the warning names it (``-W error::UserWarning`` makes it a failure, after
         the gate has been compared)."""
-        from .bandwidth import NodeInfoError
+        from ..native.bandwidth import NodeInfoError
 
         try:
             return self._bandwidth()
@@ -360,9 +360,9 @@ def _node_bandwidth(config: pytest.Config, session) -> dict:
     """:func:`_measure_node_bandwidth`, failing the test with one line on any failure but an
     unusable node-info file (NodeInfoError, raised for the caller to decide)."""
     from ..baseline import BaselineError
-    from . import bandwidth
-    from .build import BuildError, CompilerNotFound, FlagsRejected
-    from .cache import CacheError
+    from ..native import bandwidth
+    from ..native.build import BuildError, CompilerNotFound, FlagsRejected
+    from ..native.cache import CacheError
 
     try:
         return _measure_node_bandwidth(config, session)
@@ -383,8 +383,8 @@ def _measure_node_bandwidth(config: pytest.Config, session) -> dict:
     from ..api import STATE
     from ..baseline import NODE_INFO
     from ..fileutil import exclusive_lock
-    from . import bandwidth
-    from .cache import ensure_dir
+    from ..native import bandwidth
+    from ..native.cache import ensure_dir
 
     state = config.stash[STATE]
     cfg = state.config

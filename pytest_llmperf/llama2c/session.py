@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build import build
-from .cache import CacheError, default_cache_dir, ensure_dir
+from ..native.build import build
+from ..native.cache import CacheError, default_cache_dir, ensure_dir
 
 REFERENCE_SOURCE = Path(__file__).with_name("refrun.c")
 PROGRAMS = ("run", "runq")
@@ -22,6 +22,15 @@ DEFAULT_STEPS = {"stories260K": 512, "stories15M": 128, "stories42M": 128, "stor
 DEFAULT_MODELS = ("stories260K", "stories15M")
 # the reference probe run before every round: our runner at fixed flags, single-threaded, on the same
 # model, for a fraction of a second (its nanosecond stats make short runs precise)
+# the flag sets of our users' table and of llama2.c's Makefile, by test id
+FLAG_SETS: dict[str, str] = {
+    "O3": "-O3",
+    "O3-omp": "-O3 -fopenmp",
+    "O3-omp-Ofast": "-O3 -fopenmp -Ofast",
+    "Ofast": "-Ofast",
+    "Ofast-omp-native": "-Ofast -fopenmp -march=native",
+}
+
 PROBE_FLAGS = "-O3"
 PROBE_STEPS = {"stories260K": 256, "stories15M": 24, "stories42M": 10, "stories110M": 4}
 PROBE_KIND = "refrun-O3"

@@ -76,7 +76,7 @@ def options(config: pytest.Config):
     if cache:
         cache_dir = Path(str(cache)).expanduser()
     else:
-        from ..llama2c.cache import default_cache_dir
+        from ..native.cache import default_cache_dir
 
         cache_dir = default_cache_dir()
     tool = lambda dest, env: os.path.expanduser(str(v(dest, env))) if v(dest, env) else None  # noqa: E731

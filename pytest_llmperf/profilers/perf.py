@@ -305,8 +305,8 @@ class PerfStat(Profiler):
         if self._wrapper_tried:
             return self._wrapper
         self._wrapper_tried = True
-        from ..llama2c.build import BuildError, CompilerNotFound, FlagsRejected, build
-        from ..llama2c.cache import CacheError, default_cache_dir
+        from ..native.build import BuildError, CompilerNotFound, FlagsRejected, build
+        from ..native.cache import CacheError, default_cache_dir
 
         cache = self.cache_dir if self.cache_dir is not None else default_cache_dir()
         problem = ""

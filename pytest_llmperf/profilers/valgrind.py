@@ -310,8 +310,8 @@ class Instructions(Profiler):
         if self._shim_tried:
             return self._shim
         self._shim_tried = True
-        from ..llama2c.build import BuildError, CompilerNotFound, FlagsRejected, build
-        from ..llama2c.cache import CacheError, default_cache_dir
+        from ..native.build import BuildError, CompilerNotFound, FlagsRejected, build
+        from ..native.cache import CacheError, default_cache_dir
 
         cache = self.cache_dir if self.cache_dir is not None else default_cache_dir()
         try:

@@ -44,14 +44,6 @@ COMPILE_TIMEOUT = 600.0
 _TRIVIAL = "#include <math.h>\n#include <stdio.h>\nint main(void) { printf(\"%f\\n\", sqrt(2.0)); return 0; }\n"
 _LOCAL_INCLUDE = re.compile(rb'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 
-# the flag sets of our users' table and of llama2.c's Makefile, by test id
-FLAG_SETS: dict[str, str] = {
-    "O3": "-O3",
-    "O3-omp": "-O3 -fopenmp",
-    "O3-omp-Ofast": "-O3 -fopenmp -Ofast",
-    "Ofast": "-Ofast",
-    "Ofast-omp-native": "-Ofast -fopenmp -march=native",
-}
 
 
 class CompilerNotFound(RuntimeError):

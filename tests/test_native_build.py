@@ -1,4 +1,4 @@
-"""Tests of pytest_llmperf.llama2c.build: the content-addressed compile cache and its failures.
+"""Tests of pytest_llmperf.native.build: the content-addressed compile cache and its failures.
 
 Real compiles with the system ``cc``; wrapper "compilers" (shell scripts in tmp_path that count
 the compiles of the test's source and then run ``cc``) tell a rebuild from a cache hit.
@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.llama2c import build
-from pytest_llmperf.llama2c.build import (
-    FLAG_SETS,
+from pytest_llmperf.llama2c.session import FLAG_SETS
+from pytest_llmperf.native import build
+from pytest_llmperf.native.build import (
     BuildError,
     CompilerNotFound,
     FlagsRejected,
     split_flags,
     uses_openmp,
 )
-from pytest_llmperf.llama2c.cache import CacheError
+from pytest_llmperf.native.cache import CacheError
 
 REAL_CC = shutil.which("cc")
 
@@ -330,7 +330,7 @@ def test_concurrent_processes_compile_once(tmp_path: Path) -> None:
     cc, counter = make_cc(tmp_path, on_source="sleep 0.3")
     src = make_source(tmp_path / "src", 6)
     cache = tmp_path / "cache"
-    code = ("import sys; from pytest_llmperf.llama2c.build import build; "
+    code = ("import sys; from pytest_llmperf.native.build import build; "
             "print(build(sys.argv[1], '-O1', sys.argv[2], cc=sys.argv[3]))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(src), str(cache), cc],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]

@@ -1,4 +1,4 @@
-"""Tests of pytest_llmperf.llama2c.bandwidth: probe size, MBU, the node-info file, a real probe."""
+"""Tests of pytest_llmperf.native.bandwidth: probe size, MBU, the node-info file, a real probe."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.llama2c import bandwidth
-from pytest_llmperf.llama2c.bandwidth import (
+from pytest_llmperf.native import bandwidth
+from pytest_llmperf.native.bandwidth import (
     BandwidthError,
     NodeInfoError,
     mbu,

@@ -191,6 +191,8 @@ _FIELDS = {
 # the columns a kernel table must have, as the current nsys names them
 _REQUIRED = {"time_pct": "Time (%)", "total_ns": "Total Time (ns)", "instances": "Instances", "avg_ns": "Avg (ns)",
              "min_ns": "Min (ns)", "max_ns": "Max (ns)", "name": "Name"}
+# the numeric fields of a row but the instance count, read in this order (the first bad one is named)
+_TIMES = ("time_pct", "total_ns", "avg_ns", "med_ns", "min_ns", "max_ns", "stddev_ns")
 
 
 def _column(header: str) -> tuple[str, float] | None:
@@ -274,18 +276,7 @@ def parse_kernel_csv(text: str, name: str = "nsys stats output") -> list[Kernel]
         if len(cells) != len(header):
             raise NsysParseError(f"{where}: unparsable nsys stats kernel table line ({len(cells)} fields, the "
                                  f"header has {len(header)}): {_quote(line)}")
-
-        def value(field: str) -> float | None:
-            if field not in columns:
-                return None
-            index, factor = columns[field]
-            scaled = _number(cells[index], line, where) * factor
-            if not math.isfinite(scaled):  # a finite number of seconds, in nanoseconds, may not be
-                raise NsysParseError(f"{where}: the number {_quote(cells[index])} is out of range in the "
-                                     f"kernel table line {_quote(line)}")
-            return scaled
-
-        instances = value("instances")
+        instances = _cell_value(cells, columns["instances"], line, where)
         if instances != int(instances):
             raise NsysParseError(f"{where}: unparsable instance count {_quote(cells[columns['instances'][0]])} "
                                  f"in the nsys stats kernel table line {_quote(line)}")
@@ -293,10 +284,21 @@ def parse_kernel_csv(text: str, name: str = "nsys stats output") -> list[Kernel]
         if not kernel:
             raise NsysParseError(f"{where}: a kernel without a name in the nsys stats kernel table line "
                                  f"{_quote(line)}")
-        kernels.append(Kernel(name=kernel, time_pct=value("time_pct"), total_ns=value("total_ns"),
-                              instances=int(instances), avg_ns=value("avg_ns"), med_ns=value("med_ns"),
-                              min_ns=value("min_ns"), max_ns=value("max_ns"), stddev_ns=value("stddev_ns")))
+        got = {f: _cell_value(cells, columns[f], line, where) for f in _TIMES if f in columns}
+        kernels.append(Kernel(name=kernel, time_pct=got["time_pct"], total_ns=got["total_ns"],
+                              instances=int(instances), avg_ns=got["avg_ns"], med_ns=got.get("med_ns"),
+                              min_ns=got["min_ns"], max_ns=got["max_ns"], stddev_ns=got.get("stddev_ns")))
     return kernels
+
+
+def _cell_value(cells: list[str], column: tuple[int, float], line: str, where: str) -> float:
+    """The number in ``column`` (index, factor to nanoseconds) of a kernel table row, scaled."""
+    index, factor = column
+    scaled = _number(cells[index], line, where) * factor
+    if not math.isfinite(scaled):  # a finite number of seconds, in nanoseconds, may not be
+        raise NsysParseError(f"{where}: the number {_quote(cells[index])} is out of range in the "
+                             f"kernel table line {_quote(line)}")
+    return scaled
 
 
 def short_name(name: str, width: int = 60) -> str:
@@ -450,11 +452,14 @@ class Nsys(base.Profiler):
         """Run nsys stats on ``report``: (the CSV it wrote, or None when it skipped a report
         without kernels; the text to parse; the report name that worked). Falls back to the old
         report name when nsys does not know the new one."""
+        nsys = self.path
+        if nsys is None:
+            raise base.ProfilerUnavailable(f"nsys: {not_found_reason(self.explicit, self.roots)}")
         failures: list[tuple[str, int, str]] = []
         for name in (KERNEL_REPORT, OLD_KERNEL_REPORT):
             csv_path = outdir / f"{tag}_{name}.csv"
             csv_path.unlink(missing_ok=True)
-            argv = [self.path, "stats", "--report", name, "--format", "csv", "--force-export=true",
+            argv = [nsys, "stats", "--report", name, "--format", "csv", "--force-export=true",
                     "--output", str(outdir / tag), str(report)]
             try:
                 out = subprocess.run(argv, capture_output=True, timeout=self.timeout)

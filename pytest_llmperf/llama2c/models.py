@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import BinaryIO, NamedTuple, Union
+from typing import BinaryIO, NamedTuple, TypedDict, Union
 
 from ..errors import OneLine
 from ..fileutil import exclusive_lock
@@ -70,6 +70,8 @@ BOS_ROW_SCALE = 0.1
 BOS_ID = 1
 
 _FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")
+# the header's 7 parameters in _FIELDS order: ModelConfig's positional fields
+_HeaderFields = tuple[int, int, int, int, int, int, int]
 # beyond these a header is not a llama2.c model but a foreign file read as one
 _FIELD_LIMITS = {
     "dim": 1 << 16,
@@ -223,7 +225,7 @@ def _read_head(path: PathLike, nbytes: int = -1) -> tuple[bytes, int]:
         os.close(fd)
 
 
-def _check_fields(name: str, values: tuple[int, ...], shared: bool) -> ModelConfig:
+def _check_fields(name: str, values: _HeaderFields, shared: bool) -> ModelConfig:
     """Validate the 7 header parameters (vocab_size already made positive)."""
     for field, value in zip(_FIELDS, values):
         if value <= 0:
@@ -351,7 +353,25 @@ def read_tokenizer(path: PathLike, vocab_size: int) -> TokenizerInfo:
 F64_MAX_BYTES = 64 << 20
 
 
-def read_weights_f64(path: PathLike, max_bytes: int = F64_MAX_BYTES) -> dict:
+class WeightsF64(TypedDict):
+    """What :func:`read_weights_f64` returns; the per-layer keys hold one flat list per layer."""
+
+    config: ModelConfig
+    token_embedding: list[float]
+    rms_att: list[list[float]]
+    wq: list[list[float]]
+    wk: list[list[float]]
+    wv: list[list[float]]
+    wo: list[list[float]]
+    rms_ffn: list[list[float]]
+    w1: list[list[float]]
+    w2: list[list[float]]
+    w3: list[list[float]]
+    rms_final: list[float]
+    wcls: list[float]
+
+
+def read_weights_f64(path: PathLike, max_bytes: int = F64_MAX_BYTES) -> WeightsF64:
     """All weights of a small legacy checkpoint as Python floats, for a float64 reference model.
 
     Keys: "config" (ModelConfig), "token_embedding" (flat, vocab x dim), "rms_final", "wcls"
@@ -388,15 +408,15 @@ def read_weights_f64(path: PathLike, max_bytes: int = F64_MAX_BYTES) -> dict:
     def per_layer(n: int) -> list[list[float]]:
         return [take(n) for _ in range(n_layers)]
 
-    weights: dict = {"config": config, "token_embedding": take(config.vocab_size * d)}
-    for key, n in (("rms_att", d), ("wq", d * d), ("wk", kv * d), ("wv", kv * d), ("wo", d * d),
-                   ("rms_ffn", d), ("w1", h * d), ("w2", d * h), ("w3", h * d)):
-        weights[key] = per_layer(n)
-    weights["rms_final"] = take(d)
+    # the calls to take() follow the file's order
+    token_embedding = take(config.vocab_size * d)
+    rms_att, wq, wk, wv, wo = per_layer(d), per_layer(d * d), per_layer(kv * d), per_layer(kv * d), per_layer(d * d)
+    rms_ffn, w1, w2, w3 = per_layer(d), per_layer(h * d), per_layer(d * h), per_layer(h * d)
+    rms_final = take(d)
     take(config.seq_len * config.head_size)  # the RoPE tables
-    weights["wcls"] = (weights["token_embedding"] if config.shared_classifier
-                       else take(config.vocab_size * d))
-    return weights
+    wcls = token_embedding if config.shared_classifier else take(config.vocab_size * d)
+    return WeightsF64(config=config, token_embedding=token_embedding, rms_att=rms_att, wq=wq, wk=wk, wv=wv,
+                      wo=wo, rms_ffn=rms_ffn, w1=w1, w2=w2, w3=w3, rms_final=rms_final, wcls=wcls)
 
 
 # -- random weights --------------------------------------------------------------------------------
@@ -606,9 +626,35 @@ def write_q8_checkpoint(path: PathLike, config: ModelConfig, seed: int = 0,
 
 # Common words of simple English stories, most frequent first. Every prefix of " word" becomes a
 # piece, so the encoder turns each of these words (after a space) into one token.
-_WORDS = ["the", "and", "Once", "upon", "time", "to", "was", "he", "she", "it", "they", "a", "little", "there", "day", "One", "The", "her", "his", "in", "of", "said", "with", "you", "on", "big", "that", "had", "named", "Lily", "Tom", "Ben", "Sam", "Sue", "Tim", "Anna", "Max", "Mia", "but", "so", "is", "we", "were", "very", "play", "played", "happy", "saw", "went", "wanted", "see", "not", "for", "at", "be", "what", "are", "all", "can", "do", "like", "up", "out", "have", "go", "them", "too", "help", "sad", "look", "looked", "asked", "when", "then", "this", "from", "back", "made", "fun", "toy", "tree", "park", "ball", "dog", "cat", "bird", "fish", "sun", "water", "house", "home", "girl", "boy", "friend", "friends", "new", "away", "did", "could", "would", "about", "an", "into", "no", "yes", "get", "got", "find", "found", "other", "good", "nice", "red", "blue", "green", "run", "ran", "jump", "jumped", "smiled", "laughed", "loved", "love", "thought", "know", "came", "come", "took", "give", "gave", "felt", "feel", "make", "food", "cake", "box", "car", "garden", "flower", "flowers", "sky", "rain", "outside", "inside", "together", "because", "something", "some", "every", "each", "many", "more", "let", "night", "sleep", "bed", "story", "book", "best", "learned", "learn", "careful", "kind", "share", "shared", "sorry", "thank", "thanks", "hug", "small", "tall", "bright", "shiny", "pretty", "strong", "brave", "scared", "excited", "surprised", "mommy", "daddy", "hat", "She", "He", "They", "It", "Mom", "Dad", "But", "Then", "When", "We", "I", "His", "Her", "one", "two", "three", "first", "again", "always", "never", "just", "now", "here", "where", "who", "why", "how", "way", "old", "long", "over", "under", "around", "near", "far", "walk", "walked", "talk", "talked", "say", "says", "tell", "told", "hear", "heard", "hold", "held", "eat", "ate", "open", "opened", "close", "closed", "show", "showed", "fly", "flew", "swim", "sing", "song", "dance", "danced", "laugh", "cry", "cried", "smile", "hand", "head", "eyes", "face", "door", "window", "room", "table", "chair", "bag", "hole", "rock", "stick", "leaf", "leaves", "grass", "forest", "river", "sea", "beach", "boat", "sand", "shell", "star", "moon", "cloud", "wind", "snow", "cold", "warm", "hot", "wet", "dry", "fast", "slow", "loud", "quiet"]
+_WORDS = [
+    "the", "and", "Once", "upon", "time", "to", "was", "he", "she", "it", "they", "a", "little", "there", "day", "One",
+    "The", "her", "his", "in", "of", "said", "with", "you", "on", "big", "that", "had", "named", "Lily", "Tom", "Ben",
+    "Sam", "Sue", "Tim", "Anna", "Max", "Mia", "but", "so", "is", "we", "were", "very", "play", "played", "happy",
+    "saw", "went", "wanted", "see", "not", "for", "at", "be", "what", "are", "all", "can", "do", "like", "up", "out",
+    "have", "go", "them", "too", "help", "sad", "look", "looked", "asked", "when", "then", "this", "from", "back",
+    "made", "fun", "toy", "tree", "park", "ball", "dog", "cat", "bird", "fish", "sun", "water", "house", "home",
+    "girl", "boy", "friend", "friends", "new", "away", "did", "could", "would", "about", "an", "into", "no", "yes",
+    "get", "got", "find", "found", "other", "good", "nice", "red", "blue", "green", "run", "ran", "jump", "jumped",
+    "smiled", "laughed", "loved", "love", "thought", "know", "came", "come", "took", "give", "gave", "felt", "feel",
+    "make", "food", "cake", "box", "car", "garden", "flower", "flowers", "sky", "rain", "outside", "inside",
+    "together", "because", "something", "some", "every", "each", "many", "more", "let", "night", "sleep", "bed",
+    "story", "book", "best", "learned", "learn", "careful", "kind", "share", "shared", "sorry", "thank", "thanks",
+    "hug", "small", "tall", "bright", "shiny", "pretty", "strong", "brave", "scared", "excited", "surprised", "mommy",
+    "daddy", "hat", "She", "He", "They", "It", "Mom", "Dad", "But", "Then", "When", "We", "I", "His", "Her", "one",
+    "two", "three", "first", "again", "always", "never", "just", "now", "here", "where", "who", "why", "how", "way",
+    "old", "long", "over", "under", "around", "near", "far", "walk", "walked", "talk", "talked", "say", "says", "tell",
+    "told", "hear", "heard", "hold", "held", "eat", "ate", "open", "opened", "close", "closed", "show", "showed",
+    "fly", "flew", "swim", "sing", "song", "dance", "danced", "laugh", "cry", "cried", "smile", "hand", "head", "eyes",
+    "face", "door", "window", "room", "table", "chair", "bag", "hole", "rock", "stick", "leaf", "leaves", "grass",
+    "forest", "river", "sea", "beach", "boat", "sand", "shell", "star", "moon", "cloud", "wind", "snow", "cold",
+    "warm", "hot", "wet", "dry", "fast", "slow", "loud", "quiet",
+]
 # word endings and syllables, without a leading space
-_SUFFIXES = ["ing", "ed", "er", "ly", "es", "en", "on", "an", "in", "at", "or", "ar", "le", "re", "st", "nd", "ll", "ou", "ow", "th", "he", "ight", "tion", "ful", "ness", "est", "ter", "ent", "ant", "all", "ill", "ell", "ook", "ake", "ame", "ine", "ide", "ove", "ound", "ack", "ick", "ock", "ong", "ang", "ice", "ace", "ate"]
+_SUFFIXES = [
+    "ing", "ed", "er", "ly", "es", "en", "on", "an", "in", "at", "or", "ar", "le", "re", "st", "nd", "ll", "ou", "ow",
+    "th", "he", "ight", "tion", "ful", "ness", "est", "ter", "ent", "ant", "all", "ill", "ell", "ook", "ake", "ame",
+    "ine", "ide", "ove", "ound", "ack", "ick", "ock", "ong", "ang", "ice", "ace", "ate",
+]
 _VOWELS = frozenset("aeiouy")
 
 

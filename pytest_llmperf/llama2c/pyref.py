@@ -86,7 +86,7 @@ class Model:
     classifier: Matrix
     pieces: list[bytes]
     scores: list[float]
-    _lookup: dict = field(default_factory=dict, repr=False)
+    _lookup: dict[bytes, int] = field(default_factory=dict, repr=False)
 
     def piece_id(self, piece: bytes) -> int:
         """Id of a piece, -1 when absent (the lowest id if a piece occurs twice)."""
@@ -123,28 +123,28 @@ def load(checkpoint_path: str, tokenizer_path: str) -> Model:
     """Read (and validate, see models.py) a legacy llama2.c checkpoint and a tokenizer.bin of the
     model's vocab_size tokens."""
     w = read_weights_f64(checkpoint_path)
-    shape: ModelConfig = w["config"]
+    shape = w["config"]
     V, D, H, KV = shape.vocab_size, shape.dim, shape.hidden_dim, shape.kv_dim
     embedding = _rows(w["token_embedding"], V, D)
     classifier = embedding if shape.shared_classifier else _rows(w["wcls"], V, D)
     layers = [
         _Layer(
-            att_norm=list(w["rms_att"][l]),
-            wq=_rows(w["wq"][l], D, D),
-            wk=_rows(w["wk"][l], KV, D),
-            wv=_rows(w["wv"][l], KV, D),
-            wo=_rows(w["wo"][l], D, D),
-            ffn_norm=list(w["rms_ffn"][l]),
-            w_gate=_rows(w["w1"][l], H, D),
-            w_down=_rows(w["w2"][l], D, H),
-            w_up=_rows(w["w3"][l], H, D),
+            att_norm=list(w["rms_att"][layer]),
+            wq=_rows(w["wq"][layer], D, D),
+            wk=_rows(w["wk"][layer], KV, D),
+            wv=_rows(w["wv"][layer], KV, D),
+            wo=_rows(w["wo"][layer], D, D),
+            ffn_norm=list(w["rms_ffn"][layer]),
+            w_gate=_rows(w["w1"][layer], H, D),
+            w_down=_rows(w["w2"][layer], D, H),
+            w_up=_rows(w["w3"][layer], H, D),
         )
-        for l in range(shape.n_layers)
+        for layer in range(shape.n_layers)
     ]
     tok = read_tokenizer(tokenizer_path, V)
     # C treats every piece as a NUL-terminated string: keep what it sees
     pieces = [piece.split(b"\0", 1)[0] for piece in tok.pieces]
-    lookup: dict = {}
+    lookup: dict[bytes, int] = {}
     for i, piece in enumerate(pieces):
         lookup.setdefault(piece, i)
     return Model(shape, embedding, layers, list(w["rms_final"]), classifier, pieces, list(tok.scores), lookup)
@@ -266,16 +266,16 @@ def forward(model: Model, cache: _Cache, token: int, pos: int) -> list[float]:
     root = math.sqrt(hs)
     mul = operator.mul
     x = list(model.embedding[token])
-    for l, layer in enumerate(model.layers):
+    for index, layer in enumerate(model.layers):
         xn = _rmsnorm(x, layer.att_norm)
         q = _matvec(layer.wq, xn)
         k = _matvec(layer.wk, xn)
         v = _matvec(layer.wv, xn)
         _rope(q, pos, hs)  # k is rotated over its own (kv_dim) width: the same pairs as in C
         _rope(k, pos, hs)
-        keys, values = cache.keys[l], cache.values[l]
+        keys, values = cache.keys[index], cache.values[index]
         if len(keys) != pos:
-            raise ValueError("cache holds %d positions, forward called at %d" % (len(keys), pos))
+            raise ValueError(f"cache holds {len(keys)} positions, forward called at {pos}")
         keys.append(k)
         values.append(v)
         att_out: list[float] = []
@@ -303,7 +303,8 @@ def forward(model: Model, cache: _Cache, token: int, pos: int) -> list[float]:
 
 def _f32(v: float) -> float:
     """The float32 value nearest to ``v`` (how the C runners store temperature and top-p)."""
-    return struct.unpack("<f", struct.pack("<f", v))[0]
+    rounded: float = struct.unpack("<f", struct.pack("<f", v))[0]
+    return rounded
 
 
 class XorShiftRng:
@@ -456,9 +457,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     model = load(args.checkpoint, args.tokenizer)
     g = generate(model, args.steps, args.prompt, args.temperature, args.topp, args.seed)
     sys.stdout.buffer.write(g.stdout)
-    sys.stderr.write(
-        "positions=%d prompt_tokens=%d min_margin=%g\n" % (g.positions, g.prompt_tokens, g.min_margin)
-    )
+    sys.stderr.write(f"positions={g.positions} prompt_tokens={g.prompt_tokens} min_margin={g.min_margin:g}\n")
     return 0
 
 

@@ -30,6 +30,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: resource is Unix-only, measure is imported where it runs
+    from resource import struct_rusage
+
+    from ..measure import Measurement, MeasureSettings
+
+    # what os.wait4 returns after the pid: the exit status and the child's resource usage
+    _Reaped = tuple[int, struct_rusage]
 
 LABEL = "achieved tok/s:"
 # a number as C's printf writes one (%f, %e, %g, inf, nan): ASCII only, no "1_000"
@@ -172,7 +181,7 @@ def _read_stats(path: str) -> dict[str, int]:
     return out
 
 
-def _wait(pid: int, timeout: float) -> tuple[bool, tuple | None]:
+def _wait(pid: int, timeout: float) -> tuple[bool, _Reaped | None]:
     """Wait up to ``timeout`` seconds for the child to exit: ``(exited, None)``, the child not
     reaped yet (so its process group id is still ours to kill), or where neither ``pidfd_open``
     nor ``waitid`` exists (macOS before Python 3.13) ``(True, (status, rusage))``, reaped by a
@@ -189,7 +198,7 @@ def _wait(pid: int, timeout: float) -> tuple[bool, tuple | None]:
                 os.close(fd)
             return bool(ready), None
     done = threading.Event()
-    reaped: list[tuple] = []
+    reaped: list[_Reaped] = []
 
     def watch() -> None:
         try:
@@ -220,11 +229,11 @@ class Runner:
     """Runs binaries with a fixed base environment (built once: a run costs little besides the
     child itself)."""
 
-    def __init__(self, env: dict[str, str] | None = None):
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self.env = dict(os.environ if env is None else env)
         self.env.pop(STATS_ENV, None)
 
-    def run(self, binary: str | os.PathLike, spec: RunSpec, prefix: Sequence[str] | None = None) -> RunResult:
+    def run(self, binary: str | os.PathLike[str], spec: RunSpec, prefix: Sequence[str] | None = None) -> RunResult:
         """One run of ``binary``; ``prefix`` is a wrapper's command line put before it (``perf stat
         ... --``, for counters of the timed rounds themselves)."""
         binary = Path(binary)
@@ -238,42 +247,40 @@ class Runner:
         fd, stats_path = tempfile.mkstemp(prefix="llmperf-run-", suffix=".stats")
         os.close(fd)
         env[STATS_ENV] = stats_path
-        out = tempfile.TemporaryFile()
-        err = tempfile.TemporaryFile()
         try:
-            actions = [(os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
-            t0 = time.perf_counter()
-            try:
-                # a process group of its own, so that a timeout (or a leftover) takes its children too
-                pid = os.posix_spawn(exe, argv, env, file_actions=actions, setpgroup=0)
-            except OSError as exc:
-                raise RunError(f"{exe}: cannot start: {exc.strerror or exc}") from None
-            exited, reaped = False, None
-            try:
-                exited, reaped = _wait(pid, spec.timeout)
-            finally:
-                # the child has exited (a zombie, not reaped yet, so the group id is still ours) or
-                # is killed now: either way nothing it started outlives the run
-                _kill_group(pid)
-                if reaped is None:
-                    try:
-                        _, status, usage = os.wait4(pid, 0)
-                    except ChildProcessError:  # reaped by _wait's thread (no waitid) after the kill
-                        exited = False
-            if reaped is not None:
-                status, usage = reaped
-            if not exited:
-                raise RunError(f"{binary.name} did not finish within the timeout of {spec.timeout:g} s "
-                               f"(--llmperf-run-timeout) and was killed with its process group; "
-                               f"command: {describe(argv)}")
-            wall = time.perf_counter() - t0
-            out.seek(0)
-            err.seek(0)
-            stdout = out.read().decode("utf-8", "replace")
-            stderr = err.read().decode("utf-8", "replace")
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                actions = [(os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
+                t0 = time.perf_counter()
+                try:
+                    # a process group of its own, so that a timeout (or a leftover) takes its children too
+                    pid = os.posix_spawn(exe, argv, env, file_actions=actions, setpgroup=0)
+                except OSError as exc:
+                    raise RunError(f"{exe}: cannot start: {exc.strerror or exc}") from None
+                exited = False
+                reaped: _Reaped | None = None
+                try:
+                    exited, reaped = _wait(pid, spec.timeout)
+                finally:
+                    # the child has exited (a zombie, not reaped yet, so the group id is still ours) or
+                    # is killed now: either way nothing it started outlives the run
+                    _kill_group(pid)
+                    if reaped is None:
+                        try:
+                            _, status, usage = os.wait4(pid, 0)
+                        except ChildProcessError:  # reaped by _wait's thread (no waitid) after the kill
+                            exited = False
+                if reaped is not None:
+                    status, usage = reaped
+                if not exited:
+                    raise RunError(f"{binary.name} did not finish within the timeout of {spec.timeout:g} s "
+                                   f"(--llmperf-run-timeout) and was killed with its process group; "
+                                   f"command: {describe(argv)}")
+                wall = time.perf_counter() - t0
+                out.seek(0)
+                err.seek(0)
+                stdout = out.read().decode("utf-8", "replace")
+                stderr = err.read().decode("utf-8", "replace")
         finally:
-            out.close()
-            err.close()
             stats = _read_stats(stats_path)
             os.unlink(stats_path)
         if os.WIFSIGNALED(status):
@@ -287,9 +294,9 @@ class Runner:
         if code != 0:
             raise RunError(f"{binary.name} exited with code {code}; stderr ends with:\n{_tail(stderr) or '(empty)'}")
         rate = parse_tok_per_s(stderr, stdout, binary.name)
-        rss = usage.ru_maxrss * (1 if os.uname().sysname == "Darwin" else 1024)  # type: ignore[attr-defined]
+        rss = usage.ru_maxrss * (1 if os.uname().sysname == "Darwin" else 1024)
         return RunResult(
-            tok_per_s=rate, wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime,  # type: ignore[attr-defined]
+            tok_per_s=rate, wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime,
             peak_rss=rss, returncode=code, stdout=stdout, stderr=stderr,
             positions=stats.get("positions"), prompt_tokens=stats.get("prompt_tokens"),
             elapsed_ns=stats.get("elapsed_ns"), argv=argv,
@@ -301,7 +308,7 @@ class Bench:
     """Round after round of one binary on one spec: the kept rounds' results and the measurement."""
 
     results: list[RunResult]  # the kept rounds (warm-up and descheduled rounds left out)
-    measurement: object  # measure.Measurement of the printed tok/s
+    measurement: Measurement  # of the printed tok/s
     all_results: list[RunResult]
 
     @property
@@ -317,7 +324,8 @@ def seconds_per_token(result: RunResult) -> float:
     return 1.0 / result.tok_per_s
 
 
-def bench(run_once: Callable[[], RunResult], settings, decisive=None,
+def bench(run_once: Callable[[], RunResult], settings: MeasureSettings,
+          decisive: Callable[[list[float], list[float] | None], bool] | None = None,
           probe_once: Callable[[], RunResult] | None = None) -> Bench:
     """Repeat ``run_once`` under the rounds engine of :mod:`..measure`: warm-up, then rounds until
     the tok/s median is precise (and the verdict decisive) or the time budget is spent. A round's

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from pytest_llmperf.measure import MeasureSettings, run_rounds  # noqa: E402
 from pytest_llmperf.torch_models import device as dev  # noqa: E402
+from pytest_llmperf.torch_models import devsel, peaks, probes  # noqa: E402
 
 MB = 1000 * 1000
 
@@ -41,7 +42,7 @@ def fresh_dtype_cache():
 
 
 def test_auto_is_cpu_without_accelerators(monkeypatch):
-    if torch.cuda.is_available() or dev._mps_available():
+    if torch.cuda.is_available() or devsel._mps_available():
         pytest.skip("this machine has an accelerator")
     assert dev.resolve_device("auto") == torch.device("cpu")
     assert dev.resolve_device(" CPU ") == torch.device("cpu")
@@ -88,7 +89,7 @@ def test_simulated_cuda_build_without_gpus(fake_cuda, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(dev.DeviceUnavailable, match=r"CUDA_VISIBLE_DEVICES=''"):
         dev.resolve_device("cuda:0")
-    if not dev._mps_available():
+    if not devsel._mps_available():
         assert dev.resolve_device("auto") == torch.device("cpu")
 
 
@@ -107,7 +108,7 @@ def test_gpu_count_on_a_cpu_build_does_not_ask_cuda(monkeypatch):
 
 
 def test_mps_unavailable_here():
-    if dev._mps_available():
+    if devsel._mps_available():
         pytest.skip("this machine has MPS")
     with pytest.raises(dev.DeviceUnavailable, match=r"^device 'mps' is not available: "):
         dev.resolve_device("mps")
@@ -399,11 +400,11 @@ def test_peak_flops_for_follows_the_tf32_setting(monkeypatch):
     assert value == pytest.approx(989.4e12)
     assert source == "table: NVIDIA H100 80GB HBM3 bf16 dense 989 TFLOP/s"
 
-    monkeypatch.setattr(dev, "tf32_matmul_enabled", lambda: False)
+    monkeypatch.setattr(peaks, "tf32_matmul_enabled", lambda: False)
     value, source = dev.peak_flops_for(cuda0, torch.float32, gpu_name=h100)
     assert value == pytest.approx(67e12) and " fp32 dense 67 TFLOP/s" in source
 
-    monkeypatch.setattr(dev, "tf32_matmul_enabled", lambda: True)
+    monkeypatch.setattr(peaks, "tf32_matmul_enabled", lambda: True)
     value, source = dev.peak_flops_for(cuda0, torch.float32, gpu_name=h100)
     assert value == pytest.approx(494.7e12) and " tf32 dense 495 TFLOP/s" in source
     # a GPU without TF32 keeps its fp32 rate
@@ -443,7 +444,7 @@ def test_matmul_probe_counts_two_n_cubed_per_call(monkeypatch):
         timed.append(min_time)
         return 0.004
 
-    monkeypatch.setattr(dev, "_best_time", fixed_time)
+    monkeypatch.setattr(probes, "_best_time", fixed_time)
     assert dev.matmul_probe("cpu", "fp32", size=96, min_time=0.5) == pytest.approx(2 * 96**3 / 0.004)
     assert timed == [0.5]
 

@@ -23,7 +23,8 @@ import torch
 
 from pytest_llmperf.fileutil import atomic_write
 
-from .device import _as_device, synchronize
+from .devsel import _as_device
+from .timing import synchronize
 
 __all__ = ["ProfileFileError", "ProfileResult", "load_profile_json", "profile_steps"]
 

@@ -30,6 +30,11 @@ from fuzzing import fuzz, only_raises
 from hypothesis import strategies as st
 
 from pytest_llmperf import hardware
+from pytest_llmperf.hardware import caches as hw_caches
+from pytest_llmperf.hardware import cpuinfo as hw_cpuinfo
+from pytest_llmperf.hardware import darwin as hw_darwin
+from pytest_llmperf.hardware import toolchain as hw_toolchain
+from pytest_llmperf.hardware import torchfacts as hw_torchfacts
 
 DATA = Path(__file__).parent / "data"
 CPUINFO = [p.read_text() for p in sorted((DATA / "cpuinfo").glob("*.txt"))]
@@ -148,7 +153,7 @@ def test_parse_cpuinfo_never_raises_and_keeps_its_types(text):
 def test_cpuinfo_parsing_does_not_need_its_safety_net(text):
     """parse_cpuinfo catches everything and answers "unknown"; a mutated line must not get there,
     since one odd line would then turn a known CPU into "unknown" (and change the fingerprint)."""
-    _check_cpu(hardware._parse_cpuinfo(text))
+    _check_cpu(hw_cpuinfo._parse_cpuinfo(text))
 
 
 @fuzz(st.text(max_size=300))
@@ -242,9 +247,9 @@ def test_sysconf_caches_never_raise(answers):
         return answer
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(hardware.os, "sysconf", sysconf)
-        mp.setattr(hardware.os, "sysconf_names", {n: i for i, n in enumerate(names)}, raising=False)
-        caches = hardware._sysconf_caches()
+        mp.setattr(hw_caches.os, "sysconf", sysconf)
+        mp.setattr(hw_caches.os, "sysconf_names", {n: i for i, n in enumerate(names)}, raising=False)
+        caches = hw_caches._sysconf_caches()
     for value in caches.values():
         _size_ok(value)
 
@@ -259,7 +264,7 @@ SYSCTL = ("machdep.cpu.brand_string: Apple M2 Pro\nhw.l1dcachesize: 65536\nhw.l1
 def test_sysctl_output_and_darwin_caches(text):
     values = hardware.parse_sysctl_output(text)
     assert all(isinstance(k, str) and k and isinstance(v, str) for k, v in values.items())
-    caches = hardware._darwin_caches(values)
+    caches = hw_darwin._darwin_caches(values)
     for value in caches.values():
         _size_ok(value)
 
@@ -320,9 +325,9 @@ def test_torch_static_info_reads_any_version_py(content):
         data = content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
         Path(tmp, "version.py").write_bytes(data)
         spec = types.SimpleNamespace(submodule_search_locations=[tmp])
-        mp.setattr(hardware.importlib.util, "find_spec", lambda name: spec)
+        mp.setattr(hw_torchfacts.importlib.util, "find_spec", lambda name: spec)
         mp.setattr(metadata, "version", no_metadata)
-        mp.setattr(hardware.shutil, "which", lambda name: None)  # no nvidia-smi
+        mp.setattr(hw_torchfacts.shutil, "which", lambda name: None)  # no nvidia-smi
         info = hardware.torch_static_info()
     assert set(info) == {"version", "cuda_version", "gpus"}
     for key in ("version", "cuda_version"):
@@ -442,9 +447,9 @@ def test_detect_of_fuzzed_files_never_raises(cpuinfo, tree, os_release):
         (root / "os-release").write_bytes(os_release.encode("utf-8", "surrogatepass"))
         (root / "cache").mkdir()
         _write_tree(root / "cache", tree)
-        mp.setattr(hardware, "CPUINFO_PATH", str(root / "cpuinfo"))
-        mp.setattr(hardware, "CACHE_SYSFS_PATH", str(root / "cache"))
-        mp.setattr(hardware, "OS_RELEASE_PATHS", (str(root / "os-release"),))
+        mp.setattr(hw_cpuinfo, "CPUINFO_PATH", str(root / "cpuinfo"))
+        mp.setattr(hw_caches, "CACHE_SYSFS_PATH", str(root / "cache"))
+        mp.setattr(hw_toolchain, "OS_RELEASE_PATHS", (str(root / "os-release"),))
         info = hardware.detect(cc="", include_torch=False)
     _check_cpu(info["cpu"])
     for value in info["caches"].values():
@@ -473,7 +478,7 @@ def test_readers_give_unknown_for_what_fuzzing_found(tmp_path):
                            "index1": {"level": "1", "type": "Data", "size": "48K"}})
     assert hardware.parse_cache_sizes(tmp_path)["l2_bytes"] is None  # 93 TiB: no cache is that big
     assert hardware.parse_cache_sizes(tmp_path)["llc_bytes"] == 48 * 1024
-    assert hardware._darwin_caches({"hw.l2cachesize": "-1"})["l2_bytes"] is None
+    assert hw_darwin._darwin_caches({"hw.l2cachesize": "-1"})["l2_bytes"] is None
     assert hardware.parse_os_release("=x\nID=debian\n") == {"ID": "debian"}
     assert hardware.parse_nvidia_smi("NVIDIA A10G, -1\nNVIDIA L4, [N/A]\n") == [
         {"name": "NVIDIA A10G", "total_memory_bytes": None}, {"name": "NVIDIA L4", "total_memory_bytes": None}]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf import hardware
+from pytest_llmperf import hardware, node
 from pytest_llmperf.hardware import (
     auto_node_name,
     compiler_version,
@@ -33,6 +33,10 @@ from pytest_llmperf.hardware import (
     torch_info,
     validate_node_name,
 )
+from pytest_llmperf.hardware import caches as hw_caches
+from pytest_llmperf.hardware import cpuinfo as hw_cpuinfo
+from pytest_llmperf.hardware import darwin as hw_darwin
+from pytest_llmperf.hardware import toolchain as hw_toolchain
 
 DATA = Path(__file__).parent / "data" / "cpuinfo"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -402,7 +406,7 @@ def test_parse_os_release():
 
 def test_parse_sysctl_output():
     out = hardware.parse_sysctl_output("machdep.cpu.brand_string: Apple M2 Pro\nhw.l2cachesize: 4194304\n")
-    assert hardware._darwin_caches(out)["llc_bytes"] == 4194304
+    assert hw_darwin._darwin_caches(out)["llc_bytes"] == 4194304
     assert out["machdep.cpu.brand_string"] == "Apple M2 Pro"
 
 
@@ -461,7 +465,7 @@ def fake_torch(cuda: bool = True, fail: bool = False) -> types.ModuleType:
 
 
 def test_torch_info_absent(monkeypatch):
-    monkeypatch.setattr(hardware.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # torch_info reads only an imported torch
     assert torch_info() is None
 
 
@@ -631,7 +635,7 @@ def test_auto_node_name_hostname():
 def test_auto_node_name_defaults_to_this_host(monkeypatch):
     monkeypatch.delenv("SLURMD_NODENAME", raising=False)
     monkeypatch.delenv("SLURM_JOB_PARTITION", raising=False)
-    monkeypatch.setattr(hardware.socket, "gethostname", lambda: "node42.example.org")
+    monkeypatch.setattr(node.socket, "gethostname", lambda: "node42.example.org")
     assert auto_node_name() == "node42"
     monkeypatch.setenv("SLURMD_NODENAME", "cn017")
     assert auto_node_name() == "cn017"
@@ -733,9 +737,9 @@ def test_detect_without_a_compiler_starts_no_process(monkeypatch):
 
 
 def test_detect_without_proc_and_sys(monkeypatch, tmp_path):
-    monkeypatch.setattr(hardware, "CPUINFO_PATH", str(tmp_path / "no-cpuinfo"))
-    monkeypatch.setattr(hardware, "CACHE_SYSFS_PATH", str(tmp_path / "no-cache"))
-    monkeypatch.setattr(hardware, "OS_RELEASE_PATHS", (str(tmp_path / "no-os-release"),))
+    monkeypatch.setattr(hw_cpuinfo, "CPUINFO_PATH", str(tmp_path / "no-cpuinfo"))
+    monkeypatch.setattr(hw_caches, "CACHE_SYSFS_PATH", str(tmp_path / "no-cache"))
+    monkeypatch.setattr(hw_toolchain, "OS_RELEASE_PATHS", (str(tmp_path / "no-os-release"),))
     info = detect(cc="definitely-not-a-compiler-4711", include_torch=False)
     assert info["cpu"]["source"] in ("platform", "sysctl")
     assert isinstance(info["cpu"]["cpu_model"], str) and info["cpu"]["cpu_model"]
@@ -758,21 +762,25 @@ def write_fake_torch_package(root: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(("include_torch", "expected"), [(False, "False"), (True, "True")])
-def test_detect_imports_torch_only_when_asked(tmp_path, include_torch, expected):
-    # A fake torch shadows any real one, so the check means the same everywhere.
+@pytest.mark.parametrize("imported", [False, True])
+@pytest.mark.parametrize("include_torch", [False, True])
+def test_detect_reads_torch_only_when_asked_and_never_imports_it(tmp_path, include_torch, imported):
+    # A fake torch shadows any real one, so the check means the same everywhere. detect() reads
+    # the torch a test already imported (the session asks with include_torch="torch" in
+    # sys.modules) and never imports it itself.
     write_fake_torch_package(tmp_path)
     code = (
         "import sys; from pytest_llmperf import hardware; "
-        f"info = hardware.detect(include_torch={include_torch}); "
+        + ("import torch; " if imported else "")
+        + f"info = hardware.detect(include_torch={include_torch}); "
         "print('torch' in sys.modules); print(info['torch'] and info['torch']['version'])"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split()
-    assert lines[0] == expected
-    assert lines[1] == ("9.9.0" if include_torch else "None")
+    assert lines[0] == str(imported)
+    assert lines[1] == ("9.9.0" if include_torch and imported else "None")
 
 
 def test_module_import_does_not_import_torch(tmp_path):

@@ -27,7 +27,7 @@ couple of standard errors inside the tolerance pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from . import stats
@@ -60,7 +60,8 @@ def sample_problem(value: float, gate: bool = True) -> str | None:
     if value >= MAX_SAMPLE:
         return f"is out of range (must be below {MAX_SAMPLE:g})"
     if value == 0 and gate:
-        return "is zero in a gated metric (a change is a ratio of medians; record a count that can be zero with gate=False)"
+        return ("is zero in a gated metric (a change is a ratio of medians; "
+                "record a count that can be zero with gate=False)")
     return None
 
 
@@ -73,7 +74,9 @@ class Metric:
     higher_is_better: bool
     samples: list[float]
     probes: list[float] | None = None  # machine-speed probe times paired with the rounds, if taken
-    warmup: dict | None = None  # {"discarded": n, "first": x, "steady": y}
+    # what the warm-up did (measure.WarmupInfo, or the JSON object a baseline file holds):
+    # {"discarded": n, "first": x, "steady": y, ...}
+    warmup: Mapping[str, object] | None = None
     normalize: str = "auto"
     cpu_share: float | None = None  # median CPU time / wall time of the rounds, when measured
     probe_kind: str = "python"  # what the probes time: "python" (measure.speed_probe) or a reference binary
@@ -84,6 +87,16 @@ class Metric:
     @property
     def direction(self) -> str:
         return "higher" if self.higher_is_better else "lower"
+
+
+def mismatch(base: Metric, metric: Metric) -> str | None:
+    """Why ``metric`` cannot be compared with ``base``, the baseline's metric of the same name (its
+    unit or its direction changed), or None when it can. The one place of that rule."""
+    if base.unit != metric.unit:
+        return f"unit {metric.unit!r} differs from the baseline's {base.unit!r}"
+    if base.higher_is_better != metric.higher_is_better:
+        return f"direction '{metric.direction}' differs from the baseline's '{base.direction}'"
+    return None
 
 
 @dataclass(frozen=True)
@@ -106,9 +119,9 @@ class Verdict:
     n_current: int = 0
     n_baseline: int = 0
     reason: str = ""
-    details: dict = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # {"note": the metric's note}, when it has one
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @property
@@ -171,19 +184,20 @@ def _compare(
     noise_floor: float = 0.0,
 ) -> Verdict:
     current_median = stats.median(cur.samples) if cur.samples else None
-    common = dict(
-        test=test, metric=cur.name, unit=cur.unit, higher_is_better=cur.higher_is_better,
-        tolerance=tolerance, current=current_median, n_current=len(cur.samples),
+    new = Verdict(
+        test=test, metric=cur.name, status=NEW, unit=cur.unit, higher_is_better=cur.higher_is_better,
+        tolerance=tolerance, current=current_median, n_current=len(cur.samples), reason="no baseline for this metric",
     )
     if base is None:
-        return Verdict(status=NEW, reason="no baseline for this metric", **common)
+        return new
     base_median = stats.median(base.samples)
-    common.update(baseline=base_median, n_baseline=len(base.samples), confidence=confidence)
+    # what is known so far; each return below sets the status and the reason
+    known = replace(new, baseline=base_median, n_baseline=len(base.samples), confidence=confidence)
     if base_median <= 0 or current_median is None or current_median <= 0:
-        return Verdict(status=NOISY, reason="medians must be positive to form a ratio", **common)
+        return replace(known, status=NOISY, reason="medians must be positive to form a ratio")
     raw_change = current_median / base_median - 1.0
     if cur.exact and base.exact:
-        return _compare_exact(raw_change, common)
+        return _compare_exact(raw_change, known)
     adjusted = _use_adjusted(base, cur)
     if adjusted:
         b, c = adjusted_samples(base), adjusted_samples(cur)
@@ -191,18 +205,17 @@ def _compare(
         b, c = base.samples, cur.samples
     est = stats.ratio_of_medians(b, c, confidence=confidence, noise_floor=noise_floor)
     change, low, high = est.ratio - 1.0, est.low - 1.0, est.high - 1.0
-    common.update(change=change, ci_low=low, ci_high=high, adjusted=adjusted, raw_change=raw_change)
+    known = replace(known, change=change, ci_low=low, ci_high=high, adjusted=adjusted, raw_change=raw_change)
     if min(len(b), len(c)) < stats.MIN_SAMPLES:
-        return Verdict(
-            status=NOISY, p_value=None,
+        return replace(
+            known, status=NOISY, p_value=None,
             reason=f"too few samples to decide ({len(b)} baseline, {len(c)} current; need {stats.MIN_SAMPLES})",
-            **common,
         )
     # orient: positive = worse
     sign = -1.0 if cur.higher_is_better else 1.0
     worse = sign * change
     worse_lo, worse_hi = sorted((sign * low, sign * high))
-    common["p_value"] = est.p_decrease if cur.higher_is_better else est.p_increase
+    p_value = est.p_decrease if cur.higher_is_better else est.p_increase
     margin = PLAUSIBLE_Z * est.se_log * (1.0 + abs(change))  # 0.674 se, as a relative change
     if worse_lo > 0 and worse + margin > tolerance:
         status, reason = REGRESSED, "convincingly worse, and beyond the tolerance or close to it"
@@ -214,23 +227,24 @@ def _compare(
         status, reason = OK, "convincing change, but clearly within the tolerance"
     else:
         status, reason = OK, "within the tolerance"
-    return Verdict(status=status, reason=reason, **common)
+    return replace(known, status=status, reason=reason, p_value=p_value)
 
 
-def _compare_exact(change: float, common: dict) -> Verdict:
+def _compare_exact(change: float, known: Verdict) -> Verdict:
     """A deterministic metric (the same count on every run): no statistics and no noise floor,
-    only the change against the tolerance. Its interval is the change itself."""
-    sign = 1.0 if common["higher_is_better"] else -1.0
+    only the change against the tolerance. Its interval is the change itself. ``known`` holds
+    the fields that do not depend on the comparison."""
+    sign = 1.0 if known.higher_is_better else -1.0
     worse = -sign * change
-    tolerance = common["tolerance"]
+    tolerance = known.tolerance
     if worse > tolerance:
         status, reason = REGRESSED, "deterministic count, worse beyond the tolerance"
     elif worse < -tolerance:
         status, reason = IMPROVED, "deterministic count, better beyond the tolerance: consider saving a new baseline"
     else:
         status, reason = OK, "deterministic count, within the tolerance"
-    return Verdict(status=status, reason=reason, change=change, ci_low=change, ci_high=change,
-                   p_value=None, raw_change=change, **common)
+    return replace(known, status=status, reason=reason, change=change, ci_low=change, ci_high=change,
+                   p_value=None, raw_change=change)
 
 
 def verdict_message(v: Verdict) -> str:

@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from .errors import OneLine
 from .errors import short_repr as _short
@@ -26,7 +26,7 @@ MAX_ROUNDS = 10_000
 DEFAULT_BASELINE_DIR = "baselines"
 NORMALIZE_CHOICES = ("auto", "on", "off")
 
-Warmup = Union[str, int]  # "auto" or a number of rounds to discard
+Warmup = str | int  # "auto" or a number of rounds to discard
 
 
 class ConfigError(OneLine, ValueError):
@@ -50,7 +50,8 @@ def parse_fraction(text: Any, what: str) -> float:
         try:
             value = float(text)
         except OverflowError:
-            raise ConfigError(f"{what}: invalid value {_short(text)}, far out of range; write a percentage like '5%'") from None
+            raise ConfigError(
+                f"{what}: invalid value {_short(text)}, far out of range; write a percentage like '5%'") from None
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"{what}: invalid value {text!r}, must be a non-negative percentage like '5%'")
         if value >= 1:
@@ -184,7 +185,7 @@ BUILTIN_METRIC_TOLERANCES = {"instructions": 0.001}
 DEFAULT_ARTIFACTS_DIR = "llmperf-artifacts"
 
 
-def parse_profilers(text: Any, what: str = "--llmperf-profile") -> frozenset:
+def parse_profilers(text: Any, what: str = "--llmperf-profile") -> frozenset[str]:
     """``"torch"`` or ``"perf-stat,instructions"`` (or a list of names) -> the set of profiler
     names; ``none`` or empty -> none."""
     if text is None:
@@ -232,7 +233,7 @@ class Config(NamedTuple):
     json_path: Path | None = None
     markdown_path: Path | None = None
     artifacts_dir: Path | None = None  # profiler outputs, <dir>/<node>/<test>/...; None: the default
-    profilers: frozenset = frozenset()  # --llmperf-profile: which profilers wrap the benchmarks
+    profilers: frozenset[str] = frozenset()  # --llmperf-profile: which profilers wrap the benchmarks
     profile_steps: int = DEFAULT_PROFILE_STEPS
 
 
@@ -245,14 +246,14 @@ class MarkerOptions(NamedTuple):
     warmup: Warmup | None = None
     max_time: float | None = None
     normalize: str | None = None
-    profile: frozenset | None = None  # profilers for this test, added to --llmperf-profile's
+    profile: frozenset[str] | None = None  # profilers for this test, added to --llmperf-profile's
 
     @classmethod
     def keywords(cls) -> list[str]:
         return list(cls._fields)
 
     @classmethod
-    def from_marker(cls, args: tuple, kwargs: Mapping[str, Any], where: str) -> MarkerOptions:
+    def from_marker(cls, args: tuple[object, ...], kwargs: Mapping[str, Any], where: str) -> MarkerOptions:
         if args:
             raise ConfigError(f"{where}: @pytest.mark.llmperf takes keywords only, got positional {args!r}")
         unknown = sorted(set(kwargs) - set(cls.keywords()))

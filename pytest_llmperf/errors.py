@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 
-class OneLine:
-    """Mixin for an error class whose message is one line: a newline that comes in with a file
-    name, a test id or a tool's output is shown escaped (``\\n``), so the message stays one line
-    that still tells the names apart."""
+class OneLine(Exception):
+    """Base, listed before the built-in one (``class E(OneLine, ValueError)``), of an error class
+    whose message is one line: a newline that comes in with a file name, a test id or a tool's
+    output is shown escaped (``\\n``), so the message stays one line that still tells the names
+    apart. An Exception, so that its ``super().__init__`` is typed; the subclasses' MRO is the
+    one they had when it was a plain mixin."""
 
     def __init__(self, message: object = "", *args: object) -> None:
         text = str(message).replace("\r", "\\r").replace("\n", "\\n")

@@ -50,8 +50,8 @@ def exclusive_lock(lock_path: Path, timeout: float = 600.0) -> Iterator[None]:
         try:
             import fcntl
         except ImportError:  # Windows
-            fcntl = None
-        if fcntl is not None:
+            pass
+        else:  # an exception raised in the block is not caught by the except above
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield

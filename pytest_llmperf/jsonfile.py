@@ -17,13 +17,15 @@ from .errors import OneLine
 MAX_INT_DIGITS = 20  # above 1e18 a number cannot be a sample; int() refuses 4300 digits anyway
 _PARTIAL_TOKEN = re.compile(r"[A-Za-z0-9.+\-]{0,40}")  # what is left when a file is cut inside a token
 
+Location = tuple[str | int, ...]  # keys and list indices from the top of a document to one value
+
 
 class StrictJSONError(OneLine, ValueError):
     """Text that is not strict JSON. ``problem`` reads after the file's name ("is truncated JSON
     (...)", "holds NaN at ..."); ``location`` is the path of keys and indices to a bad number (empty
     for a syntax error); ``kind`` is ``truncated``, ``corrupt`` or ``number``."""
 
-    def __init__(self, problem: str, kind: str, location: tuple = ()):
+    def __init__(self, problem: str, kind: str, location: Location = ()) -> None:
         super().__init__(problem)
         self.problem = str(self)
         self.kind = kind
@@ -33,23 +35,23 @@ class StrictJSONError(OneLine, ValueError):
 class _Bad:
     """Stands in for a number the file must not hold, until its place is known."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str) -> None:
         self.text = text
 
 
-def _float(text: str) -> Any:
+def _float(text: str) -> float | _Bad:
     value = float(text)
     return value if math.isfinite(value) else _Bad(f"the number {text[:30]}, out of float range")
 
 
-def _int(text: str) -> Any:
+def _int(text: str) -> int | _Bad:
     digits = len(text.lstrip("-"))
     return _Bad(f"a {digits}-digit integer, out of range") if digits > MAX_INT_DIGITS else int(text)
 
 
-def _find_bad(data: Any) -> tuple[tuple, _Bad] | None:
+def _find_bad(data: object) -> tuple[Location, _Bad] | None:
     """The first stand-in in document order, with its location."""
-    stack: list[tuple[tuple, Any]] = [((), data)]
+    stack: list[tuple[Location, object]] = [((), data)]
     while stack:
         where, value = stack.pop()
         if isinstance(value, _Bad):
@@ -61,7 +63,7 @@ def _find_bad(data: Any) -> tuple[tuple, _Bad] | None:
     return None
 
 
-def describe_location(location: tuple) -> str:
+def describe_location(location: Location) -> str:
     """``("tests", "t", "samples", 0)`` -> ``tests.'t'.samples[0]``-like text: keys quoted when they
     are not plain names."""
     out = ""

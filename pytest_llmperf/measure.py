@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from . import stats
 
@@ -51,18 +51,33 @@ class MeasureSettings:
     max_rounds: int = 1_000_000
 
 
+class _WarmupFigures(TypedDict):
+    discarded: int  # rounds left out at the start
+    first: float  # the first round's sample
+    steady: float  # the median of the kept samples
+    ratio: float | None  # first / steady; None when steady is not positive
+
+
+class WarmupInfo(_WarmupFigures, total=False):
+    """What the warm-up did, as the baseline and the report keep it; the optional keys appear only
+    when they have something to say."""
+
+    descheduled_rounds: int  # rounds after the warm-up left out: another process took the core
+    note: str  # why the warm-up ended otherwise than in a steady state
+
+
 @dataclass
 class Measurement:
     samples: list[float]
     probes: list[float] | None
     iterations: int
-    warmup: dict
-    result: Any
+    warmup: WarmupInfo
+    result: Any  # the callable's last return value, whatever it is
     stop_reason: str
     elapsed: float
     rounds_total: int = 0
     cpu_share: float | None = None  # median CPU time / wall time of the kept rounds (this thread)
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
     kept_rounds: list[int] = field(default_factory=list)  # indices (warm-up included) of the samples
 
 
@@ -91,13 +106,14 @@ def preempted_rounds(wall: list[float], cpu: list[float], share_floor: float = 0
     return {i for i, share in enumerate(shares) if share < typical * drop_below}
 
 
-Sample = Callable[[], "tuple[float, float, float]"]
+# one round: (the sample, the wall time, the CPU time or None when unknown); see run_rounds
+Sample = Callable[[], "tuple[float, float, float | None]"]
 
 
 def run(
     fn: Callable[..., Any],
-    args: tuple = (),
-    kwargs: dict | None = None,
+    args: tuple[object, ...] = (),
+    kwargs: Mapping[str, object] | None = None,
     settings: MeasureSettings = MeasureSettings(),
     decisive: Callable[[list[float], list[float] | None], bool] | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -147,7 +163,7 @@ def run(
 
 
 def run_rounds(
-    sample: Callable[[], tuple[float, float, float | None]],
+    sample: Sample,
     settings: MeasureSettings = MeasureSettings(),
     decisive: Callable[[list[float], list[float] | None], bool] | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -196,8 +212,9 @@ def run_rounds(
 
     def kept(first: int) -> tuple[list[float], list[float] | None, int]:
         """Samples from round ``first`` on without descheduled rounds, with their speeds."""
-        known = all(c is not None for c in cpu[first:])
-        drop = preempted_rounds(walls[first:], cpu[first:]) if known else set()  # type: ignore[arg-type]
+        used = [c for c in cpu[first:] if c is not None]
+        known = len(used) == len(cpu[first:])
+        drop = preempted_rounds(walls[first:], used) if known else set()
         samples, speeds = [], []
         shares.clear()
         kept_rounds.clear()
@@ -207,7 +224,7 @@ def run_rounds(
             samples.append(values[i])
             kept_rounds.append(i)
             if known:
-                shares.append(cpu[i] / walls[i] if walls[i] > 0 else 1.0)  # type: ignore[operator]
+                shares.append(used[i - first] / walls[i] if walls[i] > 0 else 1.0)
             if probe:
                 after = probes[i + 1] if i + 1 < len(probes) else probes[i]
                 speeds.append(min(probes[i], after))
@@ -264,7 +281,7 @@ def run_rounds(
         take_probe()
     samples, speeds, dropped = kept(warm_end)
     steady = stats.median(samples)
-    warmup = {
+    warmup: WarmupInfo = {
         "discarded": warm_end,
         "first": values[0],
         "steady": steady,

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final, TypedDict
 
 from . import measure as _measure
-from .compare import MAX_SAMPLE, NOISY, Metric, compare_metric, sample_problem
+from .compare import MAX_SAMPLE, NOISY, Metric, compare_metric, mismatch, sample_problem
 from .errors import OneLine
 from .errors import short_repr as _short
 
-_UNSET = object()
+
+class _Unset(enum.Enum):
+    """The type of the default of an argument that must be given (``higher_is_better``)."""
+
+    UNSET = enum.auto()
+
+
+_UNSET: Final = _Unset.UNSET
+
+
+class _ArtifactFiles(TypedDict):
+    kind: str
+    paths: list[str]
+    summary: str
+
+
+class Artifact(_ArtifactFiles, total=False):
+    """A profiler's output for one test, as the JSON report lists it."""
+
+    details: dict[str, object]  # counters with their status, top symbols, kernels...
 
 
 class RecordError(OneLine, ValueError):
@@ -85,12 +105,13 @@ class Recorder:
         self._normalize = normalize
         self.metrics: dict[str, Metric] = {}
         self.measurements: dict[str, _measure.Measurement] = {}
-        self.artifacts: list[dict] = []  # profiler outputs: {"kind", "paths", "summary"}
+        self.artifacts: list[Artifact] = []  # profiler outputs
 
-    def add_artifact(self, kind: str, paths: Iterable[Any], summary: str = "", details: Mapping | None = None) -> None:
+    def add_artifact(self, kind: str, paths: Iterable[object], summary: str = "",
+                     details: Mapping[str, object] | None = None) -> None:
         """Note files a profiler wrote for this test (listed in the summary and the JSON report);
         ``details`` (counters with their status, top symbols, kernels) go into the JSON report."""
-        entry = {"kind": str(kind), "paths": [str(p) for p in paths], "summary": str(summary)}
+        entry: Artifact = {"kind": str(kind), "paths": [str(p) for p in paths], "summary": str(summary)}
         if details:
             entry["details"] = dict(details)
         self.artifacts.append(entry)
@@ -124,7 +145,8 @@ class Recorder:
         """For the adaptive stop: a test of "is the verdict on these samples decisive (not noisy)?"
         against this test's baseline of ``name``, or None when there is no comparable baseline."""
         base = self._baseline.get(name)
-        if base is None or base.unit != unit or base.higher_is_better != higher_is_better:
+        # compare.mismatch's rule, for a metric not recorded yet: its unit and direction, no samples
+        if base is None or mismatch(base, Metric(name, unit, higher_is_better, [])) is not None:
             return None
         tolerance = self._tolerance_for(name)
 
@@ -191,7 +213,7 @@ class Recorder:
         name: str,
         samples: float | Iterable[float],
         unit: str = "",
-        higher_is_better: bool = _UNSET,  # type: ignore[assignment]
+        higher_is_better: bool | _Unset = _UNSET,
         gate: bool = True,
         note: str = "",
         exact: bool = False,

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TypedDict
 
 _NORMAL = NormalDist()
 MIN_SAMPLES = 3
@@ -42,7 +43,20 @@ def quantile(ordered: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def summarize(values: Sequence[float]) -> dict:
+class Summary(TypedDict):
+    """What :func:`summarize` returns, in the order the JSON files keep."""
+
+    n: int
+    min: float
+    q1: float
+    median: float
+    q3: float
+    max: float
+    mean: float
+    stdev: float
+
+
+def summarize(values: Sequence[float]) -> Summary:
     """A statistical summary with a stable key order (the order is kept in the JSON files)."""
     ordered = sorted(float(v) for v in values)
     n = len(ordered)
@@ -93,7 +107,7 @@ def log_median_se(values: Sequence[float]) -> float:
     ordered = sorted(values)
     if ordered[0] <= 0:
         return math.inf
-    c = max(1, int(round((n + 1) / 2.0 - math.sqrt(n))))
+    c = max(1, round((n + 1) / 2.0 - math.sqrt(n)))
     lower, upper = ordered[c - 1], ordered[n - c]
     coverage = _binomial_central_coverage(n, c)
     if coverage <= 0.0 or coverage >= 1.0:

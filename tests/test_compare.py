@@ -20,6 +20,7 @@ from pytest_llmperf.compare import (
     compare_metric,
     fmt_pct,
     fmt_value,
+    mismatch,
     not_compared,
     verdict_message,
 )
@@ -448,6 +449,18 @@ def test_verdict_to_dict_and_failed():
 def test_metric_direction():
     assert Metric("a", "", True, [1.0]).direction == "higher"
     assert Metric("a", "", False, [1.0]).direction == "lower"
+
+
+def test_mismatch_names_the_unit_before_the_direction():
+    base = Metric("step", "ms", False, [1.0, 2.0])
+    assert mismatch(base, Metric("step", "ms", False, [3.0])) is None
+    assert mismatch(base, Metric("step", "ms", False, [])) is None  # samples play no part
+    assert mismatch(base, Metric("step", "s", False, [1.0])) == "unit 's' differs from the baseline's 'ms'"
+    assert mismatch(base, Metric("step", "s", True, [1.0])) == "unit 's' differs from the baseline's 'ms'"
+    assert (mismatch(base, Metric("step", "ms", True, [1.0]))
+            == "direction 'higher' differs from the baseline's 'lower'")
+    assert (mismatch(Metric("tok", "tok/s", True, [1.0]), Metric("tok", "tok/s", False, [1.0]))
+            == "direction 'lower' differs from the baseline's 'higher'")
 
 
 @pytest.mark.parametrize("base_share, cur_share, expected", [

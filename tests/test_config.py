@@ -193,7 +193,9 @@ def test_parse_seconds_rejects_non_numbers_with_a_config_error(text):
 
 # -- parse_confidence / parse_normalize ---------------------------------------------------------
 
-@pytest.mark.parametrize("text, value", [("99%", 0.99), ("95%", 0.95), (0.999, 0.999), ("50%", 0.5), ("99.99%", 0.9999)])
+@pytest.mark.parametrize("text, value", [
+    ("99%", 0.99), ("95%", 0.95), (0.999, 0.999), ("50%", 0.5), ("99.99%", 0.9999),
+])
 def test_parse_confidence_accepts(text, value):
     assert parse_confidence(text) == pytest.approx(value)
 

@@ -29,7 +29,8 @@ NUMBER_TEXT = st.sampled_from(["5", "0.05", "5%", " 5 % ", "-5%", "1e400%", "nan
 ANY_SCALAR = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**500), max_value=10**500),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30), NUMBER_TEXT,
-    st.binary(max_size=10), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.binary(max_size=10), st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
@@ -121,8 +122,8 @@ NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
 def mutated_baseline(draw) -> str:
     text = VALID
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        kind = draw(st.sampled_from(["cut", "replace_value", "replace_number", "replace_number", "delete_line", "insert",
-                                     "duplicate"]))
+        kind = draw(st.sampled_from(["cut", "replace_value", "replace_number", "replace_number", "delete_line",
+                                     "insert", "duplicate"]))
         lines = text.splitlines(keepends=True)
         if not lines:
             break
@@ -145,7 +146,8 @@ def mutated_baseline(draw) -> str:
             text = "".join(lines)
         elif kind == "insert":
             at = draw(st.integers(min_value=0, max_value=len(text)))
-            text = text[:at] + draw(st.sampled_from(["<<<<<<< HEAD\n", ",", "]", "}", "\x00", "\ufeff"] + REPLACEMENTS)) + text[at:]
+            junk = draw(st.sampled_from(["<<<<<<< HEAD\n", ",", "]", "}", "\x00", "\ufeff"] + REPLACEMENTS))
+            text = text[:at] + junk + text[at:]
         else:
             i = draw(st.integers(min_value=0, max_value=len(lines) - 1))
             lines.insert(i, lines[i])
@@ -239,7 +241,8 @@ POSITIVE = st.floats(min_value=1e-300, max_value=1e17, allow_nan=False)
 
 
 @fuzz(st.lists(POSITIVE, min_size=1, max_size=30), st.lists(POSITIVE, min_size=1, max_size=30), st.booleans(),
-      st.floats(min_value=0, max_value=9.99), st.sampled_from([0.5, 0.9, 0.99, 0.9999]), st.floats(min_value=0, max_value=9.99))
+      st.floats(min_value=0, max_value=9.99), st.sampled_from([0.5, 0.9, 0.99, 0.9999]),
+      st.floats(min_value=0, max_value=9.99))
 def test_any_valid_samples_compare_and_report(base, cur, higher, tolerance, confidence, noise):
     b = Metric("m", "u", higher, base)
     c = Metric("m", "u", higher, cur)

@@ -96,7 +96,7 @@ class SharedWorkload:
 
 
 def settings(**kw) -> MeasureSettings:
-    base = dict(warmup="auto", min_rounds=5, max_time=1000.0, tolerance=0.05, probe=False)
+    base = {"warmup": "auto", "min_rounds": 5, "max_time": 1000.0, "tolerance": 0.05, "probe": False}
     base.update(kw)
     return MeasureSettings(**base)
 

@@ -27,7 +27,7 @@ def fake_run(monkeypatch):
     calls = []
     real_run = measure.run
 
-    def run(fn, args=(), kwargs=None, settings=MeasureSettings(), decisive=None):
+    def run(fn, args, kwargs, settings, decisive=None):  # as the Recorder calls it
         calls.append({"settings": settings, "decisive": decisive})
         return real_run(fn, args, kwargs, settings, decisive=decisive, clock=clock)
 
@@ -272,6 +272,15 @@ def test_no_decisive_rule_for_a_baseline_of_another_kind(fake_run):
     assert fake_run.calls[0]["decisive"] is None
 
 
+def test_decisive_rule_only_for_a_baseline_of_the_same_unit_and_direction():
+    # the rule of compare.mismatch: a unit or a direction that differs leaves the adaptive stop alone
+    rec = make(baseline={"tok": Metric("tok", "tok/s", True, [100.0] * 10)})
+    assert rec.decisive_for("tok", "tok/s", True) is not None
+    assert rec.decisive_for("tok", "tok/min", True) is None
+    assert rec.decisive_for("tok", "tok/s", False) is None
+    assert rec.decisive_for("other", "tok/s", True) is None
+
+
 # -- rate ---------------------------------------------------------------------------------------
 
 def test_rate_derived_from_the_measured_time(fake_run):
@@ -357,9 +366,9 @@ def test_record_zero_is_allowed_only_in_an_informational_metric():
     rec.record("cpu_migrations", [0, 0, 1], higher_is_better=False, gate=False)
     assert rec.metrics["cpu_migrations"].samples == [0.0, 0.0, 1.0]
     rec.record("cpu_migrations", 0)  # more samples of the informational metric: still allowed
-    with pytest.raises(RecordError, match="sample 0.0 is zero in a gated metric"):
+    with pytest.raises(RecordError, match=r"sample 0\.0 is zero in a gated metric"):
         rec.record("page_faults", [3, 0], higher_is_better=False)
-    with pytest.raises(RecordError, match="sample -2.0 is negative"):
+    with pytest.raises(RecordError, match=r"sample -2\.0 is negative"):
         rec.record("cpu_migrations", -2)
 
 

@@ -101,7 +101,7 @@ def test_binomial_central_coverage_exact_small_n():
     assert stats._binomial_central_coverage(4, 1) == pytest.approx(14 / 16)
     # the normal branch (n > 2000) agrees with the exact sum at the boundary
     n = 2001
-    c = int(round((n + 1) / 2 - math.sqrt(n)))
+    c = round((n + 1) / 2 - math.sqrt(n))
     exact = stats._binomial_central_coverage(2000, c)
     approx = stats._binomial_central_coverage(n, c)
     assert approx == pytest.approx(exact, abs=0.01)

@@ -15,7 +15,7 @@ def pytest_llmperf_node_name(config: pytest.Config, default: str) -> str | None:
 
 
 @pytest.hookspec
-def pytest_llmperf_fingerprint(config: pytest.Config, info: dict, fields: dict) -> None:
+def pytest_llmperf_fingerprint(config: pytest.Config, info: dict[str, object], fields: dict[str, object]) -> None:
     """Change the machine fingerprint in place before it is hashed and stored.
 
     ``info`` is everything hardware detection found (read it, e.g. to add a field it has);

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.profilers import perf
+from pytest_llmperf.profilers import perf, perf_run
 from pytest_llmperf.profilers.perf import COUNTED, NOT_COUNTED, NOT_SUPPORTED, PerfEventError, PerfParseError
 
 DATA = Path(__file__).parent / "data" / "perf"
@@ -64,8 +64,8 @@ def test_unavailable_reasons(tmp_path, monkeypatch):
     assert "perf not found on PATH" in perf.unavailable_reason("no-such-perf-binary")
     paranoid = tmp_path / "paranoid"
     paranoid.write_text("3\n")
-    monkeypatch.setattr(perf.shutil, "which", lambda name: "/usr/bin/perf")
-    monkeypatch.setattr(perf.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(perf_run.shutil, "which", lambda name: "/usr/bin/perf")
+    monkeypatch.setattr(perf_run.os, "geteuid", lambda: 1000)
     assert "perf_event_paranoid is 3" in perf.unavailable_reason(paranoid_path=str(paranoid))
     paranoid.write_text("2\n")
     assert perf.unavailable_reason(paranoid_path=str(paranoid)) is None

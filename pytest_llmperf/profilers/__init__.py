@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import Profiler
 
 # the names --llmperf-profile and @pytest.mark.llmperf(profile=...) accept for process profilers
 PROCESS_PROFILERS = ("perf-stat", "perf-record", "nsys", "instructions")
 
 # perf's default software events plus the hardware counters our users read on the boards;
 # a VM without a PMU prints <not supported> for the hardware ones, which are recorded as such
-DEFAULT_PERF_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults", "cycles",
-                       "instructions", "branches", "branch-misses", "cache-references", "cache-misses")
+DEFAULT_PERF_EVENTS: tuple[str, ...] = ("task-clock", "context-switches", "cpu-migrations", "page-faults",
+                                        "cycles", "instructions", "branches", "branch-misses", "cache-references",
+                                        "cache-misses")
 DEFAULT_PERF_FREQ = 999  # perf record samples per second (perf's usual default is 4000; 999 avoids lockstep)
 DEFAULT_PROFILE_RUNS = 3  # runs of the repeated profilers (perf-stat, nsys): each run is a sample
 
@@ -35,15 +40,15 @@ class ProfilerOptions:
     cache_dir: Path | None = None  # where they are built
 
 
-def create(name: str, options: ProfilerOptions | None = None):
+def create(name: str, options: ProfilerOptions | None = None) -> Profiler:
     """The profiler called ``name`` (one of PROCESS_PROFILERS), importing only its module."""
     options = options or ProfilerOptions()
     if name == "perf-stat":
-        from .perf import PerfStat
+        from .perf_run import PerfStat
 
         return PerfStat(options.perf, options.perf_events, options.cc, options.cache_dir)
     if name == "perf-record":
-        from .perf import PerfRecord
+        from .perf_run import PerfRecord
 
         return PerfRecord(options.perf, options.perf_freq)
     if name == "nsys":

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -149,6 +150,7 @@ def compile_decode(device, mode: str | None = None) -> DecodeFn:
             setattr(dynamo_config, attr, max(getattr(dynamo_config, attr), 64))
             break
     dev = torch.device(device)
+    kwargs: dict[str, Any]
     if dev.type == "cuda":
         kwargs = {"mode": mode or "reduce-overhead", "fullgraph": True}
     elif mode is not None:

@@ -29,8 +29,10 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -229,6 +231,9 @@ class RMSNorm(nn.Module):
 class KVCache(nn.Module):
     """Static key and value buffers ``[batch, kv_heads, max_seq_length, head_dim]`` (zeroed)."""
 
+    k_cache: torch.Tensor  # buffers, registered in __init__
+    v_cache: torch.Tensor
+
     def __init__(self, max_batch_size: int, n_kv_heads: int, max_seq_length: int, head_dim: int,
                  dtype: torch.dtype, device) -> None:
         super().__init__()
@@ -276,6 +281,8 @@ class Attention(nn.Module):
         k = apply_rope(k, rope).transpose(1, 2)
         v = v.transpose(1, 2)
         if input_pos is not None:
+            if self.kv_cache is None:
+                raise RuntimeError("Attention.forward with input_pos needs setup_caches() first")
             k, v = self.kv_cache.update(input_pos, k, v)
         group = self.n_heads // self.n_kv_heads
         if group > 1:
@@ -319,6 +326,9 @@ class TransformerBlock(nn.Module):
 class Llama(nn.Module):
     """The decoder. Call :meth:`setup_caches` before :meth:`forward` with positions."""
 
+    causal_mask: torch.Tensor  # buffers, registered by setup_caches
+    rope_cache: torch.Tensor
+
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.config = cfg
@@ -329,6 +339,13 @@ class Llama(nn.Module):
         self.tie_weights()
         self.max_batch_size = -1
         self.max_seq_length = -1
+        self.tp_rank = 0  # tensor_parallel.shard_ sets both
+        self.tp_world_size = 1
+
+    @property
+    def blocks(self) -> Iterable[TransformerBlock]:
+        """The transformer blocks of :attr:`layers`, typed as what they are."""
+        return cast("Iterable[TransformerBlock]", self.layers)
 
     def tie_weights(self) -> None:
         """Make the classifier share the embedding table when the configuration says so."""
@@ -353,7 +370,7 @@ class Llama(nn.Module):
                              f"(max_seq_len of decode model {cfg.name!r})")
         ref = self.tok_embeddings.weight
         dtype, device = ref.dtype, ref.device
-        for block in self.layers:
+        for block in self.blocks:
             att = block.attention
             att.kv_cache = KVCache(max_batch_size, att.n_kv_heads, max_seq_length, att.head_dim,
                                    dtype, device)
@@ -366,7 +383,7 @@ class Llama(nn.Module):
 
     def clear_caches(self) -> None:
         """Free the caches (forward then needs ``input_pos=None`` or a new setup_caches)."""
-        for block in self.layers:
+        for block in self.blocks:
             block.attention.kv_cache = None
         for name in ("causal_mask", "rope_cache"):
             if name in self._buffers:
@@ -551,9 +568,9 @@ def weight_bytes_per_token(model: nn.Module) -> int:
         elif isinstance(module, RMSNorm):
             count(module.weight)
         elif hasattr(module, "scales") and getattr(module, "weight", None) is not None:
-            # a weight-only quantized Linear (quantize.Int8WeightOnlyLinear)
-            count(module.weight)
-            count(module.scales)
+            # a weight-only quantized Linear (quantize.Int8WeightOnlyLinear): two buffers
+            count(cast(torch.Tensor, module.weight))
+            count(cast(torch.Tensor, module.scales))
     if embedding is not None and id(embedding.weight) not in seen:
         table = embedding.weight
         total += table.size(1) * table.element_size()

@@ -8,6 +8,7 @@ import gc
 import os
 import re
 import sys
+from typing import Literal
 
 import torch
 
@@ -73,7 +74,7 @@ def _lifetime_peak_rss() -> int | None:
         import resource
     except ImportError:  # Windows
         try:
-            import psutil
+            import psutil  # type: ignore[import-untyped]  # optional, no stubs installed
 
             info = psutil.Process().memory_info()
             return int(getattr(info, "peak_wset", info.rss))
@@ -88,7 +89,7 @@ def _current_rss() -> int | None:
     if status is not None:
         return parse_status_kb(status, "VmRSS")
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]  # optional, no stubs installed
 
         return int(psutil.Process().memory_info().rss)
     except Exception:
@@ -150,7 +151,7 @@ class PeakMemory:
                 self.kind = "process peak RSS (lifetime; reset not permitted)"
         return self
 
-    def __exit__(self, *exc_info: object) -> bool:
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         device = self.device
         try:
             if device.type == "cuda":
@@ -186,7 +187,7 @@ def available_memory(device: torch.device | str) -> int | None:
     except Exception:
         return None
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]  # optional, no stubs installed
 
         return int(psutil.virtual_memory().available)
     except Exception:

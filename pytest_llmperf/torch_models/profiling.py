@@ -211,9 +211,10 @@ def load_profile_json(path: Path) -> ProfileResult:
             texts[key] = data.get(key, default)
             if not isinstance(texts[key], str):
                 raise ProfileFileError(f"{key} is {_brief(texts[key])}, not a string")
-        counts = {key: _number(data.get(key, 0), key, integer=True) for key in ("steps", "warmup")}
+        counts = {key: int(_number(data.get(key, 0), key, integer=True)) for key in ("steps", "warmup")}
         if min(counts.values()) < 0:
-            raise ProfileFileError(f"steps and warmup must not be negative, got {counts['steps']} and {counts['warmup']}")
+            raise ProfileFileError(
+                f"steps and warmup must not be negative, got {counts['steps']} and {counts['warmup']}")
         return ProfileResult(
             rows=[_load_row(row, i) for i, row in enumerate(data["rows"])],
             self_cpu_total_us=_number(data.get("self_cpu_total_us", 0.0), "self_cpu_total_us"),

@@ -13,11 +13,16 @@ table, so after quantization the model is no longer tied.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TypeVar, cast
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["Int8WeightOnlyLinear", "is_quantized", "quantize_int8_", "quantize_weight_int8"]
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def quantize_weight_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,6 +38,9 @@ def quantize_weight_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 class Int8WeightOnlyLinear(nn.Module):
     """A bias-free Linear with an int8 ``weight`` buffer ``[out, in]`` and per-output-channel
     ``scales`` ``[out]`` (stored in the original weight's dtype)."""
+
+    weight: torch.Tensor  # buffers, registered in __init__
+    scales: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, device=None,
                  dtype: torch.dtype = torch.float32) -> None:
@@ -65,12 +73,12 @@ class Int8WeightOnlyLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
 
 
-def quantize_int8_(model: nn.Module) -> nn.Module:
+def quantize_int8_(model: M) -> M:
     """Replace, in place, every ``nn.Linear`` of ``model.layers`` and ``model.output`` by an
     :class:`Int8WeightOnlyLinear`; the embedding and the norms stay as they are. Returns the
     model. Quantizing an already quantized model changes nothing."""
     with torch.no_grad():
-        for block in model.layers:
+        for block in cast("Iterable[nn.Module]", model.layers):
             _replace_linears(block)
         if isinstance(model.output, nn.Linear):
             model.output = Int8WeightOnlyLinear.from_linear(model.output)

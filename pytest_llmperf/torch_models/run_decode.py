@@ -46,14 +46,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import generate as gen
     from .device import nvtx_range, resolve_device, resolve_dtype, synchronize
-    from .llama import build_llama, get_decode_config, load_llama2c
+    from .llama import Llama, build_llama, get_decode_config, load_llama2c
     from .quantize import quantize_int8_
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
 
-    def load(name: str | None, path: str | None):
+    def load(name: str, path: str | None) -> Llama:
+        """The llama2.c checkpoint at ``path`` when given, else the decode model ``name``."""
         if path:
             return load_llama2c(path, device=device, dtype=dtype)
         return build_llama(get_decode_config(name), device=device, dtype=dtype, seed=0)
@@ -61,15 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     model = load(args.model, args.checkpoint)
     prompt = fixed_prompt(model.config.vocab_size, args.prompt_tokens)
     need = len(prompt) + args.tokens + args.k + 1
-    draft = None
+    draft: Llama | None = None
     if args.variant == "int8":
         quantize_int8_(model)
     elif args.variant == "speculative":
         if args.draft.lower() == "int8":
             draft = quantize_int8_(copy.deepcopy(model))
         else:
-            path = args.draft if os.path.exists(args.draft) else None
-            draft = load(None if path else args.draft, path)
+            draft = load(args.draft, args.draft if os.path.exists(args.draft) else None)
         draft.setup_caches(1, need)
     model.setup_caches(1, need)
     decode_fn = gen.compile_decode(device) if args.variant == "compile" else None

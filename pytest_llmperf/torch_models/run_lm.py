@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import cast
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.context > cfg.context_length:
         cfg = get_config(args.size, context_length=args.context)
     model = build_model(cfg, device=device, seed=0, attention=args.attention)
-    runnable = torch.compile(model) if args.compile else model
+    # torch.compile of a Module gives an OptimizedModule, a Module too (the stubs say a callable)
+    runnable = cast(torch.nn.Module, torch.compile(model)) if args.compile else model
     step = make_step(runnable, args.kind, args.batch, args.context, device=device,
                      autocast_dtype=None if dtype == torch.float32 else dtype)
     for _ in range(args.warmup):

@@ -78,14 +78,12 @@ def all_reduce_sum(t: torch.Tensor, group=None) -> torch.Tensor:
     try:
         import torch.distributed._functional_collectives as funcol
     except ImportError:  # pragma: no cover - old torch
-        funcol = None
-    if funcol is not None:
-        out = funcol.all_reduce(t, "sum", group)
-        wait = getattr(funcol, "wait_tensor", None)
-        return wait(out) if wait is not None and not torch.compiler.is_compiling() else out
-    out = t.clone()
-    dist.all_reduce(out, group=group)
-    return out
+        out = t.clone()
+        dist.all_reduce(out, group=group)
+        return out
+    out = funcol.all_reduce(t, "sum", group)
+    wait = getattr(funcol, "wait_tensor", None)
+    return wait(out) if wait is not None and not torch.compiler.is_compiling() else out
 
 
 def _reduce_hook(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
@@ -135,7 +133,7 @@ def shard_(model: Llama, rank: int, world_size: int) -> Llama:
     heads = cfg.n_heads // world_size
     kv_heads = cfg.n_kv_heads // world_size
     hidden = cfg.hidden_dim // world_size
-    for block in model.layers:
+    for block in model.blocks:
         att = block.attention
         _slice_linear(att.wq, 0, rank * heads * hd, heads * hd)
         _slice_linear(att.wk, 0, rank * kv_heads * hd, kv_heads * hd)

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -132,12 +133,10 @@ def get_config(name: str, vocab_size: int | None = None,
     """The :data:`SIZES` entry called ``name`` (case-insensitive), optionally with another
     vocabulary size or context length. Raises :class:`UnknownSize` for an unknown name."""
     wanted = str(name).strip().lower()
-    for key, cfg in SIZES.items():
-        if key.lower() == wanted:
-            break
-    else:
+    cfg = next((size for key, size in SIZES.items() if key.lower() == wanted), None)
+    if cfg is None:
         raise UnknownSize(f"unknown model size {name!r} (known: {', '.join(SIZES)})")
-    changes = {}
+    changes: dict[str, Any] = {}
     if vocab_size is not None:
         changes["vocab_size"] = vocab_size
     if context_length is not None:
@@ -204,6 +203,9 @@ class RotaryEmbedding(nn.Module):
 
     Pairing convention: features ``2i`` and ``2i + 1`` of a head are rotated together by
     ``pos * theta ** (-2i / head_dim)`` (the interleaved convention of the original RoPE paper)."""
+
+    cos: torch.Tensor  # buffers, registered in __init__
+    sin: torch.Tensor
 
     def __init__(self, head_dim: int, context_length: int, theta: float) -> None:
         super().__init__()

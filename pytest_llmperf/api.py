@@ -11,25 +11,71 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import pytest
 
 from .config import DEFAULT_ARTIFACTS_DIR, Config, ConfigError, MarkerOptions
 
-__all__ = [
-    "MARKER",
-    "RECORDER",
-    "STATE",
-    "Session",
-    "artifact_dir",
-    "fail",
-    "not_json",
-    "option_value",
-    "register_ini",
-    "session",
-]
+if TYPE_CHECKING:
+    from .baseline import BaselineStore
+    from .native import NativeOptions
+    from .recorder import Recorder
+    from .result import TestResult
+
+__all__ = ["MARKER", "RECORDER", "STATE", "Option", "Session", "Value", "add_options", "artifact_dir", "fail",
+           "not_json", "option_value", "parse_options", "read_options", "register_ini", "session"]
+
+IniType = Literal["string", "paths", "pathlist", "args", "linelist", "bool", "int", "float"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of the plugin or of a feature, declared once: its flag, its ini key (the dest,
+    when ``ini``), its environment variable, its help text. :func:`add_options` registers a
+    feature's options in its own ``--help`` group; :func:`read_options` reads them all, each
+    value with where it came from."""
+
+    flag: str  # --llmperf-cc
+    help: str
+    metavar: str | None = None
+    env: str | None = None  # LLMPERF_CC: read after the command line, before the ini file
+    ini: bool = True  # an ini key named like the dest (llmperf_cc)
+    action: Literal["store_true", "append"] | None = None
+    ini_type: IniType | None = None
+    dest: str = ""  # default: the flag without dashes, - -> _
+
+    @property
+    def key(self) -> str:
+        return self.dest or self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Value:
+    """An option's raw value and where it came from: ``source`` is the flag (``--llmperf-cc``),
+    the environment variable, ``ini <key>``, or None (not given: the parser's default applies)."""
+
+    raw: Any
+    source: str | None
+    option: Option
+    base: Path = field(default_factory=Path.cwd)  # where a relative path given here is taken from
+
+    @property
+    def where(self) -> str:
+        """What an error message names: the source, else the flag."""
+        return self.source or self.option.flag
+
+    def path(self) -> Path | None:
+        """The value as a path, ``~`` expanded; a relative one is taken from the directory pytest
+        was started in (command line, environment) or from the rootdir (ini file)."""
+        if self.raw in (None, "", False):
+            return None
+        path = Path(os.path.expanduser(str(self.raw)))
+        return path if path.is_absolute() else self.base / path
 
 
 class Session:
@@ -39,26 +85,28 @@ class Session:
         self.config = config
         self.pytest_config = pytest_config
         self.is_worker = hasattr(pytest_config, "workerinput")
-        self.payloads: list[dict] = []  # collected from reports (controller / single process)
+        self.results: list[TestResult] = []  # collected from reports (controller / single process)
         self.passed_call: set[str] = set()
         self.saved: list[Path] = []
         self.save_error: str | None = None
         self.baseline_files = 0
-        self._store = None
-        self._machine: tuple[dict, dict, str] | None = None
+        self._store: BaselineStore | None = None
+        self._machine: tuple[dict[str, Any], dict[str, Any], str] | None = None
         self._machine_error: str | None = None
+        self._bandwidth: dict[str, Any] | None = None
         self.report_errors: list[str] = []
         self.reports_written: list[Path] = []
+        self.native: NativeOptions | None = None  # --llmperf-cc and --llmperf-cache-dir, set by the glue
 
     @property
-    def store(self):
+    def store(self) -> BaselineStore:
         if self._store is None:
             from .baseline import BaselineStore
 
             self._store = BaselineStore(self.config.baseline_dir, self.config.node)
         return self._store
 
-    def machine(self) -> tuple[dict, dict, str]:
+    def machine(self) -> tuple[dict[str, Any], dict[str, Any], str]:
         """(hardware info, fingerprint fields, fingerprint digest), detected once per process."""
         if self._machine is None:
             from . import hardware
@@ -79,6 +127,36 @@ class Session:
             # save and reports catch it (pytest.fail.Exception) and say it once
             raise pytest.fail.Exception(self._machine_error or "llmperf: no fingerprint", pytrace=False)
         return self._machine
+
+    def bandwidth(self) -> dict[str, Any]:
+        """The node's memory read bandwidth entry (``read_GBps``, ``method``, ``llc_bytes``...): from
+        the ``pytest_llmperf_bandwidth`` hook when one answers, else from the node-info file beside
+        the baselines, the cache, or the probe (once per node and fingerprint; see
+        native/bandwidth.py). Raises native.bandwidth.BandwidthError (NodeInfoError for an
+        unusable node-info file), the build and cache errors, BaselineError or OSError; the
+        features decide what each means for their test."""
+        if self._bandwidth is None:
+            from .native import bandwidth
+
+            hooked = self.pytest_config.hook.pytest_llmperf_bandwidth(config=self.pytest_config)
+            if hooked is not None:
+                gbps = hooked.get("read_GBps") if isinstance(hooked, dict) else None
+                if isinstance(gbps, bool) or not isinstance(gbps, (int, float)) or not 0 < gbps < 1e9:
+                    raise bandwidth.BandwidthError(
+                        f"pytest_llmperf_bandwidth hook: expected a dict with read_GBps a positive number of GB/s, "
+                        f"got {str(hooked)[:80]}")
+                self._bandwidth = {"method": "pytest_llmperf_bandwidth hook", **hooked}
+            else:
+                from .native import NativeOptions
+
+                info, _fields, digest = self.machine()
+                native = self.native or NativeOptions()
+                cfg = self.config
+                self._bandwidth = bandwidth.node_entry(
+                    cfg.baseline_dir / cfg.node, native.cache_dir, cfg.node, digest, native.cc,
+                    info.get("caches", {}).get("llc_bytes"), info.get("memory", {}).get("total_bytes"),
+                    cfg.save_baseline and not self.is_worker)
+        return self._bandwidth
 
 
 def not_json(value: Any, where: str = "fields") -> str | None:
@@ -111,7 +189,7 @@ def not_json(value: Any, where: str = "fields") -> str | None:
 
 STATE = pytest.StashKey[Session]()
 MARKER = pytest.StashKey[MarkerOptions]()
-RECORDER = pytest.StashKey[Any]()
+RECORDER: pytest.StashKey[Recorder] = pytest.StashKey()
 
 
 def session(config: pytest.Config) -> Session:
@@ -165,3 +243,43 @@ def artifact_dir(config: pytest.Config, nodeid: str) -> Path:
     return (cfg.artifacts_dir or config.rootpath / DEFAULT_ARTIFACTS_DIR) / cfg.node / name
 
 
+
+
+def add_options(parser: pytest.Parser, group: str, title: str, options: Sequence[Option]) -> None:
+    """Register ``options`` in their own ``--help`` group (``group``, headed ``title``), each with
+    its ini key when it has one."""
+    section = parser.getgroup(group, title)
+    for opt in options:
+        kw: dict[str, Any] = {"dest": opt.key, "help": opt.help.replace("%", "%%")}
+        if opt.action == "store_true":
+            kw.update(action="store_true", default=False)
+        else:
+            kw["metavar"] = opt.metavar
+            if opt.action:
+                kw["action"] = opt.action
+        section.addoption(opt.flag, **kw)
+        if opt.ini:
+            parser.addini(opt.key, help=opt.help, type=opt.ini_type, default=None)
+            register_ini(opt.key)
+
+
+def read_options(config: pytest.Config, options: Sequence[Option]) -> dict[str, Value]:
+    """Each option's raw value and where it came from, by dest (see :func:`option_value`); a
+    relative path is later taken from the invocation directory, or from the rootdir for an ini
+    value."""
+    here = config.invocation_params.dir
+    out = {}
+    for opt in options:
+        raw, source = option_value(config, opt.key, opt.env)
+        base = config.rootpath if source is not None and source.startswith("ini ") else here
+        out[opt.key] = Value(raw, source, opt, base)
+    return out
+
+
+def parse_options(config: pytest.Config, options: Sequence[Option], parse: Callable[[Mapping[str, Value]], T]) -> T:
+    """``parse`` (a feature's pure parser: values -> frozen options object, ConfigError on a bad
+    value) applied to ``options``' values; a ConfigError becomes a one-line usage error."""
+    try:
+        return parse(read_options(config, options))
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None

@@ -22,3 +22,11 @@ def pytest_llmperf_fingerprint(config: pytest.Config, info: dict[str, object], f
     ``fields`` is the stable subset that is compared: add keys (a firmware version, a board
     revision) or delete keys (``fields.pop("compiler", None)``) as your fleet needs.
     """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_llmperf_bandwidth(config: pytest.Config) -> dict | None:
+    """Return the node's memory read bandwidth entry instead of measuring it: a dict with at least
+    ``read_GBps`` (a positive number, GB/s) and optionally ``method``, ``llc_bytes``; or None to
+    let the plugin measure it (once per node, with the bandwidth probe, which needs a C
+    compiler). For a board without a compiler, or a test. The first non-None result wins."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .compare import Verdict, fmt_pct, fmt_value
+
+if TYPE_CHECKING:
+    from .result import TestResult
 
 COLUMNS = ["test", "metric", "baseline", "current", "change", "tolerance", "status"]
 STATUS_ORDER = {"regressed": 0, "noisy": 1, "not-compared": 2, "new": 3, "improved": 4, "ok": 5, "info": 6}
@@ -66,29 +70,29 @@ def warmup_table(warmups: list[tuple[str, str, dict]]) -> str:
     )
 
 
-def params_tables(payloads: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+def params_tables(results: Sequence[TestResult]) -> list[tuple[str, list[str], list[list[str]]]]:
     """Parametrized tests as their own tables, one per test function: a column per parameter, then
     the median of each metric (e.g. model | flags | threads | tok_per_s | mbu), in run order.
     Returns ``(test function, headers, rows)`` for the functions that have parameters."""
-    groups: dict[str, list[dict]] = {}
-    for payload in payloads:
-        if payload.get("params"):
-            groups.setdefault(payload["nodeid"].split("[", 1)[0], []).append(payload)
+    groups: dict[str, list[TestResult]] = {}
+    for result in results:
+        if result.params:
+            groups.setdefault(result.nodeid.split("[", 1)[0], []).append(result)
     tables = []
     for function, entries in groups.items():
         params: list[str] = []
         metrics: dict[str, str] = {}
         for entry in entries:
-            params += [k for k in entry["params"] if k not in params]
-            for name, m in entry["metrics"].items():
+            params += [k for k in entry.params if k not in params]
+            for name, m in entry.metrics.items():
                 metrics.setdefault(name, m.get("unit", ""))
         headers = params + [f"{name} ({unit})" if unit else name for name, unit in metrics.items()]
         rows = []
         for entry in entries:
-            row = [str(entry["params"].get(k, "")) for k in params]
+            row = [str(entry.params.get(k, "")) for k in params]
             for name in metrics:
-                m = entry["metrics"].get(name)
-                row.append(fmt_value(m["summary"]["median"]) if m and m.get("summary") else "-")
+                median = entry.median(name)
+                row.append(fmt_value(median) if median is not None else "-")
             rows.append(row)
         tables.append((function, headers, rows))
     return tables
@@ -121,14 +125,14 @@ def counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
     return dict(sorted(result.items(), key=lambda kv: STATUS_ORDER.get(kv[0], 99)))
 
 
-def to_json(node: str, fingerprint: dict | None, digest: str | None, results: list[dict], verdicts: list[Verdict],
-            meta: dict) -> dict:
+def to_json(node: str, fingerprint: dict[str, Any] | None, digest: str | None, results: Sequence[TestResult],
+            verdicts: list[Verdict], meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "node": node,
         "fingerprint": {"hash": digest, "fields": fingerprint},
         **meta,
         "counts": counts(verdicts),
-        "tests": results,
+        "tests": [r.to_json() for r in results],
         "verdicts": [v.to_dict() for v in verdicts],
     }
 

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from pytest_llmperf.profilers import base, nsys, perf, valgrind
 from pytest_llmperf.profilers.base import Completed, Profile, ProfilerError, Reading
-from pytest_llmperf.profilers.fixtures import ProcessProfiling, tool_problem
+from pytest_llmperf.profilers.fixtures import ProcessProfiling
+from pytest_llmperf.profilers.options import tool_problem
 from pytest_llmperf.profilers.nsys import Nsys, NsysParseError
 from pytest_llmperf.profilers.perf import PerfParseError, PerfRecord, PerfStat
 from pytest_llmperf.profilers.valgrind import Instructions, ValgrindParseError

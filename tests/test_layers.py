@@ -1,11 +1,14 @@
-"""The dependency rule, checked on the source (issue 12, first step): every import of the package,
-at module level or inside a function, is read with ast and placed in its layer.
+"""The dependency rule, checked on the source: every import of the package, at module level or
+inside a function, is read with ast and placed in its layer. (CI also runs import-linter's
+contracts in pyproject.toml, which check the same rule and cycles.)
 
-- the pure core never imports pytest, the API, the glue or a feature;
+- the pure core (native/ and hardware/ included) never imports pytest, the API, the glue or a
+  feature;
 - the API (api.py, hookspecs.py) imports pytest and the core only;
-- no feature imports the glue (plugin.py), and no module imports a private name (``_x``) from
-  another package;
-- only torch_models imports torch.
+- the core glue (plugin*.py) never imports a feature; no feature imports the glue, and no module
+  imports a private name (``_x``) from another package;
+- only torch_models imports torch;
+- no two modules import each other, directly or through others.
 """
 
 from __future__ import annotations
@@ -14,17 +17,11 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pytest_llmperf"
-CORE = {"stats", "compare", "measure", "config", "node", "fileutil", "baseline", "recorder", "report",
-        "hardware", "errors", "jsonfile", "__init__"}
 API = {"api", "hookspecs"}
-GLUE = {"plugin"}
+GLUE = {"plugin", "plugin_options", "plugin_verdicts", "plugin_finish"}
 FEATURES = {"llama2c", "torch_models", "profilers"}
-# known exceptions, each with its reason; issue 12's later steps remove them
-ALLOWED = {
-    "pytest_llmperf/hardware.py imports torch: only torch_models imports torch":
-        "torch's runtime facts, read only when a test already imported torch (detect(include_torch=...)); "
-        "they move to torch_models with the split of hardware.py",
-}
+# known exceptions, each with its reason (none today)
+ALLOWED: dict[str, str] = {}
 
 
 def _module_name(path: Path) -> str:
@@ -89,6 +86,8 @@ def _violations() -> list[str]:
                 found.append(f"{where}: the API imports only the core")
             if mine.startswith("feature:") and theirs == "glue":
                 found.append(f"{where}: a feature never imports the glue")
+            if mine == "glue" and theirs.startswith("feature:"):
+                found.append(f"{where}: the core glue never imports a feature")
             for name in names:
                 # a submodule imported by name is a module, not a private name
                 if name.startswith("_") and not name.startswith("__") and theirs != mine:
@@ -112,3 +111,66 @@ def test_the_check_sees_a_violation(tmp_path, monkeypatch):
     assert "pytest_llmperf/stats.py imports pytest_llmperf.plugin: the core imports only the core" in found
     assert "pytest_llmperf/stats.py imports pytest_llmperf.plugin: private name _value taken across packages" in found
     assert "pytest_llmperf/stats.py imports pytest: the core does not import pytest" in found
+
+
+def _cycles() -> list[list[str]]:
+    """The import cycles between the package's modules (Tarjan's strongly connected components of
+    the graph of every import, function-level ones included)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = _module_name(path)
+        edges = graph.setdefault(me, set())
+        for module, names in _imports(path):
+            if module.split(".")[0] != "pytest_llmperf":
+                continue
+            for name in names or [""]:
+                # `from . import x` names a submodule (or subpackage) when there is one
+                sub = PACKAGE.parent.joinpath(*f"{module}.{name}".split("."))
+                target = f"{module}.{name}" if name and (sub.with_suffix(".py").exists() or sub.is_dir()) else module
+                # a submodule reading its own package's names (profilers.DEFAULT_PERF_EVENTS) is not a
+                # cycle between siblings, even when the package's factory imports that submodule
+                if target != me and not me.startswith(target + "."):
+                    edges.add(target)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle():
+    assert _cycles() == []
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "pytest_llmperf"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "stats.py").write_text((copy / "stats.py").read_text() + "\n\ndef _late():\n    from . import report\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", copy)
+    # stats -> report -> compare -> stats
+    assert any({"pytest_llmperf.report", "pytest_llmperf.stats"} <= set(c) for c in _cycles())

@@ -301,24 +301,9 @@ def test_measure_failure_is_a_bandwidth_error(tmp_path: Path, monkeypatch: pytes
 
 # -- the fixture's use of the node-info file and the cache ----------------------------------------
 
-class _State:
-    def __init__(self, baseline_dir: Path, save: bool):
-        from types import SimpleNamespace
-
-        self.config = SimpleNamespace(node="node1", baseline_dir=baseline_dir, save_baseline=save)
-
-    def machine(self):
-        return {"caches": {"llc_bytes": 32 * MiB}, "memory": {"total_bytes": 64 * GiB}}, {}, "fp-here"
-
-
 def _bandwidth_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save: bool = False) -> tuple[dict, list]:
-    """fixtures._measure_node_bandwidth with a stand-in config and session, and a probe that only
+    """bandwidth.node_entry for node node1 of a machine with a 32 MiB LLC, with a probe that only
     counts its calls."""
-    from types import SimpleNamespace
-
-    from pytest_llmperf.llama2c import fixtures
-    from pytest_llmperf.plugin import STATE
-
     probes: list[int] = []
 
     def fake_measure(cache_dir, cc, llc, memory, timeout=300.0):
@@ -326,10 +311,9 @@ def _bandwidth_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save: bool = 
         return dict(ENTRY_A, read_GBps=7.5)
 
     monkeypatch.setattr(bandwidth, "measure", fake_measure)
-    config = SimpleNamespace(stash=pytest.Stash())
-    config.stash[STATE] = _State(tmp_path / "baselines", save)
-    session = SimpleNamespace(cache_dir=lambda: tmp_path / "cache", settings=SimpleNamespace(cc="cc"))
-    return fixtures._measure_node_bandwidth(config, session), probes
+    entry = bandwidth.node_entry(tmp_path / "baselines" / "node1", tmp_path / "cache", "node1", "fp-here", "cc",
+                                 32 * MiB, 64 * GiB, save)
+    return entry, probes
 
 
 def test_bandwidth_measured_once_then_cached_then_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

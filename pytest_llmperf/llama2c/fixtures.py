@@ -17,147 +17,58 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..api import fail as _fail
 
-SESSION = pytest.StashKey[Any]()
-BANDWIDTH = pytest.StashKey[Any]()
+if TYPE_CHECKING:
+    from .options import Llama2cOptions
+    from .session import Llama2cSession
+
+OPTIONS_KEY: pytest.StashKey[Llama2cOptions] = pytest.StashKey()  # parsed once, by plugin.pytest_configure
+SESSION: pytest.StashKey[Llama2cSession] = pytest.StashKey()
 
 
-def add_options(add) -> None:
-    """Options of the llama2.c support, added to the llmperf group by plugin.pytest_addoption."""
-    add("--llmperf-llama2c-src", "llmperf_llama2c_src", metavar="DIR", dest="llmperf_llama2c_src",
-        help="a llama2.c checkout whose run.c (and runq.c) to build (also env LLMPERF_LLAMA2C_SRC); "
-             "default: the reference runner shipped with pytest-llmperf")
-    add("--llmperf-cc", "llmperf_cc", metavar="CC", dest="llmperf_cc",
-        help="C compiler for llama2.c builds (also env LLMPERF_CC); default: cc")
-    add("--llmperf-models", "llmperf_models", metavar="DIR", dest="llmperf_models",
-        help="directory of real checkpoints (stories15M.bin ...) with tok512.bin/tokenizer.bin (also env "
-             "LLMPERF_MODELS); default: synthetic checkpoints of the published shapes, generated into the cache")
-    add("--llmperf-cache-dir", "llmperf_cache_dir", metavar="DIR", dest="llmperf_cache_dir",
-        help="where builds, synthetic models and the node's bandwidth are kept (also env LLMPERF_CACHE_DIR); "
-             "default: $XDG_CACHE_HOME/pytest-llmperf or ~/.cache/pytest-llmperf")
-    add("--llmperf-run-timeout", "llmperf_run_timeout", metavar="SECONDS", dest="llmperf_run_timeout",
-        help="kill a benchmarked binary that runs longer than this and fail its test; default: 600")
-    add("--llmperf-llama2c-models", "llmperf_llama2c_models", metavar="NAMES", dest="llmperf_llama2c_models",
-        help="models the llama2.c suite runs: comma-separated names (stories260K,stories15M,stories42M,"
-             "stories110M) or 'all'; default: stories260K,stories15M")
-    add("--llmperf-threads", "llmperf_threads", metavar="N,N,...", dest="llmperf_threads",
-        help="OpenMP thread counts of the sweep; default: 1, 2, 4, ... up to the usable cores")
-
-
-def _settings(config: pytest.Config):
-    from ..api import option_value as _value
-    from ..native.cache import default_cache_dir
-    from .session import Settings
-
-    def path(dest: str, env: str) -> Path | None:
-        raw = _value(config, dest, env)[0]
-        if not raw:
-            return None
-        p = Path(str(raw)).expanduser()
-        return p if p.is_absolute() else (Path.cwd() / p)
-
-    raw_timeout = _value(config, "llmperf_run_timeout")[0]
-    timeout = 600.0
-    if raw_timeout:
-        from ..config import parse_seconds
-
-        timeout = parse_seconds(raw_timeout, "--llmperf-run-timeout")
-    return Settings(
-        src=path("llmperf_llama2c_src", "LLMPERF_LLAMA2C_SRC"),
-        cc=os.path.expanduser(str(_value(config, "llmperf_cc", "LLMPERF_CC")[0] or "cc")),
-        models_dir=path("llmperf_models", "LLMPERF_MODELS"),
-        cache_dir=path("llmperf_cache_dir", "LLMPERF_CACHE_DIR") or default_cache_dir(),
-        run_timeout=timeout,
-    )
+def options(config: pytest.Config) -> Llama2cOptions:
+    """The llama2.c options of this run (parsed at configure time)."""
+    return config.stash[OPTIONS_KEY]
 
 
 def selected_models(config: pytest.Config) -> list[str]:
-    """The models the suite runs (``--llmperf-llama2c-models``); UsageError naming a bad one."""
-    from ..api import option_value as _value
-    from .session import DEFAULT_MODELS
-
-    raw = _value(config, "llmperf_llama2c_models")[0]
-    if not raw:
-        return list(DEFAULT_MODELS)
-    known = ("stories260K", "stories15M", "stories42M", "stories110M")
-    names = [n.strip() for n in str(raw).split(",") if n.strip()]
-    if names == ["all"]:
-        return list(known)
-    aliases = {k.lower(): k for k in known} | {k[len("stories"):].lower(): k for k in known}
-    out = []
-    for name in names:
-        if name.lower() not in aliases:
-            raise pytest.UsageError(f"--llmperf-llama2c-models: unknown model {name!r} (known: {', '.join(known)}, all)")
-        out.append(aliases[name.lower()])
-    return out
-
-
-MAX_THREADS = 1024  # OpenMP threads of one run; a larger count is a typo
+    """The models the suite runs (``--llmperf-llama2c-models``)."""
+    return list(options(config).models)
 
 
 def selected_threads(config: pytest.Config) -> list[int]:
-    from ..api import option_value as _value
+    """The OpenMP thread counts of the sweep (``--llmperf-threads``, else 1, 2, 4, ... cores)."""
     from .session import thread_counts
 
-    raw = _value(config, "llmperf_threads")[0]
-    if not raw:
-        return thread_counts()
-    try:
-        values = sorted({int(v) for v in str(raw).split(",") if v.strip()})
-    except ValueError:
-        values = []
-    if not values or values[0] < 1 or values[-1] > MAX_THREADS:
-        raise pytest.UsageError(f"--llmperf-threads: expected positive integers up to {MAX_THREADS} like 1,2,4; "
-                                f"got {raw!r}")
-    return values
+    threads = options(config).threads
+    return list(threads) if threads is not None else thread_counts()
 
 
-def check_options(config: pytest.Config) -> None:
-    """Usage errors of the llama2.c options at configure time (one line, exit code 4) rather than
-    in the first test or collection that needs them (a ``--llmperf-cc`` path that is not an
-    executable file among them); imports nothing when none of them is set."""
-    from ..api import option_value as _value
-
-    if _value(config, "llmperf_llama2c_models")[0]:
-        selected_models(config)
-    if _value(config, "llmperf_threads")[0]:
-        selected_threads(config)
-    if _value(config, "llmperf_llama2c_src", "LLMPERF_LLAMA2C_SRC")[0] or _value(config, "llmperf_run_timeout")[0]:
-        _session(config)
-    cc, where = _value(config, "llmperf_cc", "LLMPERF_CC")
-    if cc:
-        # a compiler given by its path must be an executable file (a bare name not on PATH fails
-        # the tests that build, and lets the others run)
-        from ..fileutil import executable_problem, is_path
-
-        path = os.path.expanduser(str(cc))
-        problem = executable_problem(path) if is_path(path) else None
-        if problem is not None:
-            raise pytest.UsageError(f"llmperf: {where} {cc}: {problem}")
-
-
-def _session(config: pytest.Config):
+def llama2c_session(config: pytest.Config) -> Llama2cSession:
+    """The llama2.c session of this run (sources, builds, models), made once: for suites that
+    parametrize on what the session found (runq.c present or not)."""
     if SESSION not in config.stash:
-        from .session import Llama2cSession, SourceError
+        from ..api import session
+        from ..native import NativeOptions
+        from .session import Llama2cSession, Settings, SourceError
 
+        opts = options(config)
+        native = session(config).native or NativeOptions()
+        settings = Settings(src=opts.src, cc=native.cc, models_dir=opts.models_dir, cache_dir=native.cache_dir,
+                            run_timeout=opts.run_timeout)
         try:
-            config.stash[SESSION] = Llama2cSession(_settings(config))
+            config.stash[SESSION] = Llama2cSession(settings)
         except SourceError as exc:
-            raise pytest.UsageError(f"llmperf: {exc}") from None
-        except ValueError as exc:  # a bad --llmperf-run-timeout
             raise pytest.UsageError(f"llmperf: {exc}") from None
     return config.stash[SESSION]
 
 
-def llama2c_session(config: pytest.Config):
-    """The llama2.c session of this run (sources, builds, models), made once: for suites that
-    parametrize on what the session found (runq.c present or not)."""
-    return _session(config)
+_session = llama2c_session
 
 
 class Llama2c:
@@ -165,7 +76,7 @@ class Llama2c:
 
     def __init__(self, request: pytest.FixtureRequest):
         self._request = request
-        self.session = _session(request.config)
+        self.session = llama2c_session(request.config)
 
     # -- building and files --------------------------------------------------------------------
     def build(self, flags: str, program: str = "run") -> Path:
@@ -235,14 +146,15 @@ class Llama2c:
         from .session import PROBE_KIND, PROBE_STEPS
 
         recorder = self._request.getfixturevalue("llmperf")
-        profiling = self._request.getfixturevalue("llmperf_profile")
+        try:  # the profilers' fixture; without their plugin (-p no:llmperf-profilers), none
+            profiling = self._request.getfixturevalue("llmperf_profile")
+        except pytest.FixtureLookupError:
+            profiling = None
         spec = self.spec(model, **kw)
         runner = Runner()
         inline, tags = None, []
-        if "perf-stat" in profiling.names:
-            from ..profilers.fixtures import perf_stat_inline
-
-            inline = perf_stat_inline(self._request.config)
+        if profiling and "perf-stat" in profiling.names:
+            inline = profiling.perf_stat_inline()
             if inline is not None and inline.unavailable_reason() is not None:
                 inline = None  # command() below skips it with the reason
         if inline is not None:
@@ -313,24 +225,35 @@ class Llama2c:
                               only=[n for n in profiling.names if not (inline is not None and n == "perf-stat")])
         return result
 
-    def bandwidth(self) -> dict:
-        """The node's memory read bandwidth (measured once per node; see bandwidth.py); fails the
-        test when it cannot be had."""
+    def bandwidth(self) -> dict[str, Any]:
+        """The node's memory read bandwidth (measured once per node; see native/bandwidth.py);
+        fails the test when it cannot be had."""
         from ..native.bandwidth import NodeInfoError
 
         try:
             return self._bandwidth()
         except NodeInfoError as exc:
             _fail(f"llmperf: {exc}")
-        raise AssertionError("unreachable")
 
-    def _bandwidth(self) -> dict:
-        config = self._request.config
-        if BANDWIDTH not in config.stash:
-            config.stash[BANDWIDTH] = _node_bandwidth(config, self.session)
-        return config.stash[BANDWIDTH]
+    def _bandwidth(self) -> dict[str, Any]:
+        """The session's bandwidth, failing the test with one line on any failure but an unusable
+        node-info file (NodeInfoError, raised for the caller to decide)."""
+        from ..api import session
+        from ..baseline import BaselineError
+        from ..native import bandwidth
+        from ..native.build import BuildError, CompilerNotFound, FlagsRejected
+        from ..native.cache import CacheError
 
-    def _bandwidth_for_mbu(self) -> dict | None:
+        state = session(self._request.config)
+        try:
+            return state.bandwidth()
+        except bandwidth.NodeInfoError:
+            raise
+        except (bandwidth.BandwidthError, BuildError, CompilerNotFound, FlagsRejected, CacheError, BaselineError,
+                OSError) as exc:
+            _fail(f"llmperf: memory bandwidth of node {state.config.node}: {exc}")
+
+    def _bandwidth_for_mbu(self) -> dict[str, Any] | None:
         """The bandwidth behind bench's MBU, or None with a warning when the node-info file beside
         the baselines is unusable: MBU is informational, and the test still passes or fails on its
         gated tok/s (recorded before this, and saved with the baseline). The file is never
@@ -345,73 +268,6 @@ class Llama2c:
 
             warnings.warn(f"llmperf: mbu not recorded: {exc}", stacklevel=3)
             return None
-
-
-def node_bandwidth(config: pytest.Config) -> dict:
-    """The node's memory bandwidth entry (``read_GBps``...), measured once per node and
-    fingerprint; raises on failure (for the torch decode suite's MBU, which is informational), a
-    :class:`~.bandwidth.NodeInfoError` naming an unusable node-info file among them."""
-    if BANDWIDTH not in config.stash:
-        config.stash[BANDWIDTH] = _measure_node_bandwidth(config, _session(config))
-    return config.stash[BANDWIDTH]
-
-
-def _node_bandwidth(config: pytest.Config, session) -> dict:
-    """:func:`_measure_node_bandwidth`, failing the test with one line on any failure but an
-    unusable node-info file (NodeInfoError, raised for the caller to decide)."""
-    from ..baseline import BaselineError
-    from ..native import bandwidth
-    from ..native.build import BuildError, CompilerNotFound, FlagsRejected
-    from ..native.cache import CacheError
-
-    try:
-        return _measure_node_bandwidth(config, session)
-    except bandwidth.NodeInfoError:
-        raise
-    except (bandwidth.BandwidthError, BuildError, CompilerNotFound, FlagsRejected, CacheError, BaselineError,
-            OSError) as exc:
-        from ..api import STATE
-
-        _fail(f"llmperf: memory bandwidth of node {config.stash[STATE].config.node}: {exc}")
-
-
-def _measure_node_bandwidth(config: pytest.Config, session) -> dict:
-    """The bandwidth entry of this machine: from the node-info file beside the baselines, else from
-    the cache, else measured (and cached); a run that saves baselines adds it to the node-info
-    file, under the node lock. An unusable node-info file raises NodeInfoError and is left as it is;
-    an unusable cache file is only a cache: replaced, with a warning."""
-    from ..api import STATE
-    from ..baseline import NODE_INFO
-    from ..fileutil import exclusive_lock
-    from ..native import bandwidth
-    from ..native.cache import ensure_dir
-
-    state = config.stash[STATE]
-    cfg = state.config
-    info, _fields, digest = state.machine()
-    node_dir = cfg.baseline_dir / cfg.node
-    entry = bandwidth.read_info(node_dir / NODE_INFO, digest)
-    if entry is None:
-        nodes = ensure_dir(session.cache_dir() / "nodes", "cache directory (--llmperf-cache-dir)")
-        cached = nodes / f"{cfg.node}.json"
-        with exclusive_lock(nodes / ".lock"):  # one probe at a time: two would share the bandwidth
-            try:
-                entry = bandwidth.read_info(cached, digest)
-            except bandwidth.NodeInfoError as exc:
-                import warnings
-
-                warnings.warn(f"llmperf: the bandwidth cache {cached} {exc.problem}; it is only a cache: "
-                              f"measuring the bandwidth again and rewriting it", stacklevel=2)
-                cached.unlink()
-                entry = None
-            if entry is None:
-                entry = bandwidth.measure(session.cache_dir() / "llama2c", session.settings.cc,
-                                          info.get("caches", {}).get("llc_bytes"),
-                                          info.get("memory", {}).get("total_bytes"))
-                bandwidth.write_info(cached, digest, entry)
-    if cfg.save_baseline:
-        bandwidth.store_info(node_dir, digest, entry)
-    return entry
 
 
 @pytest.fixture

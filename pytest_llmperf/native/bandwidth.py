@@ -202,3 +202,35 @@ def store_info(node_dir: Path, fingerprint: str, entry: dict) -> bool:
 def mbu(bytes_per_token: int, tok_per_s: float, read_GBps: float) -> float:
     """Memory-bandwidth utilisation, as a fraction (above 1 when the weights come from a cache)."""
     return bytes_per_token * tok_per_s / (read_GBps * 1e9)
+
+
+def node_entry(node_dir: Path, cache_dir: Path, node: str, fingerprint: str, cc: str,
+               llc_bytes: int | None, memory_bytes: int | None, save: bool) -> dict:
+    """The bandwidth entry of this machine: from the node-info file beside the baselines
+    (``node_dir``), else from the cache, else measured (and cached); a run that saves baselines
+    (``save``) adds it to the node-info file, under the node lock. An unusable node-info file
+    raises NodeInfoError and is left as it is; an unusable cache file is only a cache: replaced,
+    with a warning."""
+    import warnings
+
+    from ..fileutil import exclusive_lock
+    from .cache import ensure_dir
+
+    entry = read_info(node_dir / NODE_INFO, fingerprint)
+    if entry is None:
+        nodes = ensure_dir(cache_dir / "nodes", "cache directory (--llmperf-cache-dir)")
+        cached = nodes / f"{node}.json"
+        with exclusive_lock(nodes / ".lock"):  # one probe at a time: two would share the bandwidth
+            try:
+                entry = read_info(cached, fingerprint)
+            except NodeInfoError as exc:
+                warnings.warn(f"llmperf: the bandwidth cache {cached} {exc.problem}; it is only a cache: "
+                              f"measuring the bandwidth again and rewriting it", stacklevel=2)
+                cached.unlink()
+                entry = None
+            if entry is None:
+                entry = measure(cache_dir / "llama2c", cc, llc_bytes, memory_bytes)
+                write_info(cached, fingerprint, entry)
+    if save:
+        store_info(node_dir, fingerprint, entry)
+    return entry

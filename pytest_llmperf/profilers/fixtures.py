@@ -14,115 +14,23 @@ naming the tool; the metrics recorded before it are still compared and reported.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    from . import ProfilerOptions
+    from .options import ProfilingOptions
+
 REASONS = pytest.StashKey[dict]()
-
-# the options (and environment variables) that name a tool's executable
-TOOL_OPTIONS = (("llmperf_perf", "LLMPERF_PERF"), ("llmperf_valgrind", "LLMPERF_VALGRIND"),
-                ("llmperf_nsys", "LLMPERF_NSYS"))
+OPTIONS_KEY: pytest.StashKey[ProfilingOptions] = pytest.StashKey()  # parsed once, by plugin.pytest_configure
 
 
-def add_options(add) -> None:
-    """Options of the process profilers, added to the llmperf group by plugin.pytest_addoption."""
-    from . import DEFAULT_PERF_FREQ, DEFAULT_PROFILE_RUNS
-
-    add("--llmperf-profile-runs", "llmperf_profile_runs", metavar="N", dest="llmperf_profile_runs",
-        help=f"runs of the repeated process profilers (perf-stat, nsys), each a sample of their metrics "
-             f"(3 or more to gate on them); perf-record and instructions run once; default: {DEFAULT_PROFILE_RUNS}")
-    add("--llmperf-perf-events", "llmperf_perf_events", metavar="EVENTS", dest="llmperf_perf_events",
-        help="perf stat events, comma-separated (see 'perf list'); default: task-clock, context-switches, "
-             "cpu-migrations, page-faults, cycles, instructions, branches, branch-misses, cache-references, "
-             "cache-misses")
-    add("--llmperf-perf-freq", "llmperf_perf_freq", metavar="HZ", dest="llmperf_perf_freq",
-        help=f"perf record sampling frequency; default: {DEFAULT_PERF_FREQ}")
-    add("--llmperf-profile-inline", None, action="store_true", default=False, dest="llmperf_profile_inline",
-        help="perf-stat counts the timed llama2.c rounds themselves (its overhead then enters tok/s) "
-             "instead of runs of its own")
-    add("--llmperf-perf", None, metavar="PATH", dest="llmperf_perf",
-        help="the perf executable (also env LLMPERF_PERF); default: perf on PATH")
-    add("--llmperf-valgrind", None, metavar="PATH", dest="llmperf_valgrind",
-        help="the valgrind executable (also env LLMPERF_VALGRIND); default: valgrind on PATH")
-    add("--llmperf-nsys", None, metavar="PATH", dest="llmperf_nsys",
-        help="the nsys executable (also env LLMPERF_NSYS); default: PATH, then the usual CUDA and Nsight "
-             "Systems install locations")
-
-
-def options(config: pytest.Config):
-    """The ProfilerOptions of this session; UsageError naming a bad option."""
-    from ..api import option_value as _value
-    from ..config import ConfigError, parse_positive_int
-    from . import DEFAULT_PERF_EVENTS, DEFAULT_PERF_FREQ, DEFAULT_PROFILE_RUNS, ProfilerOptions
-
-    v = lambda dest, env=None: _value(config, dest, env)[0]  # noqa: E731
-    try:
-        runs = parse_positive_int(v("llmperf_profile_runs") or DEFAULT_PROFILE_RUNS, "--llmperf-profile-runs")
-        freq = parse_positive_int(v("llmperf_perf_freq") or DEFAULT_PERF_FREQ, "--llmperf-perf-freq")
-    except ConfigError as exc:
-        raise pytest.UsageError(f"llmperf: {exc}") from None
-    raw_events = v("llmperf_perf_events")
-    events = DEFAULT_PERF_EVENTS
-    if raw_events is not None:
-        events = tuple(e.strip() for e in str(raw_events).split(",") if e.strip())
-        if not events:
-            raise pytest.UsageError(f"llmperf: --llmperf-perf-events: no event in {raw_events!r}")
-    cache = v("llmperf_cache_dir", "LLMPERF_CACHE_DIR")
-    if cache:
-        cache_dir = Path(str(cache)).expanduser()
-    else:
-        from ..native.cache import default_cache_dir
-
-        cache_dir = default_cache_dir()
-    tool = lambda dest, env: os.path.expanduser(str(v(dest, env))) if v(dest, env) else None  # noqa: E731
-    return ProfilerOptions(
-        perf=tool("llmperf_perf", "LLMPERF_PERF") or "perf",
-        valgrind=tool("llmperf_valgrind", "LLMPERF_VALGRIND") or "valgrind",
-        nsys=tool("llmperf_nsys", "LLMPERF_NSYS"),
-        perf_events=events, perf_freq=freq, runs=runs,
-        cc=str(v("llmperf_cc", "LLMPERF_CC") or "cc"), cache_dir=cache_dir / "profilers",
-    )
-
-
-def tool_problem(value: str) -> str | None:
-    """Why ``value``, a tool's executable given by the user, cannot be run, or None: a path (with
-    a ``/``; ``~`` expanded) must be an executable file, a bare name must be one on PATH."""
-    from ..fileutil import executable_problem, is_path
-
-    shown = value if value.isprintable() else repr(value)  # the message stays one line
-    if "\x00" in value:
-        return f"{shown} is not a path (it holds a NUL character)"
-    path = os.path.expanduser(value)
-    if not path.strip():
-        return "the path is empty"
-    if not is_path(path):
-        return None if shutil.which(path) else f"{shown} is not on PATH (no executable file of that name there)"
-    problem = executable_problem(path)
-    return f"{shown} {problem}" if problem else None
-
-
-def check_options(config: pytest.Config) -> None:
-    """Usage errors of the profiler options at configure time (exit code 4). A tool's executable
-    given explicitly (--llmperf-perf, --llmperf-valgrind, --llmperf-nsys or their environment
-    variables) must be one, whether or not a test selects its profiler: the option names the tool
-    for any test that may, markers included, and a path that is wrong is a mistake either way,
-    which a skip ("not found") would hide."""
-    from ..api import option_value as _value
-
-    for dest, env in TOOL_OPTIONS:
-        value, where = _value(config, dest, env)
-        if value is None:
-            continue
-        problem = tool_problem(str(value))
-        if problem is not None:
-            raise pytest.UsageError(f"llmperf: {where}: {problem}")
-    if any(_value(config, d)[0] for d in ("llmperf_profile_runs", "llmperf_perf_freq", "llmperf_perf_events")):
-        options(config)
+def options(config: pytest.Config) -> ProfilerOptions:
+    """The ProfilerOptions of this session (parsed at configure time)."""
+    return config.stash[OPTIONS_KEY].tools
 
 
 def selected(item: pytest.Item) -> tuple[str, ...]:
@@ -157,8 +65,13 @@ class ProcessProfiling:
 
         return artifact_dir(self._request.config, self._request.node.nodeid)
 
-    def options(self):
+    def options(self) -> ProfilerOptions:
         return options(self._request.config)
+
+    def perf_stat_inline(self) -> Any:
+        """The perf-stat profiler that counts the timed rounds themselves (``--llmperf-profile-inline``),
+        or None: for a feature's bench that runs the rounds (llama2c)."""
+        return perf_stat_inline(self._request.config)
 
     def command(self, argv: Sequence[Any], env: Mapping[str, str] | None = None, cwd: Any = None,
                 timeout: float = 600.0, label: str | None = None, only: Sequence[str] | None = None) -> dict:
@@ -267,12 +180,10 @@ class ProcessProfiling:
         recorder.add_artifact(name, files, summary, details)
 
 
-def perf_stat_inline(config: pytest.Config):
+def perf_stat_inline(config: pytest.Config) -> Any:
     """The perf-stat profiler when the timed rounds themselves are to be counted
     (``--llmperf-profile-inline``), else None."""
-    from ..api import option_value as _value
-
-    if not _value(config, "llmperf_profile_inline")[0]:
+    if not config.stash[OPTIONS_KEY].inline:
         return None
     from . import create
 

@@ -1,0 +1,217 @@
+"""The core glue's end of a session: results collected from the reports (the controller's under
+pytest-xdist), the baseline saved, the JSON and Markdown reports written, the terminal summary.
+Imported by plugin.py only when a session ends."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .api import Session
+from .compare import Verdict
+from .result import ResultError, TestResult
+
+PROPERTY = "llmperf"  # the user_properties key of a TestResult's JSON
+
+
+class Collector:
+    """Receives test reports in the process that reports them (the controller under xdist)."""
+
+    def __init__(self, state: Session):
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown" and report.failed:
+            # an error in teardown (a fixture that failed to clean up) makes the test not pass:
+            # its metrics are shown, never saved into a baseline
+            self.state.passed_call.discard(report.nodeid)
+            return
+        if report.when != "call":
+            return
+        for name, value in getattr(report, "user_properties", []):
+            if name != PROPERTY:
+                continue
+            try:
+                result = TestResult.from_json(value)
+            except ResultError as exc:
+                self.state.report_errors.append(f"{report.nodeid}: {exc}")
+                continue
+            self.state.results.append(result)
+            if report.passed:
+                self.state.passed_call.add(report.nodeid)
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def verdicts(state: Session) -> list[Verdict]:
+    return [v for r in state.results for v in r.verdicts]
+
+
+def finish(session: pytest.Session, state: Session, exitstatus: int) -> None:
+    cfg = state.config
+    if cfg.save_baseline and state.results:
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            state.save_error = "run interrupted: no baseline saved"
+        else:
+            _save(state)
+    if cfg.json_path or cfg.markdown_path:
+        _write_reports(state)
+    if (state.save_error or state.report_errors) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _meta(state: Session) -> dict[str, Any]:
+    return {
+        "saved_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "plugin_version": __version__,
+        "git_commit": _git_commit(state.pytest_config.rootpath),
+    }
+
+
+def _save(state: Session) -> None:
+    from .baseline import BaselineError, metric_from_json
+
+    records, refused = [], []
+    for result in state.results:
+        if result.nodeid not in state.passed_call or not result.metrics:
+            continue
+        try:
+            metrics = [metric_from_json(name, m, f"test {result.nodeid}") for name, m in result.metrics.items()]
+        except BaselineError as exc:  # a value record() let through (pytest-benchmark's timings)
+            refused.append(f"not saved: {exc}")
+            continue
+        records.append({"nodeid": result.nodeid, "metrics": metrics, "params": result.params})
+    if refused:
+        state.save_error = "; ".join(refused)
+    if not records:
+        return
+    try:
+        _info, fields, digest = state.machine()
+        state.saved = state.store.save(records, fields, digest, _meta(state))
+    except pytest.fail.Exception as exc:
+        state.save_error = f"{exc.msg}: no baseline saved"
+    except BaselineError as exc:
+        state.save_error = str(exc)
+    except OSError as exc:
+        where = exc.filename or state.store.node_dir
+        state.save_error = f"cannot write baselines: {where}: {exc.strerror or exc}"
+
+
+def _write_reports(state: Session) -> None:
+    """Each report on its own: a JSON report that cannot be written does not keep the Markdown
+    one from being written. A report that cannot be written is an error (the session's exit
+    status is then non-zero), and the previous run's file at that path is removed, so that a CI
+    step publishing it cannot publish last night's results as tonight's."""
+    from . import report
+
+    cfg = state.config
+    found = verdicts(state)
+
+    def json_text() -> str:
+        fields, digest = None, None
+        if state.results:
+            try:
+                fields, digest = state.machine()[1:]
+            except pytest.fail.Exception:
+                pass
+        meta = {"plugin_version": __version__, "mode": "save" if cfg.save_baseline else "compare",
+                "saved_baselines": [str(p) for p in state.saved]}
+        return report.json_text(report.to_json(cfg.node, fields, digest, state.results, found, meta))
+
+    def markdown_text() -> str:
+        return report.markdown(cfg.node, found, [str(p) for p in state.saved])
+
+    for option, path, make in (("--llmperf-json", cfg.json_path, json_text),
+                               ("--llmperf-markdown", cfg.markdown_path, markdown_text)):
+        if path is None:
+            continue
+        try:
+            report.write_text(path, make())
+        except (OSError, ValueError, TypeError) as exc:
+            # what changed since the check at start (a directory that became a file) says more
+            # than the errno of the failed call ("File exists")
+            why = report.report_path_problem(path) or (
+                (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc))
+            line = f"{option} {path}: cannot write the report: {why}"
+            if report.remove_stale(path):
+                line += " (the previous run's file there was removed)"
+            state.report_errors.append(line)
+        else:
+            state.reports_written.append(path)
+
+
+def _artifacts_summary(tr: Any, state: Session) -> None:
+    """Where the profilers' files are, per test, and which profilers were skipped and why (once)."""
+    artifacts: list[tuple[str, dict[str, Any]]] = []
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for r in state.results:
+        for a in r.artifacts:
+            reason = (a.get("details") or {}).get("skipped")
+            if reason:
+                skipped.setdefault((a["kind"], reason), []).append(r.nodeid)
+            else:
+                artifacts.append((r.nodeid, a))
+    if artifacts:
+        tr.write_line("")
+        tr.write_line(f"llmperf: profiler outputs in {state.config.artifacts_dir}:")
+        for nodeid, a in artifacts:
+            tr.write_line(f"  {nodeid} [{a['kind']}] {a.get('summary', '')}".rstrip())
+            for path in a.get("paths", []):
+                tr.write_line(f"      {path}")
+    for (kind, reason), tests in skipped.items():
+        tr.write_line(f"llmperf: profiler {kind} skipped in {len(tests)} test(s): {reason}", yellow=True)
+
+
+def terminal_summary(tr: Any, state: Session) -> None:
+    if not (state.results or state.saved or state.save_error or state.report_errors):
+        return  # nothing recorded: import nothing, print nothing
+    from . import report
+
+    found = verdicts(state)
+    if found:
+        tr.write_sep("=", f"llmperf: node {state.config.node}")
+        tr.write_line(report.terminal_table(found))
+        if any(v.adjusted for v in found):
+            tr.write_line("* speed-adjusted: rounds divided by the machine-speed probe timed around them")
+        warmups = [(r.nodeid, name, m["warmup"]) for r in state.results for name, m in r.metrics.items()
+                   if m.get("warmup")]
+        if warmups:
+            tr.write_line("")
+            tr.write_line("warm-up (first round vs steady median):")
+            tr.write_line(report.warmup_table(warmups))
+        for function, headers, rows in report.params_tables(state.results):
+            tr.write_line("")
+            tr.write_line(f"{function} by parameters (medians):")
+            tr.write_line(report.params_table_text(headers, rows))
+        summary = ", ".join(f"{n} {s}" for s, n in report.counts(found).items())
+        tr.write_line("")
+        tr.write_line(f"llmperf: {summary}")
+        for line in report.notes(found):
+            tr.write_line(f"llmperf: note: {line}")
+        for v in found:
+            if v.status == "not-compared":
+                tr.write_line(f"llmperf: WARNING {v.test} {v.metric} not compared: {v.reason}", yellow=True)
+            elif v.status == "improved" and not state.config.save_baseline:
+                tr.write_line(f"llmperf: {v.test} {v.metric} improved: consider --llmperf-save-baseline", green=True)
+    _artifacts_summary(tr, state)
+    for path in state.saved:
+        tr.write_line(f"llmperf: saved baseline {path}")
+    if state.config.save_baseline and not state.saved and not state.save_error and state.results:
+        tr.write_line("llmperf: no baseline saved: no test that recorded metrics passed")
+    for path in state.reports_written:
+        tr.write_line(f"llmperf: wrote {path}")
+    if state.save_error:
+        tr.write_line(f"llmperf: ERROR: {state.save_error}", red=True, bold=True)
+    for line in state.report_errors:
+        tr.write_line(f"llmperf: ERROR: {line}", red=True, bold=True)

@@ -1,0 +1,83 @@
+"""The core glue's verdicts: one test's metrics compared with the node's baseline, into the
+TestResult that its report carries. Imported by plugin.py when a test has recorded metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from . import compare
+from .api import MARKER, RECORDER, Session
+from .baseline import metric_to_json
+from .config import tolerance_for
+from .result import TestResult, baseline_applies
+
+
+def benchmark_metric(item: pytest.Item, taken: set[str]) -> compare.Metric | None:
+    """The timing of pytest-benchmark's ``benchmark`` fixture, as a metric of this test."""
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    stats = getattr(getattr(fixture, "stats", None), "stats", None)
+    data = list(getattr(stats, "data", None) or [])
+    if not data:
+        return None
+    name = "time" if "time" not in taken else "benchmark_time"
+    return compare.Metric(name=name, unit="s", higher_is_better=False, samples=[float(x) for x in data],
+                          normalize="off")
+
+
+def _params(item: pytest.Item) -> dict[str, Any]:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return {}
+    out = {}
+    for key, value in callspec.params.items():
+        out[key] = value if isinstance(value, (int, float, str, bool)) or value is None else repr(value)
+    return out
+
+
+def evaluate(state: Session, item: pytest.Item, metrics: list[compare.Metric]) -> tuple[TestResult, list[str]]:
+    """Compare the metrics of one test with its baseline; returns (result, failure lines)."""
+    cfg = state.config
+    marker = item.stash.get(MARKER, None)
+    _info, fields, digest = state.machine()
+    base_metrics, base_digest, base_fields, base_path = state.store.lookup(item.nodeid)
+    differs = bool(base_metrics) and not baseline_applies(base_digest, digest, cfg.force_compare)
+    diff_lines: list[str] = []
+    if differs:
+        from .hardware import fingerprint_diff
+
+        diff_lines = fingerprint_diff(base_fields or {}, fields) or [f"fingerprint {base_digest} -> {digest}"]
+    verdicts, failures, errors = [], [], []
+    for metric in metrics:
+        tol = tolerance_for(metric.name, cfg, marker)
+        base = base_metrics.get(metric.name)
+        what = compare.mismatch(base, metric) if base is not None else None
+        if what is not None:
+            line = f"llmperf: metric {metric.name!r}: {what} in {base_path}; re-save the baseline with --llmperf-save-baseline"
+            if not cfg.save_baseline and not cfg.report_only and metric.gate:
+                errors.append(line)
+            verdicts.append(compare.not_compared(item.nodeid, metric, tol, [what], why="metric changed"))
+            continue
+        if differs and base is not None:
+            v = compare.not_compared(item.nodeid, metric, tol, diff_lines)
+        else:
+            v = compare.compare_metric(item.nodeid, base, metric, tol, cfg.confidence, cfg.noise_floor)
+        verdicts.append(v)
+        if cfg.save_baseline or cfg.report_only:
+            continue
+        if v.status == compare.REGRESSED:
+            failures.append("llmperf: " + compare.verdict_message(v))
+        elif v.status == compare.NEW and cfg.require_baseline:
+            failures.append(f"llmperf: metric {metric.name!r} has no baseline on node {cfg.node} "
+                            f"(--llmperf-require-baseline); save one with --llmperf-save-baseline")
+    recorder = item.stash.get(RECORDER, None)
+    result = TestResult(
+        nodeid=item.nodeid,
+        params=_params(item),
+        metrics={m.name: metric_to_json(m) for m in metrics},
+        verdicts=tuple(verdicts),
+        fingerprint=digest,
+        artifacts=tuple(recorder.artifacts) if recorder is not None else (),
+    )
+    return result, errors + failures

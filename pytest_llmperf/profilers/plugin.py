@@ -1,0 +1,29 @@
+"""The process profilers as a pytest plugin (entry point ``llmperf-profilers``;
+``-p no:llmperf-profilers`` switches it off): their options in their own ``--help`` group, parsed
+once at configure time, and the ``llmperf_profile`` fixture. Loading it imports pytest and the core
+API only."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..api import add_options, read_options, session
+from ..config import ConfigError
+from ..native import NativeOptions
+from .fixtures import OPTIONS_KEY, llmperf_profile
+from .options import GROUP, OPTIONS, parse
+
+__all__ = ["llmperf_profile"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser, *GROUP, OPTIONS)
+
+
+@pytest.hookimpl(trylast=True)  # after the core's: the session (and its native options) is there
+def pytest_configure(config: pytest.Config) -> None:
+    native = session(config).native or NativeOptions()
+    try:
+        config.stash[OPTIONS_KEY] = parse(read_options(config, OPTIONS), native.cc, native.cache_dir)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 from pytest_llmperf.llama2c import models
-from pytest_llmperf.native.build import build
 from pytest_llmperf.llama2c.runner import Runner, RunSpec, bench
 from pytest_llmperf.llama2c.session import REFERENCE_SOURCE
 from pytest_llmperf.measure import MeasureSettings
+from pytest_llmperf.native.build import build
 
 
 def own_figure(stderr: str) -> float:

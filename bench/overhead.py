@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet_res = compare_sessions(root, opts.runs, other_plugins(), "other plugins off")
 
     cums, selfs, lines = import_time_us()
-    cums_p, selfs_p, lines_p = import_time_us(pre="pytest")
+    cums_p, _selfs_p, lines_p = import_time_us(pre="pytest")
     torch_loaded, torch_available = torch_after_import()
     med_diff = main_res["difference_of_medians_ms"]
 

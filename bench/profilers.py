@@ -23,9 +23,9 @@ import tempfile
 from pathlib import Path
 
 from pytest_llmperf.llama2c import models
-from pytest_llmperf.native.build import build
 from pytest_llmperf.llama2c.runner import RunSpec
 from pytest_llmperf.llama2c.session import REFERENCE_SOURCE
+from pytest_llmperf.native.build import build
 from pytest_llmperf.profilers import ProfilerOptions, base, create
 
 

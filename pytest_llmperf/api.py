@@ -184,7 +184,8 @@ def not_json(value: Any, where: str = "fields") -> str | None:
             if problem:
                 return problem
         return None
-    return f"field {where} is a {type(value).__name__} ({repr(value)[:40]}), not a JSON value (str, number, bool, None, list, dict)"
+    return (f"field {where} is a {type(value).__name__} ({repr(value)[:40]}), not a JSON value "
+            f"(str, number, bool, None, list, dict)")
 
 
 STATE = pytest.StashKey[Session]()

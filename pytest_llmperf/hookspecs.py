@@ -25,7 +25,7 @@ def pytest_llmperf_fingerprint(config: pytest.Config, info: dict[str, object], f
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_llmperf_bandwidth(config: pytest.Config) -> dict | None:
+def pytest_llmperf_bandwidth(config: pytest.Config) -> dict[str, object] | None:
     """Return the node's memory read bandwidth entry instead of measuring it: a dict with at least
     ``read_GBps`` (a positive number, GB/s) and optionally ``method``, ``llc_bytes``; or None to
     let the plugin measure it (once per node, with the bandwidth probe, which needs a C

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def _write_reports(state: Session) -> None:
 
 def _artifacts_summary(tr: Any, state: Session) -> None:
     """Where the profilers' files are, per test, and which profilers were skipped and why (once)."""
-    artifacts: list[tuple[str, dict[str, Any]]] = []
+    artifacts: list[tuple[str, Mapping[str, Any]]] = []
     skipped: dict[tuple[str, str], list[str]] = {}
     for r in state.results:
         for a in r.artifacts:

@@ -9,7 +9,7 @@ directory pytest was started in; one from the ini file, and the defaults, from t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +130,12 @@ def build_config(config: pytest.Config) -> Config:
             tolerance = overall
         per_metric.update(metrics)
 
-    def parsed(parse: Any, dest: str, default: Any, **kw: Any) -> Any:
+    def parsed(parse: Callable[..., Any], dest: str, default: Any, **kw: Any) -> Any:
         value = values[dest]
         return parse(default if value.raw is None else value.raw, value.where, **kw)
 
-    flag = lambda dest: bool(values[dest].raw)  # noqa: E731
+    def flag(dest: str) -> bool:
+        return bool(values[dest].raw)
     return Config(
         node=node,
         node_source=source or "automatic",

@@ -54,7 +54,8 @@ def evaluate(state: Session, item: pytest.Item, metrics: list[compare.Metric]) -
         base = base_metrics.get(metric.name)
         what = compare.mismatch(base, metric) if base is not None else None
         if what is not None:
-            line = f"llmperf: metric {metric.name!r}: {what} in {base_path}; re-save the baseline with --llmperf-save-baseline"
+            line = (f"llmperf: metric {metric.name!r}: {what} in {base_path}; "
+                    f"re-save the baseline with --llmperf-save-baseline")
             if not cfg.save_baseline and not cfg.report_only and metric.gate:
                 errors.append(line)
             verdicts.append(compare.not_compared(item.nodeid, metric, tol, [what], why="metric changed"))

@@ -10,6 +10,7 @@ store saves them as they are after checking them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -30,7 +31,7 @@ class TestResult:
     metrics: dict[str, dict[str, Any]]  # by name, in the baseline file's metric format
     verdicts: tuple[Verdict, ...]
     fingerprint: str  # the digest of the machine the test ran on
-    artifacts: tuple[dict[str, Any], ...] = field(default=())  # profiler outputs: kind, paths, summary, details
+    artifacts: tuple[Mapping[str, Any], ...] = field(default=())  # profiler outputs: kind, paths, summary, details
 
     __test__ = False  # not a test class, whatever pytest's collection thinks of its name
 

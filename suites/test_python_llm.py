@@ -102,7 +102,7 @@ def test_sample_top_p(llmperf, vocab: int) -> None:
 # One decode step of a small llama-style transformer in plain Python (stories260K shapes:
 # dim 64, hidden 172, 5 layers, 8 heads, 4 kv heads, vocab 512), with a KV cache.
 
-CONFIG_260K = dict(dim=64, hidden=172, layers=5, heads=8, kv_heads=4, vocab=512, seq_len=64)
+CONFIG_260K = {"dim": 64, "hidden": 172, "layers": 5, "heads": 8, "kv_heads": 4, "vocab": 512, "seq_len": 64}
 
 
 def _matrix(rng: random.Random, rows: int, cols: int) -> list[list[float]]:

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from pytest_llmperf.profilers import base, nsys, perf, valgrind
 from pytest_llmperf.profilers.base import Completed, Profile, ProfilerError, Reading
 from pytest_llmperf.profilers.fixtures import ProcessProfiling
-from pytest_llmperf.profilers.options import tool_problem
 from pytest_llmperf.profilers.nsys import Nsys, NsysParseError
+from pytest_llmperf.profilers.options import tool_problem
 from pytest_llmperf.profilers.perf import PerfParseError, PerfRecord, PerfStat
 from pytest_llmperf.profilers.valgrind import Instructions, ValgrindParseError
 
@@ -209,7 +209,7 @@ def test_fuzz_perf_stat_csv(text, separator):
         for pct in (c.running_pct, c.variance_pct):
             assert pct is None or (math.isfinite(pct) and pct >= 0), c
         assert c.metric_value is None or math.isfinite(c.metric_value), c
-    got, missing = perf.readings(counters)
+    got, _missing = perf.readings(counters)
     perf.stat_summary(counters)
     recordable = only_raises(ProfilerError, base.checked, "perf-stat", got, "run.perf-stat.csv")
     if recordable is not None:
@@ -282,7 +282,7 @@ def test_fuzz_perf_report(text):
     parsed = only_raises(PerfParseError, perf.parse_report, text, "perf report on t.perf.data")
     if parsed is None:
         return
-    samples, event, rows = parsed
+    samples, _event, rows = parsed
     assert samples is None or (type(samples) is int and 0 <= samples < 1e18)
     assert all(math.isfinite(s.share) and s.share >= 0 for s in rows)
     assert [s.share for s in rows] == sorted((s.share for s in rows), reverse=True)

@@ -222,7 +222,7 @@ def test_instruction_count_gates_exactly(pytester, program, cache_dir):
     result = run(pytester, cache_dir, "--llmperf-profile=instructions", "--llmperf-save-baseline")
     result.assert_outcomes(passed=1)
     saved = json.loads(next((pytester.path / "baselines" / "pnode").rglob("test_prof*.json")).read_text())
-    (entry,) = [t for t in saved["tests"].values()] if isinstance(saved["tests"], dict) else saved["tests"]
+    (entry,) = list(saved["tests"].values()) if isinstance(saved["tests"], dict) else saved["tests"]
     base_count = entry["metrics"]["instructions"]["samples"][0]
     # the same binary and input: the same count, ok under a 0.1% tolerance and a loose overall one
     result = run(pytester, cache_dir, "--llmperf-profile=instructions", "--llmperf-tolerance=50%")

@@ -69,8 +69,8 @@ def test_unknown_size():
     ({"dim": 48, "n_heads": 16, "n_kv_heads": 16}, "head_dim"),
 ])
 def test_config_validation(change, field):
-    fields = dict(name="x", dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=512,
-                  hidden_dim=172, max_seq_len=256)
+    fields = {"name": "x", "dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "vocab_size": 512,
+                  "hidden_dim": 172, "max_seq_len": 256}
     fields.update(change)
     with pytest.raises(ValueError, match=field):
         llama.LlamaConfig(**fields)
@@ -138,8 +138,8 @@ def test_stale_cache_positions_are_masked(tiny):
 
 # -- llama2.c checkpoints against the float64 reference -----------------------------------------------------
 
-SMALL = dict(dim=32, hidden_dim=72, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=300,
-             seq_len=64)
+SMALL = {"dim": 32, "hidden_dim": 72, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "vocab_size": 300,
+             "seq_len": 64}
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pytest_llmperf.torch_models import llama  # noqa: E402
-from pytest_llmperf.torch_models import tensor_parallel as tp
+from pytest_llmperf.torch_models import tensor_parallel as tp  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
                                 or not torch.distributed.is_gloo_available(),

@@ -88,7 +88,7 @@ def test_top_functions_are_sorted_and_cut():
 
 
 def test_a_name_in_two_objects_is_told_apart_by_the_object():
-    rows = dict((fn, ir) for fn, ir, _ in top_functions(RECORDED.read_text(), top=None))
+    rows = {fn: ir for fn, ir, _ in top_functions(RECORDED.read_text(), top=None)}
     assert rows["strcmp [ld-linux-x86-64.so.2]"] == 4848  # ld.so's own copy
     assert rows["strcmp [libc.so.6]"] == 18
     assert "strcmp" not in rows

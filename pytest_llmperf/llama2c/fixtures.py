@@ -152,7 +152,8 @@ class Llama2c:
             profiling = None
         spec = self.spec(model, **kw)
         runner = Runner()
-        inline, tags = None, []
+        inline = None
+        tags: list[str] = []
         if profiling and "perf-stat" in profiling.names:
             inline = profiling.perf_stat_inline()
             if inline is not None and inline.unavailable_reason() is not None:

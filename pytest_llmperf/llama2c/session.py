@@ -141,9 +141,10 @@ class Llama2cSession:
                 raise ModelMissing(f"{ckpt} not found (--llmperf-models {base})")
             wanted = models.TOKENIZER_FOR[name]
             candidates = [base / wanted] + ([base / "tokenizer.bin"] if wanted != "tokenizer.bin" else [])
-            tok = next((c for c in candidates if c.exists()), None)
-            if tok is None:
+            found = next((c for c in candidates if c.exists()), None)
+            if found is None:
                 raise ModelMissing(f"{base / wanted} not found: the tokenizer of {name} (--llmperf-models {base})")
+            tok = found
             synthetic = False
         group_size = None
         if quantized:

@@ -165,7 +165,8 @@ class ProcessProfiling:
             if gate and not first.exact and len(readings) < MIN_SAMPLES:
                 gate = False
                 note = (note + "; " if note else "") + (
-                    f"{full}: {len(readings)} profiled run(s), informational (--llmperf-profile-runs 3 or more gates it)")
+                    f"{full}: {len(readings)} profiled run(s), informational "
+                    f"(--llmperf-profile-runs 3 or more gates it)")
             recorder.record(full, [r.value for r in readings], unit=first.unit,
                             higher_is_better=first.higher_is_better, gate=gate, note=note, exact=first.exact)
             self._recorded.add(full)

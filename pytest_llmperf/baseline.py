@@ -21,7 +21,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,8 @@ def relative_file_for(test_path: str) -> Path:
     return rel
 
 
-def bound_samples(samples: list[float], probes: list[float] | None, limit: int = MAX_STORED_SAMPLES):
+def bound_samples(samples: list[float], probes: list[float] | None,
+                  limit: int = MAX_STORED_SAMPLES) -> tuple[list[float], list[float] | None]:
     """Keep at most ``limit`` rounds, evenly spread over the run, keeping each round with its probe."""
     n = len(samples)
     if n <= limit:
@@ -84,7 +85,7 @@ def _exact(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-def metric_to_json(metric: Metric) -> dict:
+def metric_to_json(metric: Metric) -> dict[str, Any]:
     samples, probes = bound_samples(metric.samples, metric.probes)
     keep = _exact if metric.exact else _round
     out: dict[str, Any] = {
@@ -112,7 +113,7 @@ def _number_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
 
 
-def _bad_number(values: list, gate: bool) -> tuple[Any, str] | None:
+def _bad_number(values: Sequence[float], gate: bool) -> tuple[float, str] | None:
     """The first value that cannot be a sample, and why (see compare.sample_problem)."""
     for v in values:
         try:
@@ -128,7 +129,8 @@ def metric_from_json(name: str, data: Any, where: str) -> Metric:
     if not isinstance(data, dict):
         raise BaselineError(f"{where}: metric {name!r} is not an object")
     if data.get("direction") not in ("higher", "lower"):
-        raise BaselineError(f"{where}: metric {name!r} has direction {_short(data.get('direction'))}, expected 'higher' or 'lower'")
+        raise BaselineError(f"{where}: metric {name!r} has direction {_short(data.get('direction'))}, "
+                            "expected 'higher' or 'lower'")
     if not isinstance(data.get("unit"), str):
         raise BaselineError(f"{where}: metric {name!r} has no unit")
     gate = data.get("gate", True)
@@ -186,7 +188,7 @@ def parse_json(text: str, path: Path, what: str = "baseline file") -> Any:
 class BaselineFile:
     """The parsed content of one baseline file."""
 
-    def __init__(self, path: Path, data: dict):
+    def __init__(self, path: Path, data: dict[str, Any]):
         self.path = path
         self.data = data
 
@@ -217,12 +219,14 @@ class BaselineFile:
                     f"baseline file {path} has schema version {version}, newer than this plugin's "
                     f"{SCHEMA_VERSION}: upgrade pytest-llmperf"
                 )
-            raise BaselineError(f"baseline file {path} has unknown schema version {_short(version)} (expected {SCHEMA_VERSION})")
+            raise BaselineError(f"baseline file {path} has unknown schema version {_short(version)} "
+                                f"(expected {SCHEMA_VERSION})")
         if not isinstance(data.get("tests"), dict) or not isinstance(data.get("fingerprints", {}), dict):
             raise BaselineError(f"baseline file {path}: \"tests\" and \"fingerprints\" must be objects")
         for digest, fields in data.get("fingerprints", {}).items():
             if not isinstance(fields, dict):
-                raise BaselineError(f"baseline file {path}: fingerprint {_short(digest)} is {_short(fields)}, not an object")
+                raise BaselineError(f"baseline file {path}: fingerprint {_short(digest)} is {_short(fields)}, "
+                                    "not an object")
         for key, entry in data["tests"].items():
             where = f"baseline file {path}, test {key!r}"
             if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
@@ -234,8 +238,9 @@ class BaselineFile:
                 metric_from_json(name, metric, where)
         return cls(path, data)
 
-    def test_entry(self, key: str) -> dict | None:
-        return self.data["tests"].get(key)
+    def test_entry(self, key: str) -> dict[str, Any] | None:
+        entry: dict[str, Any] | None = self.data["tests"].get(key)  # load() checked it is an object
+        return entry
 
     def metrics(self, key: str) -> dict[str, Metric]:
         entry = self.test_entry(key)
@@ -244,7 +249,7 @@ class BaselineFile:
         where = f"baseline file {self.path}, test {key!r}"
         return {name: metric_from_json(name, m, where) for name, m in entry["metrics"].items()}
 
-    def fingerprint(self, key: str) -> tuple[str | None, dict | None]:
+    def fingerprint(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
         entry = self.test_entry(key) or {}
         digest = entry.get("fingerprint")
         return digest, self.data.get("fingerprints", {}).get(digest)
@@ -328,7 +333,7 @@ class BaselineStore:
             count += 1
         return count
 
-    def lookup(self, nodeid: str) -> tuple[dict[str, Metric], str | None, dict | None, Path]:
+    def lookup(self, nodeid: str) -> tuple[dict[str, Metric], str | None, dict[str, Any] | None, Path]:
         """Baseline metrics of one test, with its fingerprint digest and fields and the file."""
         path, key = self.path_for(nodeid)
         bfile = self._file(path)
@@ -337,12 +342,13 @@ class BaselineStore:
         digest, fields = bfile.fingerprint(key)
         return bfile.metrics(key), digest, fields, path
 
-    def save(self, records: list[dict], fingerprint_fields: dict, fingerprint_digest: str, meta: dict) -> list[Path]:
+    def save(self, records: Sequence[Mapping[str, Any]], fingerprint_fields: dict[str, Any], fingerprint_digest: str,
+             meta: dict[str, Any]) -> list[Path]:
         """Merge ``records`` (``{"nodeid", "metrics": [Metric], "params"}``) into the node's files.
 
         Tests not in ``records`` keep their entries; a test in ``records`` is replaced whole.
         """
-        by_file: dict[Path, list[tuple[str, dict]]] = {}
+        by_file: dict[Path, list[tuple[str, Mapping[str, Any]]]] = {}
         for record in records:
             path, key = self.path_for(record["nodeid"])
             by_file.setdefault(path, []).append((key, record))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +47,10 @@ def rows(verdicts: Iterable[Verdict]) -> list[list[str]]:
 def terminal_table(verdicts: list[Verdict]) -> str:
     from tabulate import tabulate
 
-    return tabulate(rows(verdicts), headers=COLUMNS, tablefmt="simple", disable_numparse=True)
+    return str(tabulate(rows(verdicts), headers=COLUMNS, tablefmt="simple", disable_numparse=True))
 
 
-def warmup_rows(warmups: list[tuple[str, str, dict]]) -> list[list[str]]:
+def warmup_rows(warmups: list[tuple[str, str, Mapping[str, Any]]]) -> list[list[str]]:
     out = []
     for test, metric, w in warmups:
         ratio = w.get("ratio")
@@ -61,13 +61,13 @@ def warmup_rows(warmups: list[tuple[str, str, dict]]) -> list[list[str]]:
     return out
 
 
-def warmup_table(warmups: list[tuple[str, str, dict]]) -> str:
+def warmup_table(warmups: list[tuple[str, str, Mapping[str, Any]]]) -> str:
     from tabulate import tabulate
 
-    return tabulate(
+    return str(tabulate(
         warmup_rows(warmups), headers=["test", "metric", "discarded", "first round", "steady median", "first/steady"],
         tablefmt="simple", disable_numparse=True,
-    )
+    ))
 
 
 def params_tables(results: Sequence[TestResult]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -101,7 +101,7 @@ def params_tables(results: Sequence[TestResult]) -> list[tuple[str, list[str], l
 def params_table_text(headers: list[str], rows: list[list[str]]) -> str:
     from tabulate import tabulate
 
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
 
 
 def notes(verdicts: Iterable[Verdict]) -> list[str]:
@@ -174,11 +174,11 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(Path(path), text)
 
 
-def json_text(payload: dict) -> str:
+def json_text(payload: dict[str, Any]) -> str:
     return json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
 
 
-def write_json(path: Path, payload: dict) -> None:
+def write_json(path: Path, payload: dict[str, Any]) -> None:
     write_text(path, json_text(payload))
 
 

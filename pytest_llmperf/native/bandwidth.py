@@ -23,6 +23,7 @@ import json
 import math
 import subprocess
 from pathlib import Path
+from typing import Any, TypedDict
 
 from .. import jsonfile
 from ..baseline import NODE_INFO, node_lock
@@ -52,6 +53,15 @@ class NodeInfoError(BandwidthError):
 _COUNT_FIELDS = ("bytes", "threads", "passes", "llc_bytes")
 
 
+class ProbeFields(TypedDict):
+    """What bwprobe printed, checked (:func:`parse_probe_output`)."""
+
+    read_GBps: float
+    bytes: int
+    threads: int
+    passes: int
+
+
 def probe_bytes(llc_bytes: int | None, memory_bytes: int | None) -> int:
     """Buffer size: ``LLC_FACTOR`` x the last-level cache, at least 1 GiB, at most 1/4 of memory."""
     size = max(MIN_PROBE_BYTES, LLC_FACTOR * (llc_bytes or 0))
@@ -61,7 +71,7 @@ def probe_bytes(llc_bytes: int | None, memory_bytes: int | None) -> int:
 
 
 def measure(cache_dir: Path, cc: str, llc_bytes: int | None, memory_bytes: int | None,
-            timeout: float = 300.0) -> dict:
+            timeout: float = 300.0) -> dict[str, Any]:
     """Build and run the probe; returns ``{"read_GBps", "bytes", "threads", "passes", "llc_bytes",
     "method", "measured_at"}``. OpenMP when the compiler has it, else one thread (said in method)."""
     try:
@@ -94,14 +104,13 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def parse_probe_output(stdout: str, what: str = "bwprobe") -> dict:
+def parse_probe_output(stdout: str, what: str = "bwprobe") -> ProbeFields:
     """``read_GBps`` (positive, finite), ``bytes``, ``threads`` and ``passes`` (positive integers)
     from bwprobe's ``key=value`` line; :class:`BandwidthError` naming what is missing or wrong."""
     fields: dict[str, str] = {}
     for part in stdout.split():
         key, _, value = part.partition("=")
         fields[key] = value
-    out: dict = {}
     try:
         rate = float(fields["read_GBps"]) if len(fields.get("read_GBps", "")) <= 40 else math.nan
     except KeyError:
@@ -111,16 +120,16 @@ def parse_probe_output(stdout: str, what: str = "bwprobe") -> dict:
     if not (math.isfinite(rate) and rate > 0):
         raise BandwidthError(f"{what} printed read_GBps={_one_line(fields['read_GBps'], 40)}, "
                              f"not a positive finite rate")
-    out["read_GBps"] = rate
+    counts: dict[str, int] = {}
     for key in ("bytes", "threads", "passes"):
         value = fields.get(key, "")
         if not (value.isascii() and value.isdigit() and len(value) <= 18 and int(value) > 0):
             raise BandwidthError(f"{what} printed {key}={_one_line(value, 40)}, not a positive integer")
-        out[key] = int(value)
-    return out
+        counts[key] = int(value)
+    return ProbeFields(read_GBps=rate, bytes=counts["bytes"], threads=counts["threads"], passes=counts["passes"])
 
 
-def _check_info(path: Path, data: object) -> dict:
+def _check_info(path: Path, data: object) -> dict[str, Any]:
     """``data`` (a parsed node-info file) when it has the expected shape, else NodeInfoError."""
     if not isinstance(data, dict):
         raise NodeInfoError(path, f"is not a JSON object (it holds a {type(data).__name__})")
@@ -144,7 +153,7 @@ def _check_info(path: Path, data: object) -> dict:
     return data
 
 
-def load_info(path: Path) -> dict:
+def load_info(path: Path) -> dict[str, Any]:
     """The whole node-info file at ``path``, checked; ``{}`` when there is none.
     :class:`NodeInfoError` (one line naming the file) when it cannot be read, is not JSON or not
     the expected shape."""
@@ -168,14 +177,14 @@ def load_info(path: Path) -> dict:
     return _check_info(path, data)
 
 
-def read_info(path: Path, fingerprint: str) -> dict | None:
+def read_info(path: Path, fingerprint: str) -> dict[str, Any] | None:
     """The bandwidth entry stored in a node-info file for this fingerprint; None when the file or
     the entry is missing (another machine). :class:`NodeInfoError` when the file is unusable."""
     entry = load_info(path).get("memory_bandwidth", {}).get(fingerprint)
     return dict(entry) if entry is not None else None
 
 
-def write_info(path: Path, fingerprint: str, entry: dict) -> None:
+def write_info(path: Path, fingerprint: str, entry: dict[str, Any]) -> None:
     """Merge ``entry`` into the node-info file at ``path`` under ``fingerprint`` (atomic write; the
     caller holds the lock of the file's directory). An unusable file is refused
     (:class:`NodeInfoError`), never replaced."""
@@ -187,7 +196,7 @@ def write_info(path: Path, fingerprint: str, entry: dict) -> None:
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-def store_info(node_dir: Path, fingerprint: str, entry: dict) -> bool:
+def store_info(node_dir: Path, fingerprint: str, entry: dict[str, Any]) -> bool:
     """Add ``entry`` under ``fingerprint`` to the node-info file of ``node_dir`` unless it holds one
     already, read-merge-write under the node lock (:func:`~pytest_llmperf.baseline.node_lock`);
     True when written. :class:`NodeInfoError` for an unusable file, which is left as it is."""
@@ -205,7 +214,7 @@ def mbu(bytes_per_token: int, tok_per_s: float, read_GBps: float) -> float:
 
 
 def node_entry(node_dir: Path, cache_dir: Path, node: str, fingerprint: str, cc: str,
-               llc_bytes: int | None, memory_bytes: int | None, save: bool) -> dict:
+               llc_bytes: int | None, memory_bytes: int | None, save: bool) -> dict[str, Any]:
     """The bandwidth entry of this machine: from the node-info file beside the baselines
     (``node_dir``), else from the cache, else measured (and cached); a run that saves baselines
     (``save``) adds it to the node-info file, under the node lock. An unusable node-info file

@@ -34,6 +34,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 from ..fileutil import atomic_write, exclusive_lock, executable_problem, is_path
 from .cache import CacheError
@@ -80,9 +81,10 @@ def compiler_identity(cc: str) -> str:
             raise CompilerNotFound(f"--llmperf-cc {cc}: {problem}")
         path = cc
     else:
-        path = shutil.which(cc)
-        if path is None:
+        found = shutil.which(cc)
+        if found is None:
             raise CompilerNotFound(f"compiler {cc!r} not found on PATH (set --llmperf-cc)")
+        path = found
     parts = [os.path.realpath(path)]
     for arg in ("--version", "-dumpmachine"):
         try:
@@ -149,7 +151,8 @@ def check_flags(cc: str, flags: Sequence[str]) -> None:
             cmd = [cc, *flags, "-o", str(Path(tmp) / "probe"), str(src), *LINK_FLAGS]
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
-                _FLAGS_OK[key] = None if out.returncode == 0 else (_tail(out.stderr, 3) or f"exit code {out.returncode}")
+                _FLAGS_OK[key] = (None if out.returncode == 0
+                                  else (_tail(out.stderr, 3) or f"exit code {out.returncode}"))
             except (OSError, subprocess.SubprocessError) as exc:
                 _FLAGS_OK[key] = str(exc)
     message = _FLAGS_OK[key]
@@ -174,7 +177,14 @@ def _digest(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def read_manifest(path: Path) -> dict | None:
+class Manifest(TypedDict):
+    """What a build manifest says of its binary (the name it also holds is not checked)."""
+
+    size: int
+    sha256: str
+
+
+def read_manifest(path: Path) -> Manifest | None:
     """The ``{"size", "sha256"}`` of a build manifest; None when there is none; :class:`CacheError`
     naming it when it cannot be read or is not a manifest."""
     try:
@@ -222,7 +232,7 @@ def _cached_problem(binary: Path) -> str | None:
     return None
 
 
-def build(source: str | os.PathLike, flags: str | Sequence[str], cache_dir: str | os.PathLike,
+def build(source: str | os.PathLike[str], flags: str | Sequence[str], cache_dir: str | os.PathLike[str],
           cc: str = "cc", name: str | None = None) -> Path:
     """Compile ``source`` with ``cc`` and ``flags`` (linking ``-lm``) into the cache and return the
     binary's path; no rebuild when the key is unchanged and the cached binary matches its manifest

@@ -28,14 +28,10 @@ FAST = ["-p", "no:cacheprovider", "--llmperf-node=testnode", "--llmperf-max-time
 ENV_OPTIONS = ("LLMPERF_NODE", "LLMPERF_BASELINE_DIR", "LLMPERF_DEVICE", "LLMPERF_DECODE_CHECKPOINT",
                "LLMPERF_ARTIFACTS", "LLMPERF_CACHE_DIR", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS")
 
-# the decode suite's MBU needs the node's bandwidth: a fixed figure instead of the 1 GiB probe
+# the decode suite's MBU needs the node's bandwidth: a fixed figure from the hook instead of the 1 GiB probe
 FIXED_BANDWIDTH = """
-import pytest
-import pytest_llmperf.llama2c.fixtures as l2c
-
-@pytest.fixture(autouse=True)
-def _fixed_bandwidth(monkeypatch):
-    monkeypatch.setattr(l2c, "node_bandwidth", lambda config: {"read_GBps": 10.0, "method": "fixed", "bytes": 2**30})
+def pytest_llmperf_bandwidth(config):
+    return {"read_GBps": 10.0, "method": "fixed", "bytes": 2**30}
 """
 
 
@@ -316,7 +312,7 @@ def test_process_profilers_wrap_run_decode(pytester: pytest.Pytester) -> None:
 
 def test_run_decode_runs_the_fixtures_decoding(capsys) -> None:
     from pytest_llmperf.torch_models import run_decode
-    from pytest_llmperf.torch_models.fixtures import DEFAULT_PROMPT_TOKENS
+    from pytest_llmperf.torch_models.options import DEFAULT_PROMPT_TOKENS
 
     assert run_decode.main(["--model", "tiny", "--variant", "speculative", "--draft", "int8", "--k", "2",
                             "--tokens", "4", "--generations", "2", "--threads", "1"]) == 0

@@ -1,0 +1,24 @@
+"""The PyTorch feature as a pytest plugin (entry point ``llmperf-torch``; ``-p no:llmperf-torch``
+switches it off): its options in their own ``--help`` group, parsed once at configure time, and the
+``torch_device``, ``torch_lm`` and ``torch_decode`` fixtures. Loading it imports pytest and the core
+API only, never torch."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..api import add_options, parse_options
+from .fixtures import torch_decode, torch_device, torch_lm
+from .options import GROUP, OPTIONS, parse
+from .session import OPTIONS_KEY
+
+__all__ = ["torch_decode", "torch_device", "torch_lm"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser, *GROUP, OPTIONS)
+
+
+@pytest.hookimpl(trylast=True)  # after the core's: the session is there
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[OPTIONS_KEY] = parse_options(config, OPTIONS, parse)

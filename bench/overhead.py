@@ -2,7 +2,7 @@
 """Overhead of loading pytest-llmperf in a session that has no benchmark tests.
 
 Target: a session with the plugin loaded and no llmperf tests is within 50 ms of the same session
-with ``-p no:llmperf``. A temporary project holds ``--tests`` trivial tests (none uses llmperf);
+with ``-p no:llmperf`` (and its feature plugins off: ``-p no:llmperf-llama2c`` ...). A temporary project holds ``--tests`` trivial tests (none uses llmperf);
 ``python -m pytest -q -p no:cacheprovider`` is timed with and without ``-p no:llmperf``,
 alternating, ``--runs`` times each. A second comparison disables the other installed pytest plugins
 (hypothesis, xdist, benchmark...) in both sessions: they cost seconds and add noise. Also
@@ -60,7 +60,8 @@ def time_session(root: Path, with_plugin: bool, extra: list[str]) -> tuple[float
     """(wall s, child CPU s (user+sys), exit code, output) of one pytest session."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
     if not with_plugin:
-        cmd += ["-p", "no:llmperf"]
+        # the core and its three feature plugins
+        cmd += ["-p", "no:llmperf", "-p", "no:llmperf-llama2c", "-p", "no:llmperf-torch", "-p", "no:llmperf-profilers"]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, env=clean_env(), capture_output=True, text=True)

@@ -115,3 +115,12 @@ def test_a_conftest_hook_supplies_the_bandwidth(pytester: pytest.Pytester) -> No
     result = run_isolated(pytester, "-p", "no:cacheprovider", "--llmperf-node=n1", clear=ENV)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*pytest_llmperf_bandwidth hook: expected a dict with read_GBps a positive number*"])
+
+
+def test_the_features_stay_inert_without_the_core(pytester: pytest.Pytester) -> None:
+    """-p no:llmperf (the core off, the features still loaded) runs a session without benchmarks
+    as if the plugin were not installed."""
+    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    result = run_isolated(pytester, "-p", "no:llmperf", "-p", "no:cacheprovider", clear=ENV)
+    result.assert_outcomes(passed=1)
+    assert "llmperf: node" not in result.stdout.str()  # no header line of the core

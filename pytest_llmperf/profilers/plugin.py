@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..api import add_options, read_options, session
+from ..api import STATE, add_options, read_options
 from ..config import ConfigError
 from ..native import NativeOptions
 from .fixtures import OPTIONS_KEY, llmperf_profile
@@ -22,7 +22,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)  # after the core's: the session (and its native options) is there
 def pytest_configure(config: pytest.Config) -> None:
-    native = session(config).native or NativeOptions()
+    state = config.stash.get(STATE, None)  # None under -p no:llmperf (the core off)
+    native = (state.native if state is not None else None) or NativeOptions()
     try:
         config.stash[OPTIONS_KEY] = parse(read_options(config, OPTIONS), native.cc, native.cache_dir)
     except ConfigError as exc:

@@ -124,3 +124,22 @@ def test_the_features_stay_inert_without_the_core(pytester: pytest.Pytester) -> 
     result = run_isolated(pytester, "-p", "no:llmperf", "-p", "no:cacheprovider", clear=ENV)
     result.assert_outcomes(passed=1)
     assert "llmperf: node" not in result.stdout.str()  # no header line of the core
+
+
+def test_a_suite_of_a_feature_switched_off_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    """The llama2.c suite collected with its feature off says so in one line, not with a KeyError."""
+    pytester.makepyfile(test_suite="""
+        from pytest_llmperf.llama2c.fixtures import selected_models
+
+        def pytest_generate_tests(metafunc):
+            metafunc.parametrize("model", selected_models(metafunc.config))
+
+        def test_model(model):
+            pass
+        """)
+    result = run_isolated(pytester, "-p", "no:llmperf-llama2c", "-p", "no:cacheprovider", clear=ENV)
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error
+    assert "llmperf: the pytest_llmperf.llama2c feature is switched off (-p no:llmperf-llama2c)" in result.stdout.str()
+    assert "KeyError" not in result.stdout.str()
+    result = run_isolated(pytester, "-p", "no:cacheprovider", "--llmperf-node=n1", clear=ENV)
+    result.assert_outcomes(passed=2)

@@ -33,6 +33,9 @@ SESSION: pytest.StashKey[Llama2cSession] = pytest.StashKey()
 
 def options(config: pytest.Config) -> Llama2cOptions:
     """The llama2.c options of this run (parsed at configure time)."""
+    if OPTIONS_KEY not in config.stash:  # a suite of the feature collected with the feature off
+        raise pytest.UsageError(f"llmperf: the {__package__} feature is switched off (-p no:llmperf-llama2c), and a "
+                                f"test or suite here needs it")
     return config.stash[OPTIONS_KEY]
 
 

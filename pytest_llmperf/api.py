@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .result import TestResult
 
 __all__ = ["MARKER", "RECORDER", "STATE", "Option", "Session", "Value", "add_options", "artifact_dir", "fail",
-           "not_json", "option_value", "parse_options", "read_options", "register_ini", "session"]
+           "feature_options", "not_json", "option_value", "parse_options", "read_options", "register_ini", "session"]
 
 IniType = Literal["string", "paths", "pathlist", "args", "linelist", "bool", "int", "float"]
 T = TypeVar("T")
@@ -275,6 +275,15 @@ def read_options(config: pytest.Config, options: Sequence[Option]) -> dict[str, 
         base = config.rootpath if source is not None and source.startswith("ini ") else here
         out[opt.key] = Value(raw, source, opt, base)
     return out
+
+
+def feature_options(config: pytest.Config, key: pytest.StashKey[T], plugin: str) -> T:
+    """A feature's parsed options (stored under ``key`` by its plugin at configure time); a one-line
+    usage error when its plugin is switched off (``-p no:<plugin>``) yet a test or suite needs it."""
+    if key not in config.stash:
+        raise pytest.UsageError(f"llmperf: the {plugin} feature is switched off (-p no:{plugin}), and a "
+                                f"test or suite here needs it")
+    return config.stash[key]
 
 
 def parse_options(config: pytest.Config, options: Sequence[Option], parse: Callable[[Mapping[str, Value]], T]) -> T:

@@ -139,7 +139,7 @@ def test_a_suite_of_a_feature_switched_off_is_a_usage_error(pytester: pytest.Pyt
         """)
     result = run_isolated(pytester, "-p", "no:llmperf-llama2c", "-p", "no:cacheprovider", clear=ENV)
     assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error
-    assert "llmperf: the pytest_llmperf.llama2c feature is switched off (-p no:llmperf-llama2c)" in result.stdout.str()
+    assert "llmperf: the llmperf-llama2c feature is switched off (-p no:llmperf-llama2c)" in result.stdout.str()
     assert "KeyError" not in result.stdout.str()
     result = run_isolated(pytester, "-p", "no:cacheprovider", "--llmperf-node=n1", clear=ENV)
     result.assert_outcomes(passed=2)

@@ -33,10 +33,9 @@ SESSION: pytest.StashKey[Llama2cSession] = pytest.StashKey()
 
 def options(config: pytest.Config) -> Llama2cOptions:
     """The llama2.c options of this run (parsed at configure time)."""
-    if OPTIONS_KEY not in config.stash:  # a suite of the feature collected with the feature off
-        raise pytest.UsageError(f"llmperf: the {__package__} feature is switched off (-p no:llmperf-llama2c), and a "
-                                f"test or suite here needs it")
-    return config.stash[OPTIONS_KEY]
+    from ..api import feature_options
+
+    return feature_options(config, OPTIONS_KEY, "llmperf-llama2c")
 
 
 def selected_models(config: pytest.Config) -> list[str]:

@@ -77,10 +77,9 @@ SESSION: pytest.StashKey[TorchSession] = pytest.StashKey()
 
 def options(config: pytest.Config) -> TorchOptions:
     """The torch options of this run (parsed at configure time)."""
-    if OPTIONS_KEY not in config.stash:  # a suite of the feature collected with the feature off
-        raise pytest.UsageError(f"llmperf: the {__package__} feature is switched off (-p no:llmperf-torch), and a "
-                                f"test or suite here needs it")
-    return config.stash[OPTIONS_KEY]
+    from ..api import feature_options
+
+    return feature_options(config, OPTIONS_KEY, "llmperf-torch")
 
 
 def torch_threads(config: pytest.Config) -> int | None:

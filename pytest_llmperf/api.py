@@ -97,6 +97,9 @@ class Session:
         self.report_errors: list[str] = []
         self.reports_written: list[Path] = []
         self.native: NativeOptions | None = None  # --llmperf-cc and --llmperf-cache-dir, set by the glue
+        # source checkouts under test besides the repository itself, by name ("llama2c": {"path",
+        # "commit", "dirty"}), set by the features at configure time; the history records them
+        self.sources: dict[str, dict[str, Any]] = {}
 
     @property
     def store(self) -> BaselineStore:

@@ -30,3 +30,11 @@ def pytest_llmperf_bandwidth(config: pytest.Config) -> dict[str, object] | None:
     ``read_GBps`` (a positive number, GB/s) and optionally ``method``, ``llc_bytes``; or None to
     let the plugin measure it (once per node, with the bandwidth probe, which needs a C
     compiler). For a board without a compiler, or a test. The first non-None result wins."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_llmperf_reference_commit(config: pytest.Config, nodeid: str, source: str) -> str | None:
+    """The commit of the source checkout ``source`` (``"llama2c"``: the ``--llmperf-llama2c-src``
+    checkout) that the reference of test ``nodeid`` was measured with: the newest accepted run of
+    this node's history with this machine's fingerprint, or None when the history has none. The
+    core answers it from the history; a feature asks it to build the reference of a paired run."""

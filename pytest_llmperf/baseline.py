@@ -104,6 +104,10 @@ def metric_to_json(metric: Metric) -> dict[str, Any]:
         out["gate"] = False
     if metric.exact:
         out["exact"] = True
+    if metric.paired is not None:
+        paired, _ = bound_samples(metric.paired, None)
+        out["paired"] = [_round(v) for v in paired]
+        out["paired_ref"] = metric.paired_ref
     if metric.warmup:
         out["warmup"] = {k: (_round(v) if isinstance(v, float) else v) for k, v in metric.warmup.items()}
     return out
@@ -161,12 +165,22 @@ def metric_from_json(name: str, data: Any, where: str) -> Metric:
     warmup = data.get("warmup")
     if warmup is not None and not isinstance(warmup, dict):
         raise BaselineError(f"{where}: metric {name!r} has an invalid warmup {_short(warmup)}")
+    paired = data.get("paired")
+    if paired is not None and (not _number_list(paired) or len(paired) != len(samples)):
+        raise BaselineError(f"{where}: metric {name!r} has paired reference rounds that do not pair with its samples")
+    bad = _bad_number(paired or [], True)
+    if bad:
+        raise BaselineError(f"{where}: metric {name!r} has a paired reference value {_short(bad[0])} that {bad[1]}")
+    paired_ref = data.get("paired_ref", "")
+    if not isinstance(paired_ref, str):
+        raise BaselineError(f"{where}: metric {name!r} has an invalid paired_ref {_short(paired_ref)}")
     return Metric(
         name=name, unit=data["unit"], higher_is_better=data["direction"] == "higher", gate=gate, exact=exact,
         probe_kind=kind,
         cpu_share=float(share) if share is not None else None,
         samples=[float(v) for v in samples], probes=[float(v) for v in probes] if probes is not None else None,
         warmup=warmup,
+        paired=[float(v) for v in paired] if paired is not None else None, paired_ref=paired_ref,
     )
 
 
@@ -341,6 +355,19 @@ class BaselineStore:
             return {}, None, None, path
         digest, fields = bfile.fingerprint(key)
         return bfile.metrics(key), digest, fields, path
+
+    def tests(self) -> dict[str, set[str]]:
+        """Every test of the node's baseline files (its nodeid) with the names of its metrics."""
+        self.validate()
+        out: dict[str, set[str]] = {}
+        for bfile in self._files.values():
+            if bfile is None:
+                continue
+            test_file = bfile.data.get("test_file")
+            for key, entry in bfile.data["tests"].items():
+                nodeid = key if not isinstance(test_file, str) or key == test_file else f"{test_file}::{key}"
+                out[nodeid] = set(entry["metrics"])
+        return out
 
     def save(self, records: Sequence[Mapping[str, Any]], fingerprint_fields: dict[str, Any], fingerprint_digest: str,
              meta: dict[str, Any]) -> list[Path]:

@@ -39,7 +39,9 @@ NEW = "new"
 NOT_COMPARED = "not-compared"
 NOISY = "noisy"
 INFO = "info"  # a metric recorded with gate=False: compared and shown, never failing
-STATUSES = (OK, REGRESSED, IMPROVED, NEW, NOT_COMPARED, NOISY, INFO)
+# a test or metric of the node's baseline or history that was selected but did not record
+MISSING = "missing"
+STATUSES = (OK, REGRESSED, IMPROVED, NEW, NOT_COMPARED, NOISY, INFO, MISSING)
 PLAUSIBLE_Z = 0.6745  # the one-sided 75% bound
 
 
@@ -83,6 +85,10 @@ class Metric:
     gate: bool = True  # False: informational (derived figures such as MBU), never fails a test
     exact: bool = False  # deterministic (instruction counts): compared without statistics
     note: str = ""  # shown under the summary table, e.g. "model fits in the last-level cache"
+    # a reference build's value in each kept round, interleaved with this build's rounds in this session
+    # (same unit and direction, as many as samples); compared as paired ratios instead of a baseline
+    paired: list[float] | None = None
+    paired_ref: str = ""  # what the reference is: "git 1a2b3c4d", "dir /x/llama2.c", "binary /x/run"
 
     @property
     def direction(self) -> str:
@@ -120,6 +126,9 @@ class Verdict:
     n_baseline: int = 0
     reason: str = ""
     details: dict[str, str] = field(default_factory=dict)  # {"note": the metric's note}, when it has one
+    # what the verdict compared with: "saved" (the saved baseline), "history:N" (N accepted nights of the
+    # node's history), "paired:<reference>" (a reference build's rounds interleaved in this session)
+    reference: str = "saved"
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

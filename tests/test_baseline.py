@@ -736,3 +736,36 @@ def test_a_test_file_named_node_info_keeps_out_of_the_node_facts_file(tmp_path):
     assert info.read_text() == '{"memory_bandwidth": {}}\n'
     assert store.path_for("sub/node-info.py::test_x")[0] == tmp_path / "node" / "sub" / "node-info.json"
     assert BaselineStore(tmp_path, "node").validate() == 1
+
+
+def test_paired_rounds_round_trip_through_the_metric_json():
+    m = Metric("tok_per_s", "tok/s", True, samples=[100.0, 101.0, 99.0], paired=[110.0, 111.5, 109.0],
+               paired_ref="git 1a2b3c4d")
+    data = metric_to_json(m)
+    assert data["paired"] == [110.0, 111.5, 109.0] and data["paired_ref"] == "git 1a2b3c4d"
+    back = metric_from_json("tok_per_s", data, "here")
+    assert back.paired == [110.0, 111.5, 109.0] and back.paired_ref == "git 1a2b3c4d"
+    assert "paired" not in metric_to_json(Metric("t", "s", False, samples=[1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize(("paired", "fragment"), [
+    ([1.0, 2.0], "do not pair with its samples"),
+    ([1.0, 2.0, -3.0], "paired reference value -3.0 that is negative"),
+    ("x", "do not pair"),
+])
+def test_paired_rounds_that_do_not_pair_are_refused(paired, fragment):
+    data = metric_to_json(Metric("tok_per_s", "tok/s", True, samples=[100.0, 101.0, 99.0]))
+    data["paired"] = paired
+    with pytest.raises(BaselineError, match=fragment):
+        metric_from_json("tok_per_s", data, "here")
+
+
+def test_store_lists_every_saved_test_with_its_metrics(tmp_path):
+    store = BaselineStore(tmp_path, "n1")
+    metric = Metric("time", "s", False, samples=[1.0, 1.1, 0.9])
+    other = Metric("tok_per_s", "tok/s", True, samples=[5.0, 5.1, 4.9])
+    store.save([{"nodeid": "suites/test_a.py::test_x[1]", "metrics": [metric, other], "params": {}},
+                {"nodeid": "test_b.py::TestK::test_y", "metrics": [metric], "params": {}}], {"os": "x"}, "d1", {})
+    assert BaselineStore(tmp_path, "n1").tests() == {
+        "suites/test_a.py::test_x[1]": {"time", "tok_per_s"}, "test_b.py::TestK::test_y": {"time"}}
+    assert BaselineStore(tmp_path, "nobody").tests() == {}

@@ -19,6 +19,10 @@ DEFAULT_CONFIDENCE = 0.99
 DEFAULT_NOISE_FLOOR = 0.01
 DEFAULT_MIN_ROUNDS = 5
 DEFAULT_MAX_TIME = 1.0
+# a baseline is taken once and compared against every night: it gets three times the budget
+BASELINE_TIME_FACTOR = 3
+MAX_TIME_SCALE = 100.0  # --llmperf-time-scale: 100x a budget (100 s for the default) is the most a typo gets
+MAX_TIME_FLAG = "--llmperf-max-time"
 DEFAULT_MAX_WARMUP_ROUNDS = 20
 # --llmperf-min-rounds, marker rounds= and a number of warm-up rounds: the minimum overrides the time
 # budget, so an unbounded one (a typo such as 99999999999999999999) would run for ever
@@ -168,6 +172,40 @@ def parse_seconds(text: Any, what: str, maximum: float = MAX_SECONDS) -> float:
     return value
 
 
+def parse_time_scale(text: Any, what: str = "--llmperf-time-scale") -> float:
+    """A factor applied to every time budget: a positive number, at most MAX_TIME_SCALE (``0.2``
+    for a quick look, ``3`` for a quiet night). A ``%`` or a unit is refused: it is a factor."""
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        value = float(text.strip() if isinstance(text, str) else text)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what}: invalid value {_short(text)}, expected a factor like 0.2 or 3") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what}: invalid value {_short(text)}, must be a positive factor like 0.2 or 3")
+    if value > MAX_TIME_SCALE:
+        raise ConfigError(f"{what}: invalid value {_short(text)}, must be at most {MAX_TIME_SCALE:g}")
+    return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def parse_flag(text: Any, what: str) -> bool:
+    """An on/off switch from the command line (a bool), an ini bool or an environment variable
+    (``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``): ``LLMPERF_STRICT=0`` is off,
+    not a non-empty string taken as on."""
+    if isinstance(text, bool) or text is None:
+        return bool(text)
+    source = str(text).strip().lower()
+    if source in _TRUE:
+        return True
+    if source in _FALSE:
+        return False
+    raise ConfigError(f"{what}: invalid value {_short(text)}, expected 1/true/yes/on or 0/false/no/off")
+
+
 def parse_confidence(text: Any, what: str = "--llmperf-confidence") -> float:
     value = parse_fraction(text, what)
     if not 0.5 <= value < 1.0:
@@ -235,6 +273,18 @@ class Config(NamedTuple):
     artifacts_dir: Path | None = None  # profiler outputs, <dir>/<node>/<test>/...; None: the default
     profilers: frozenset[str] = frozenset()  # --llmperf-profile: which profilers wrap the benchmarks
     profile_steps: int = DEFAULT_PROFILE_STEPS
+    # --llmperf-strict: require a baseline, fail a gated metric that is not compared and a baseline test
+    # or metric that did not record (see holes.py)
+    strict: bool = False
+    time_scale: float = 1.0  # --llmperf-time-scale: every budget, the markers' included, times this
+    # where each option given came from (api.Value.source: "--llmperf-max-time", "LLMPERF_NODE",
+    # "ini llmperf_max_time"), by dest; an option not given is absent
+    sources: Mapping[str, str] = {}
+
+    @property
+    def max_time_source(self) -> str | None:
+        """Where ``max_time`` came from: the flag, ``ini llmperf_max_time``, or None (the default)."""
+        return self.sources.get("llmperf_max_time")
 
 
 class MarkerOptions(NamedTuple):
@@ -293,6 +343,21 @@ class MarkerOptions(NamedTuple):
         if kwargs.get("profile") is not None:
             values["profile"] = parse_profilers(kwargs["profile"], f"{where}: llmperf(profile=...)")
         return cls(**values)
+
+
+def budget_for(config: Config, marker: MarkerOptions | None) -> float:
+    """The time budget of one test's measurements, in seconds. The most specific setting wins,
+    except that the command line beats the test's marker: a suite sets ``max_time`` per model, and
+    a user who types ``--llmperf-max-time`` means it for every test (it is also how CI shortens or
+    lengthens a whole run). So: ``--llmperf-max-time`` on the command line (or in ``addopts``),
+    then the marker's ``max_time``, then ini ``llmperf_max_time``, then the default (1 s). The
+    result is multiplied by ``--llmperf-time-scale``; a baseline save multiplies it by
+    BASELINE_TIME_FACTOR on top (see plugin._settings_for)."""
+    if config.max_time_source == MAX_TIME_FLAG or marker is None or marker.max_time is None:
+        budget = config.max_time
+    else:
+        budget = marker.max_time
+    return budget * config.time_scale
 
 
 def tolerance_for(metric: str, config: Config, marker: MarkerOptions | None) -> float:

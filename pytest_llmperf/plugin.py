@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .api import MARKER, RECORDER, STATE, Session, fail, option_value, parse_options, session
-from .config import ConfigError, MarkerOptions, tolerance_for
+from .config import BASELINE_TIME_FACTOR, ConfigError, MarkerOptions, budget_for, tolerance_for
 from .plugin_options import OPTIONS, add_options, build_config, native_options
 
 if TYPE_CHECKING:
@@ -25,9 +25,8 @@ if TYPE_CHECKING:
     from .measure import MeasureSettings
     from .recorder import Recorder
 
-__all__ = ["MARKER", "RECORDER", "STATE", "Session", "build_config", "fail", "option_value", "session"]
-
-BASELINE_TIME_FACTOR = 3
+__all__ = ["BASELINE_TIME_FACTOR", "MARKER", "RECORDER", "STATE", "Session", "build_config", "fail", "option_value",
+           "session"]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -66,9 +65,10 @@ def pytest_configure(config: pytest.Config) -> None:
     state.native = native
     config.stash[STATE] = state
     if not state.is_worker:
-        from .plugin_finish import Collector
+        from .plugin_finish import COLLECTOR, Collector
 
-        config.pluginmanager.register(Collector(state), "llmperf-collector")
+        collector = config.stash[COLLECTOR] = Collector(state)
+        config.pluginmanager.register(collector, "llmperf-collector")
     # import the store only when there is something to read or write: a session without
     # baselines (or without benchmarks) pays nothing for it
     node_dir = cfg.baseline_dir / cfg.node
@@ -94,6 +94,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     except ValueError:
         where = cfg.baseline_dir / cfg.node
     mode = "saving baselines" if cfg.save_baseline else ("report only" if cfg.report_only else "gating")
+    if cfg.strict and not cfg.save_baseline:
+        mode += " (strict)"
+    if cfg.time_scale != 1.0:
+        mode += f", budgets x{cfg.time_scale:g}"
     from .config import PROFILERS
 
     profiling = f", profiling {','.join(p for p in PROFILERS if p in cfg.profilers)}" if cfg.profilers else ""
@@ -150,7 +154,7 @@ def _settings_for(state: Session, item: pytest.Item) -> MeasureSettings:
 
     cfg = state.config
     marker = item.stash.get(MARKER, None)
-    max_time = marker.max_time if marker and marker.max_time is not None else cfg.max_time
+    max_time = budget_for(cfg, marker)  # command line, marker, ini, default; times --llmperf-time-scale
     return MeasureSettings(
         warmup=marker.warmup if marker and marker.warmup is not None else cfg.warmup,
         min_rounds=marker.rounds if marker and marker.rounds is not None else cfg.min_rounds,
@@ -204,6 +208,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         # goes into a saved baseline
         state = item.config.stash.get(STATE, None)
         if state is not None:
+            _note_facts(state, item)
             _evaluate_item(state, item)
         recorder = sys.modules.get("pytest_llmperf.recorder")
         if recorder is not None and isinstance(exc, recorder.RecordError):
@@ -214,6 +219,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     state = item.config.stash.get(STATE, None)
     if state is None:
         return result
+    _note_facts(state, item)
     failures = _evaluate_item(state, item)
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
@@ -230,6 +236,24 @@ def _where_in_test(exc: BaseException, item: pytest.Item) -> str:
             where = f" ({Path(path).name}:{tb.tb_lineno})"
         tb = tb.tb_next
     return where
+
+
+def _note_facts(state: Session, item: pytest.Item) -> None:
+    """What the process that reports cannot know of a test that ran here (under xdist it has no
+    items): its marker's profilers, and why pytest-benchmark's ``benchmark`` fixture, when the test
+    asked for it, recorded nothing. In the report's user_properties, only when there is one."""
+    from .plugin_finish import FACTS
+    from .plugin_verdicts import benchmark_silence
+
+    facts: dict[str, Any] = {}
+    marker = item.stash.get(MARKER, None)
+    if marker is not None and marker.profile:
+        facts["profilers"] = sorted(marker.profile | state.config.profilers)
+    silence = benchmark_silence(item, state.is_worker)
+    if silence:
+        facts["benchmark"] = silence
+    if facts:
+        item.user_properties.append((FACTS, facts))
 
 
 def _evaluate_item(state: Session, item: pytest.Item) -> list[str]:
@@ -253,17 +277,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or state.is_worker:
         return
-    from .plugin_finish import finish
+    from .plugin_finish import COLLECTOR, finish
 
-    finish(session, state, exitstatus)
+    finish(session, state, exitstatus, session.config.stash.get(COLLECTOR, None))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None or state.is_worker:
         return
-    if not (state.results or state.saved or state.save_error or state.report_errors):
-        return  # nothing recorded: import nothing, print nothing
-    from .plugin_finish import terminal_summary
+    # loaded at configure time with the Collector; the report module only when there is news
+    from .plugin_finish import COLLECTOR, terminal_summary
 
-    terminal_summary(terminalreporter, state)
+    terminal_summary(terminalreporter, state, config.stash.get(COLLECTOR, None))

@@ -1,6 +1,7 @@
 """The core glue's end of a session: results collected from the reports (the controller's under
-pytest-xdist), the baseline saved, the JSON and Markdown reports written, the terminal summary.
-Imported by plugin.py only when a session ends."""
+pytest-xdist), the holes found (holes.py: baseline tests and metrics that were selected and did not
+record), the baseline saved, the JSON and Markdown reports written, the terminal summary.
+Imported by plugin.py at configure time in the process that reports, to register the Collector."""
 
 from __future__ import annotations
 
@@ -14,19 +15,30 @@ import pytest
 
 from . import __version__
 from .api import Session
-from .compare import Verdict
+from .compare import NOT_COMPARED, Verdict, fmt_pct
+from .holes import Expectations, Expected, Hole, Outcome
 from .result import ResultError, TestResult
 
 PROPERTY = "llmperf"  # the user_properties key of a TestResult's JSON
+# the user_properties key of what the process that ran a test knows and the one that reports does
+# not (under xdist): {"profilers": [the test's process profilers, marker's included],
+# "benchmark": why pytest-benchmark's fixture recorded nothing}; only when there is something to say
+FACTS = "llmperf-facts"
 
 
 class Collector:
-    """Receives test reports in the process that reports them (the controller under xdist)."""
+    """Receives test reports in the process that reports them (the controller under xdist): the
+    results, and every test's outcome (holes.Outcome) for the missing tests and metrics."""
 
     def __init__(self, state: Session):
         self.state = state
+        self.outcomes: dict[str, Outcome] = {}  # by nodeid, in the order the tests ran
+        self.holes: list[Hole] = []  # found at the end of the session (finish)
+        self.missing: list[Verdict] = []  # the holes as verdicts of status missing
+        self.missing_errors: list[str] = []  # strict mode: one line per hole of a gated metric
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._note_outcome(report)
         if report.when == "teardown" and report.failed:
             # an error in teardown (a fixture that failed to clean up) makes the test not pass:
             # its metrics are shown, never saved into a baseline
@@ -45,6 +57,52 @@ class Collector:
             self.state.results.append(result)
             if report.passed:
                 self.state.passed_call.add(report.nodeid)
+            outcome = self.outcomes[report.nodeid]
+            outcome.recorded.update(result.metrics)
+            for a in result.artifacts:
+                why = (a.get("details") or {}).get("skipped")
+                if why:
+                    outcome.profilers_skipped.setdefault(str(a.get("kind")), str(why))
+
+    def fails(self, hole: Hole) -> bool:
+        """Strict mode fails the session on a hole of a gated metric (never in report-only mode)."""
+        cfg = self.state.config
+        return cfg.strict and hole.gated and not cfg.report_only and not cfg.save_baseline
+
+    def _note_outcome(self, report: pytest.TestReport) -> None:
+        outcome = self.outcomes.get(report.nodeid)
+        if outcome is None:
+            outcome = self.outcomes[report.nodeid] = Outcome(
+                report.nodeid, profilers=set(self.state.config.profilers))
+        xfail = getattr(report, "wasxfail", None)
+        outcome.add(report.when or "", report.outcome, skip_reason=_skip_reason(report),
+                    error=_error_line(report) if report.failed else "",
+                    xfail=str(xfail) if xfail is not None and report.skipped else None)
+        for name, value in getattr(report, "user_properties", []):
+            if name == FACTS and isinstance(value, dict):
+                outcome.profilers.update(str(p) for p in value.get("profilers") or ())
+                outcome.benchmark = str(value.get("benchmark") or outcome.benchmark)
+
+
+COLLECTOR = pytest.StashKey[Collector]()  # the session's Collector, in the process that reports
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    """The reason of a skip (``pytest.skip("no GPU")`` -> ``no GPU``), or nothing."""
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ").strip()
+    return ""
+
+
+def _error_line(report: pytest.TestReport) -> str:
+    """The first line of a failure's message (``RuntimeError: no device``), or nothing."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None)
+    text = str(message) if message else report.longreprtext
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if message else (lines[-1] if lines else "")
+    return line[:200]
 
 
 def _git_commit(root: Path) -> str | None:
@@ -59,16 +117,57 @@ def verdicts(state: Session) -> list[Verdict]:
     return [v for r in state.results for v in r.verdicts]
 
 
-def finish(session: pytest.Session, state: Session, exitstatus: int) -> None:
+def expected_from_baseline(state: Session, selected: set[str]) -> dict[str, dict[str, Expected]]:
+    """The metrics each selected test of the node's saved baseline is expected to record."""
+    from .baseline import BaselineError
+
+    out: dict[str, dict[str, Expected]] = {}
+    try:
+        tests = state.store.tests()
+        for nodeid in tests:
+            if nodeid in selected:
+                metrics = state.store.lookup(nodeid)[0]
+                out[nodeid] = {name: Expected(m.unit, m.higher_is_better, m.gate, "saved")
+                               for name, m in metrics.items()}
+    except BaselineError as exc:  # checked at configure time; changed under us since
+        state.report_errors.append(str(exc))
+        return {}
+    return out
+
+
+def find_holes(state: Session, collector: Collector, *extra: Expectations) -> None:
+    """The holes of this session (holes.py) into ``collector``: the saved baseline's expectations
+    and ``extra`` ones (the history's); nothing when saving a baseline (no comparison)."""
+    from . import holes
+    from .config import tolerance_for
+
     cfg = state.config
+    if cfg.save_baseline or not collector.outcomes:
+        return
+    selected = set(collector.outcomes)
+    base = expected_from_baseline(state, selected) if state.baseline_files else {}
+    expected = holes.merge(base, *extra)
+    if not expected:
+        return
+    collector.holes = holes.find(expected, collector.outcomes.values())
+    collector.missing = holes.verdicts(collector.holes, expected, lambda name: tolerance_for(name, cfg, None))
+    collector.missing_errors = [f"missing: {h.message()} (--llmperf-strict)" for h in collector.holes
+                                if collector.fails(h)]
+
+
+def finish(session: pytest.Session, state: Session, exitstatus: int, collector: Collector | None = None) -> None:
+    cfg = state.config
+    if collector is not None:
+        find_holes(state, collector)
     if cfg.save_baseline and state.results:
         if exitstatus == pytest.ExitCode.INTERRUPTED:
             state.save_error = "run interrupted: no baseline saved"
         else:
             _save(state)
     if cfg.json_path or cfg.markdown_path:
-        _write_reports(state)
-    if (state.save_error or state.report_errors) and session.exitstatus == pytest.ExitCode.OK:
+        _write_reports(state, collector)
+    failed = state.save_error or state.report_errors or (collector is not None and collector.missing_errors)
+    if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -109,7 +208,7 @@ def _save(state: Session) -> None:
         state.save_error = f"cannot write baselines: {where}: {exc.strerror or exc}"
 
 
-def _write_reports(state: Session) -> None:
+def _write_reports(state: Session, collector: Collector | None = None) -> None:
     """Each report on its own: a JSON report that cannot be written does not keep the Markdown
     one from being written. A report that cannot be written is an error (the session's exit
     status is then non-zero), and the previous run's file at that path is removed, so that a CI
@@ -117,7 +216,7 @@ def _write_reports(state: Session) -> None:
     from . import report
 
     cfg = state.config
-    found = verdicts(state)
+    found = verdicts(state) + (collector.missing if collector is not None else [])
 
     def json_text() -> str:
         fields, digest = None, None
@@ -127,11 +226,13 @@ def _write_reports(state: Session) -> None:
             except pytest.fail.Exception:
                 pass
         meta = {"plugin_version": __version__, "mode": "save" if cfg.save_baseline else "compare",
-                "saved_baselines": [str(p) for p in state.saved]}
+                "strict": cfg.strict, "saved_baselines": [str(p) for p in state.saved],
+                "missing": [h.to_dict() for h in collector.holes] if collector is not None else []}
         return report.json_text(report.to_json(cfg.node, fields, digest, state.results, found, meta))
 
     def markdown_text() -> str:
-        return report.markdown(cfg.node, found, [str(p) for p in state.saved])
+        missing = [h.message() for h in collector.holes] if collector is not None else []
+        return report.markdown(cfg.node, found, [str(p) for p in state.saved], missing)
 
     for option, path, make in (("--llmperf-json", cfg.json_path, json_text),
                                ("--llmperf-markdown", cfg.markdown_path, markdown_text)):
@@ -174,12 +275,19 @@ def _artifacts_summary(tr: Any, state: Session) -> None:
         tr.write_line(f"llmperf: profiler {kind} skipped in {len(tests)} test(s): {reason}", yellow=True)
 
 
-def terminal_summary(tr: Any, state: Session) -> None:
-    if not (state.results or state.saved or state.save_error or state.report_errors):
+def has_news(state: Session, collector: Collector | None) -> bool:
+    """Whether the terminal summary has anything to say (else it prints nothing)."""
+    return bool(state.results or state.saved or state.save_error or state.report_errors
+                or (collector is not None and collector.missing))
+
+
+def terminal_summary(tr: Any, state: Session, collector: Collector | None = None) -> None:
+    if not has_news(state, collector):
         return  # nothing recorded: import nothing, print nothing
     from . import report
 
-    found = verdicts(state)
+    missing = collector.missing if collector is not None else []
+    found = verdicts(state) + missing
     if found:
         tr.write_sep("=", f"llmperf: node {state.config.node}")
         tr.write_line(report.terminal_table(found))
@@ -201,8 +309,9 @@ def terminal_summary(tr: Any, state: Session) -> None:
         for line in report.notes(found):
             tr.write_line(f"llmperf: note: {line}")
         for v in found:
-            if v.status == "not-compared":
-                tr.write_line(f"llmperf: WARNING {v.test} {v.metric} not compared: {v.reason}", yellow=True)
+            if v.status == NOT_COMPARED:
+                raw = f" (raw change of the medians {fmt_pct(v.raw_change)})" if v.raw_change is not None else ""
+                tr.write_line(f"llmperf: WARNING {v.test} {v.metric} not compared: {v.reason}{raw}", yellow=True)
             elif v.status == "improved" and not state.config.save_baseline:
                 tr.write_line(f"llmperf: {v.test} {v.metric} improved: consider --llmperf-save-baseline", green=True)
     _artifacts_summary(tr, state)
@@ -216,3 +325,8 @@ def terminal_summary(tr: Any, state: Session) -> None:
         tr.write_line(f"llmperf: ERROR: {state.save_error}", red=True, bold=True)
     for line in state.report_errors:
         tr.write_line(f"llmperf: ERROR: {line}", red=True, bold=True)
+    for hole in collector.holes if collector is not None else []:
+        if collector is not None and collector.fails(hole):
+            tr.write_line(f"llmperf: ERROR: missing: {hole.message()} (--llmperf-strict)", red=True, bold=True)
+        else:
+            tr.write_line(f"llmperf: WARNING missing: {hole.message()}", yellow=True)

@@ -3,6 +3,25 @@ in the ``llmperf`` group of ``--help``, and parsed once at configure time into t
 Config and the native tooling's options. The features declare and parse their own (in their
 plugin modules, each in its own group).
 
+Time budgets (how long one ``llmperf.measure``, or a feature's rounds, may run), in this order
+of precedence (config.budget_for):
+
+1. ``--llmperf-max-time`` given on the command line (``addopts`` and ``PYTEST_ADDOPTS`` count as
+   the command line): it wins over every test's marker, so a suite that sets a budget per model
+   (``@pytest.mark.llmperf(max_time=...)``) still follows the one the user typed;
+2. the test's marker ``max_time``;
+3. ini ``llmperf_max_time``;
+4. the default, 1 s.
+
+``--llmperf-time-scale FACTOR`` (ini ``llmperf_time_scale``, env ``LLMPERF_TIME_SCALE``; above 0,
+at most 100) then multiplies the budget, whichever of the four it came from; saving a baseline
+multiplies it by 3 on top. A feature that stretches a budget for a slow step (torch's minimum
+rounds) starts from the scaled value (``Recorder.settings_for``). Config keeps where each value
+came from (``Config.sources``).
+
+``--llmperf-strict`` (ini bool ``llmperf_strict``, env ``LLMPERF_STRICT=1``) implies
+``--llmperf-require-baseline``; see holes.py for what else it fails.
+
 Relative paths: one given on the command line or in an environment variable is taken from the
 directory pytest was started in; one from the ini file, and the defaults, from the rootdir.
 """
@@ -29,11 +48,13 @@ from .config import (
     Config,
     ConfigError,
     parse_confidence,
+    parse_flag,
     parse_fraction,
     parse_normalize,
     parse_positive_int,
     parse_profilers,
     parse_seconds,
+    parse_time_scale,
     parse_tolerance_spec,
     parse_warmup,
 )
@@ -59,7 +80,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--llmperf-min-rounds", metavar="N",
            help=f"minimum measured rounds per llmperf.measure; default: {DEFAULT_MIN_ROUNDS}"),
     Option("--llmperf-max-time", metavar="SECONDS",
-           help=f"time budget per llmperf.measure (warm-up included); default: {DEFAULT_MAX_TIME:g}"),
+           help=f"time budget per llmperf.measure (warm-up included); on the command line it wins over a test's "
+                f"marker max_time, in the ini file the marker wins; default: {DEFAULT_MAX_TIME:g}"),
     Option("--llmperf-confidence", metavar="PCT",
            help=f"confidence level of the verdict's interval; default: {DEFAULT_CONFIDENCE:.0%}"),
     Option("--llmperf-noise-floor", metavar="PCT",
@@ -71,6 +93,14 @@ OPTIONS: tuple[Option, ...] = (
            help="compare even when the machine fingerprint differs from the baseline's"),
     Option("--llmperf-require-baseline", action="store_true", ini_type="bool",
            help="fail tests whose metrics have no baseline (for CI)"),
+    Option("--llmperf-strict", action="store_true", ini_type="bool", env="LLMPERF_STRICT",
+           help="for CI: implies --llmperf-require-baseline; a gated metric not compared (the machine "
+                "fingerprint differs) fails its test, and a test or metric of the node's baseline that was "
+                "selected but did not record (skipped, errored, profiler off, pytest-benchmark disabled) fails "
+                "the session (also env LLMPERF_STRICT=1)"),
+    Option("--llmperf-time-scale", metavar="FACTOR", env="LLMPERF_TIME_SCALE",
+           help="multiply every time budget, the markers' included, by FACTOR (e.g. 0.2 or 3; above 0, at most "
+                "100; also env LLMPERF_TIME_SCALE); default: 1"),
     Option("--llmperf-report-only", action="store_true", ini=False,
            help="report verdicts but never fail a test on them"),
     Option("--llmperf-json", metavar="PATH", ini=False, help="write the run's results and verdicts as JSON"),
@@ -136,6 +166,8 @@ def build_config(config: pytest.Config) -> Config:
 
     def flag(dest: str) -> bool:
         return bool(values[dest].raw)
+
+    strict = parse_flag(values["llmperf_strict"].raw, values["llmperf_strict"].where)
     return Config(
         node=node,
         node_source=source or "automatic",
@@ -150,13 +182,16 @@ def build_config(config: pytest.Config) -> Config:
         noise_floor=parsed(parse_fraction, "llmperf_noise_floor", DEFAULT_NOISE_FLOOR),
         normalize=parsed(parse_normalize, "llmperf_normalize", "auto"),
         force_compare=flag("llmperf_force_compare"),
-        require_baseline=flag("llmperf_require_baseline"),
+        require_baseline=flag("llmperf_require_baseline") or strict,
         report_only=flag("llmperf_report_only"),
         json_path=values["llmperf_json"].path(),
         markdown_path=values["llmperf_markdown"].path(),
         artifacts_dir=_rooted(config, values["llmperf_artifacts"], DEFAULT_ARTIFACTS_DIR),
         profilers=parsed(parse_profilers, "llmperf_profile", None),
         profile_steps=parsed(parse_positive_int, "llmperf_profile_steps", DEFAULT_PROFILE_STEPS),
+        strict=strict,
+        time_scale=parsed(parse_time_scale, "llmperf_time_scale", 1.0),
+        sources={dest: value.source for dest, value in values.items() if value.source is not None},
     )
 
 

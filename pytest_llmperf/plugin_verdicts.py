@@ -3,11 +3,13 @@ TestResult that its report carries. Imported by plugin.py when a test has record
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from . import compare
+from . import compare, stats
 from .api import MARKER, RECORDER, Session
 from .baseline import metric_to_json
 from .config import tolerance_for
@@ -26,6 +28,22 @@ def benchmark_metric(item: pytest.Item, taken: set[str]) -> compare.Metric | Non
                           normalize="off")
 
 
+def benchmark_silence(item: pytest.Item, is_worker: bool) -> str:
+    """Why the ``benchmark`` fixture, when the test asked for it, recorded no timings ("" when it
+    did, or the test did not ask): pytest-benchmark disables itself under pytest-xdist (its
+    fixture then runs the function once, untimed), or by --benchmark-disable."""
+    if "benchmark" not in getattr(item, "fixturenames", ()):
+        return ""
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    if fixture is None or benchmark_metric(item, set()) is not None:
+        return ""
+    if getattr(fixture, "disabled", False):
+        if is_worker or os.environ.get("PYTEST_XDIST_WORKER"):
+            return "disabled under pytest-xdist (it disables itself there): run the benchmarks without -n"
+        return "disabled (--benchmark-disable)"
+    return "recorded no timings (the test did not call benchmark())"
+
+
 def _params(item: pytest.Item) -> dict[str, Any]:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
@@ -34,6 +52,18 @@ def _params(item: pytest.Item) -> dict[str, Any]:
     for key, value in callspec.params.items():
         out[key] = value if isinstance(value, (int, float, str, bool)) or value is None else repr(value)
     return out
+
+
+def _not_compared(test: str, base: compare.Metric, metric: compare.Metric, tol: float,
+                  diff_lines: list[str]) -> compare.Verdict:
+    """Not compared (the machine fingerprint differs), with the baseline's median and the raw
+    change of the plain medians still shown: the reader sees what the gate did not judge."""
+    v = compare.not_compared(test, metric, tol, diff_lines)
+    if not base.samples or not metric.samples:
+        return v
+    base_median, cur_median = stats.median(base.samples), stats.median(metric.samples)
+    raw = cur_median / base_median - 1.0 if base_median > 0 else None
+    return replace(v, baseline=base_median, n_baseline=len(base.samples), raw_change=raw)
 
 
 def evaluate(state: Session, item: pytest.Item, metrics: list[compare.Metric]) -> tuple[TestResult, list[str]]:
@@ -61,7 +91,7 @@ def evaluate(state: Session, item: pytest.Item, metrics: list[compare.Metric]) -
             verdicts.append(compare.not_compared(item.nodeid, metric, tol, [what], why="metric changed"))
             continue
         if differs and base is not None:
-            v = compare.not_compared(item.nodeid, metric, tol, diff_lines)
+            v = _not_compared(item.nodeid, base, metric, tol, diff_lines)
         else:
             v = compare.compare_metric(item.nodeid, base, metric, tol, cfg.confidence, cfg.noise_floor)
         verdicts.append(v)
@@ -69,6 +99,12 @@ def evaluate(state: Session, item: pytest.Item, metrics: list[compare.Metric]) -
             continue
         if v.status == compare.REGRESSED:
             failures.append("llmperf: " + compare.verdict_message(v))
+        elif v.status == compare.NOT_COMPARED and cfg.strict and metric.gate:
+            failures.append(f"llmperf: metric {metric.name!r} not compared (--llmperf-strict): {v.reason}; "
+                            f"raw change of the medians {compare.fmt_pct(v.raw_change)} (baseline "
+                            f"{compare.fmt_value(v.baseline)} -> current {compare.fmt_value(v.current)}"
+                            f"{' ' + metric.unit if metric.unit else ''}); save a baseline on this machine "
+                            f"(--llmperf-save-baseline) or compare anyway (--llmperf-force-compare)")
         elif v.status == compare.NEW and cfg.require_baseline:
             failures.append(f"llmperf: metric {metric.name!r} has no baseline on node {cfg.node} "
                             f"(--llmperf-require-baseline); save one with --llmperf-save-baseline")

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from .result import TestResult
 
 COLUMNS = ["test", "metric", "baseline", "current", "change", "tolerance", "status"]
-STATUS_ORDER = {"regressed": 0, "noisy": 1, "not-compared": 2, "new": 3, "improved": 4, "ok": 5, "info": 6}
+STATUS_ORDER = {"regressed": 0, "missing": 1, "noisy": 2, "not-compared": 3, "new": 4, "improved": 5, "ok": 6,
+                "info": 7}
 
 
 def _change_cell(v: Verdict) -> str:
@@ -142,7 +143,10 @@ def _md_cell(text: str) -> str:
     return " ".join(str(text).splitlines()).replace("|", "\\|") if text else text
 
 
-def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None) -> str:
+def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None,
+             missing: Sequence[str] = ()) -> str:
+    """The summary table; ``missing`` are the lines of the holes (holes.Hole.message), each with its
+    reason, listed under it."""
     lines = [f"### pytest-llmperf on node `{node}`", ""]
     summary = ", ".join(f"{n} {status}" for status, n in counts(verdicts).items()) or "no metrics recorded"
     lines.append(f"**{summary}**")
@@ -153,8 +157,8 @@ def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None)
         for row, v in zip(rows(verdicts), verdicts):
             cells = [_md_cell(c) for c in row]
             cells[0] = f"`{cells[0]}`"
-            if v.status == "regressed":
-                cells[-1] = "**regressed**"
+            if v.status in ("regressed", "missing"):
+                cells[-1] = f"**{v.status}**"
             lines.append("| " + " | ".join(cells) + " |")
         if any(v.adjusted for v in verdicts):
             lines.append("")
@@ -162,6 +166,11 @@ def markdown(node: str, verdicts: list[Verdict], saved: list[str] | None = None)
     for line in notes(verdicts):
         lines.append("")
         lines.append(f"Note: {line}")
+    if missing:
+        lines.append("")
+        lines.append("Missing (selected, but did not record):")
+        lines.append("")
+        lines.extend(f"- {_md_cell(line)}" for line in missing)
     if saved:
         lines.append("")
         lines.append("Baselines saved: " + ", ".join(f"`{p}`" for p in saved))

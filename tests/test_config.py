@@ -11,10 +11,12 @@ from pytest_llmperf.config import (
     ConfigError,
     MarkerOptions,
     parse_confidence,
+    parse_flag,
     parse_fraction,
     parse_normalize,
     parse_positive_int,
     parse_seconds,
+    parse_time_scale,
     parse_tolerance_spec,
     parse_warmup,
     tolerance_for,
@@ -374,3 +376,41 @@ def test_marker_profile_keyword():
         MarkerOptions.from_marker((), {"profile": "perf-stat,vtune"}, "t.py::t")
     assert one_line(exc) == ("t.py::t: llmperf(profile=...): unknown profiler 'vtune' "
                              "(known: torch, perf-stat, perf-record, nsys, instructions)")
+
+
+# -- parse_time_scale, parse_flag (issue 13) ---------------------------------------------------
+
+@pytest.mark.parametrize("text, value", [("0.2", 0.2), (" 3 ", 3.0), (1, 1.0), ("100", 100.0), (0.001, 0.001)])
+def test_parse_time_scale_accepts(text, value):
+    assert parse_time_scale(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("0", "must be a positive factor"), ("-1", "must be a positive factor"), ("nan", "must be a positive factor"),
+    ("inf", "must be a positive factor"), ("100.5", "must be at most 100"), ("2x", "expected a factor"),
+    ("20%", "expected a factor"), (True, "expected a factor"), ([2], "expected a factor"), ("", "expected a factor"),
+])
+def test_parse_time_scale_rejects(text, fragment):
+    with pytest.raises(ConfigError) as exc:
+        parse_time_scale(text, "ini llmperf_time_scale")
+    msg = one_line(exc)
+    assert msg.startswith("ini llmperf_time_scale: invalid value ") and fragment in msg
+
+
+@pytest.mark.parametrize("text, value", [
+    (True, True), (False, False), (None, False), ("1", True), ("yes", True), ("ON", True), ("true", True),
+    ("0", False), ("", False), ("no", False), ("Off", False), ("false", False),
+])
+def test_parse_flag(text, value):
+    assert parse_flag(text, "LLMPERF_STRICT") is value
+
+
+def test_parse_flag_rejects_a_guess():
+    with pytest.raises(ConfigError) as exc:
+        parse_flag("2", "LLMPERF_STRICT")
+    assert one_line(exc) == "LLMPERF_STRICT: invalid value '2', expected 1/true/yes/on or 0/false/no/off"
+
+
+def test_config_defaults_of_strict_and_scale():
+    cfg = Config(node="n", node_source="x", baseline_dir=Path("b"))
+    assert cfg.strict is False and cfg.time_scale == 1.0 and cfg.max_time_source is None and cfg.sources == {}

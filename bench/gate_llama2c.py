@@ -1,0 +1,278 @@
+#!/usr/bin/env python
+"""Issue 13's gate figures on the llama2.c suite (targets 1, 2 and the real-run half of 4), with a
+CPU-heavy process (``python3 -c "while True: pass"``) running for the whole measurement.
+
+The binary under test is a "llama2.c checkout": a git repository made in a temporary directory whose
+run.c is pytest_llmperf/llama2c/refrun.c, with three commits: R (the reference night), U (R plus a
+comment: tonight's unchanged build) and S (R slowed: every mat_vec followed by a second one over
+``rows / DIVISOR`` of its rows, bench/llama2c_gate.py's build). U and S are worktrees side by side,
+given to the sessions as ``--llmperf-llama2c-src``. A "false regression" is a row ``regressed`` on U;
+"caught" is a row ``regressed`` on S; a session's exit code counts too (alarm = exit 1).
+
+    python bench/gate_llama2c.py slowdown --model stories260K --divisors 5,6,7   # the true slowdown
+    python bench/gate_llama2c.py t1-old   # today's mode: the code of 62836fa, saved baseline
+    python bench/gate_llama2c.py t1-new   # paired runs (--llmperf-llama2c-ref=<R>)
+    python bench/gate_llama2c.py t2       # stories15M -O3 t1: history:5, paired, saved
+    python bench/gate_llama2c.py t4       # 12 appending sessions, S after session 8, change points
+
+Each writes its raw results to bench/out/gate_<target>.json and prints a table and PASS/FAIL lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    OUT,
+    ROOT,
+    Checkout,
+    Code,
+    Session,
+    check_import,
+    cpu_load,
+    gate_checks,
+    interleave,
+    make_checkout,
+    old_worktree,
+    print_checks,
+    progress,
+    run_session,
+    side_by_side,
+    slowed_run_c,
+    snapshot_code,
+    true_slowdown,
+    write_json,
+)
+
+REFRUN = ROOT / "pytest_llmperf" / "llama2c" / "refrun.c"
+OLD_REV = "62836fa"  # the code before issue 13
+SELECT_260K = "test_run and 260K"
+SELECT_15M = "test_run and 15M-O3-t1"
+DIVISOR_260K = 5  # chosen by `slowdown`: see the module docstring of the note
+DIVISOR_15M = 20
+
+
+class Bench:
+    """One target's sessions: a temporary node with its own baseline, cache and history dirs."""
+
+    def __init__(self, work: Path, code: Code, checkout: Checkout, select: str, new_options: bool):
+        self.work, self.code, self.checkout, self.select = work, code, checkout, select
+        self.base, self.cache, self.hist = work / "baselines", work / "cache", work / "history"
+        self.new_options = new_options
+        self.n = 0
+
+    def args(self, label: str, extra: list[str]) -> list[str]:
+        args = [str(self.code.suite), "-k", self.select, "--llmperf-node=gatebench",
+                f"--llmperf-baseline-dir={self.base}", f"--llmperf-cache-dir={self.cache}",
+                f"--llmperf-llama2c-src={self.checkout.path(label)}"]
+        if self.new_options:
+            args.append(f"--llmperf-history-dir={self.hist}")
+        return args + extra
+
+    def run(self, label: str, extra: list[str], tag: str = "") -> Session:
+        self.n += 1
+        out = self.work / "json" / f"{self.n:03d}-{tag or label}.json"
+        out.parent.mkdir(exist_ok=True)
+        return run_session(self.code, self.args(label, extra), out, label)
+
+
+def series(bench: Bench, labels: list[str], runs: int, extra: list[str], tag: str,
+           sessions: dict[str, list[Session]], t0: float) -> None:
+    order = interleave(labels, runs)
+    for i, label in enumerate(order, 1):
+        s = bench.run(label, extra, tag=f"{tag}-{label}")
+        sessions.setdefault(label, []).append(s)
+        progress(i, len(order), s, t0)
+
+
+def refrun_text() -> str:
+    return REFRUN.read_text()
+
+
+def setup(args: argparse.Namespace, divisor: int) -> tuple[Path, Checkout]:
+    work = Path(tempfile.mkdtemp(prefix=f"llmperf-gate-{args.cmd}-"))
+    checkout = make_checkout(work, refrun_text(), divisor)
+    print(f"work dir {work}; run.c commits {checkout.shas}; slowed: mat_vec + rows/{divisor}", flush=True)
+    return work, checkout
+
+
+def save_session(bench: Bench, extra: list[str], t0: float) -> Session:
+    s = bench.run("R", ["--llmperf-save-baseline", *extra], tag="save-R")
+    progress(0, 0, s, t0)
+    if s.rc != 0:
+        raise SystemExit(f"saving the baseline with R failed (exit {s.rc}):\n{s.tail}")
+    return s
+
+
+def doc_of(sessions: dict[str, list[Session]]) -> dict[str, Any]:
+    return {k: [s.to_json() for s in v] for k, v in sessions.items()}
+
+
+# -- slowdown ----------------------------------------------------------------------------------------
+
+def cmd_slowdown(args: argparse.Namespace) -> int:
+    from pytest_llmperf.llama2c.models import ensure_synthetic_model
+    from pytest_llmperf.llama2c.session import DEFAULT_STEPS
+
+    work = Path(tempfile.mkdtemp(prefix="llmperf-slowdown-"))
+    ckpt, tok = ensure_synthetic_model(work / "cache", args.model)
+    argv = [str(ckpt), "-z", str(tok), "-n", str(DEFAULT_STEPS[args.model]), "-s", "42", "-t", "1.0", "-p", "0.9"]
+    text = refrun_text()
+    results = {}
+    with cpu_load(not args.no_load):
+        for d in (int(x) for x in args.divisors.split(",")):
+            r = true_slowdown({"R": text, "S": slowed_run_c(text, d)}, argv, args.pairs, work / f"d{d}",
+                              flags=args.flags)
+            results[d] = r
+            print(f"{args.model} {args.flags} rows/{d}: tok/s medians R {r['R']['tok_median']:.1f} "
+                  f"S {r['S']['tok_median']:.1f}: {r.get('tok_ratio', 0) * 100:+.2f}% (pairwise median "
+                  f"{r.get('paired_median_ratio', 0) * 100:+.2f}%); wall medians R {r['R']['wall_median']:.3f} s "
+                  f"S {r['S']['wall_median']:.3f} s: {r['wall_ratio'] * 100:+.2f}%  ({args.pairs} pairs)", flush=True)
+    write_json(OUT / f"gate_slowdown_{args.model}.json", {"model": args.model, "results": results,
+                                                           "load": not args.no_load})
+    return 0
+
+
+# -- target 1 ----------------------------------------------------------------------------------------
+
+def cmd_t1(args: argparse.Namespace) -> int:
+    old = args.cmd == "t1-old"
+    work, checkout = setup(args, args.divisor or DIVISOR_260K)
+    code = old_worktree(Path(args.old_tree), OLD_REV) if old else snapshot_code(work / "code")
+    print(f"code under test: {code.label}; pytest_llmperf imported from {check_import(code, work)}", flush=True)
+    bench = Bench(work, code, checkout, SELECT_260K, new_options=not old)
+    extra = [] if old else [f"--llmperf-llama2c-ref={checkout.shas['R']}", *args.extra]
+    sessions: dict[str, list[Session]] = {}
+    t0 = time.perf_counter()
+    with cpu_load(not args.no_load):
+        save = save_session(bench, extra, t0)
+        series(bench, ["U", "S"], args.runs, extra, "t1", sessions, t0)
+    name = "today (62836fa, saved)" if old else "paired"
+    print()
+    print(f"=== target 1, {name}: stories260K rows, {args.runs} U and {args.runs} S sessions interleaved ===")
+    print(side_by_side({name: sessions}))
+    print(f"mean wall per session: {statistics.fmean(s.wall for ss in sessions.values() for s in ss):.1f} s "
+          f"(8 rows); baseline save {save.wall:.1f} s")
+    ok = print_checks(gate_checks(name, sessions.get("U", []), sessions.get("S", [])))
+    write_json(OUT / f"gate_{args.cmd}.json", {"code": code.label, "shas": checkout.shas, "divisor": checkout.divisor,
+                                               "extra": extra, "save": save.to_json(), "sessions": doc_of(sessions)})
+    return 0 if ok else 1
+
+
+# -- target 2 ----------------------------------------------------------------------------------------
+
+def cmd_t2(args: argparse.Namespace) -> int:
+    work, checkout = setup(args, args.divisor or DIVISOR_15M)
+    code = snapshot_code(work / "code")
+    print(f"code under test: {code.label}; pytest_llmperf imported from {check_import(code, work)}", flush=True)
+    bench = Bench(work, code, checkout, SELECT_15M, new_options=True)
+    r_sha = checkout.shas["R"]
+    modes: dict[str, dict[str, list[Session]]] = {}
+    t0 = time.perf_counter()
+    with cpu_load(not args.no_load):
+        nights = []
+        for i in range(args.nights):
+            extra = ["--llmperf-history-append", "--llmperf-llama2c-ref=off"]
+            if i == 0:
+                extra.append("--llmperf-save-baseline")
+            s = bench.run("R", extra, tag=f"night{i}")
+            nights.append(s)
+            progress(i + 1, args.nights, s, t0)
+        plans = {
+            "history:5": ["--llmperf-baseline=history:5", "--llmperf-llama2c-ref=off"],
+            "paired": [f"--llmperf-llama2c-ref={r_sha}"],
+            "saved": ["--llmperf-baseline=saved", "--llmperf-llama2c-ref=off"],
+        }
+        for name in args.modes.split(","):
+            print(f"--- {name}: {plans[name]}", flush=True)
+            modes[name] = {}
+            series(bench, ["U", "S"], args.runs, plans[name], name, modes[name], t0)
+    print()
+    print(f"=== target 2: stories15M -O3 t1, {args.nights} nights of R, then {args.runs} U / {args.runs} S per mode ===")
+    print(side_by_side(modes))
+    checks = []
+    for name, m in modes.items():
+        checks += gate_checks(name, m.get("U", []), m.get("S", []), ok_frac=None)
+    ok = print_checks(checks)
+    write_json(OUT / "gate_t2.json", {"code": code.label, "shas": checkout.shas, "divisor": checkout.divisor,
+                                      "nights": [s.to_json() for s in nights],
+                                      "modes": {k: doc_of(v) for k, v in modes.items()}})
+    return 0 if ok else 1
+
+
+# -- target 4 ----------------------------------------------------------------------------------------
+
+def cmd_t4(args: argparse.Namespace) -> int:
+    work, checkout = setup(args, args.divisor or DIVISOR_260K)
+    code = snapshot_code(work / "code")
+    print(f"code under test: {code.label}; pytest_llmperf imported from {check_import(code, work)}", flush=True)
+    bench = Bench(work, code, checkout, SELECT_260K, new_options=True)
+    sessions = []
+    t0 = time.perf_counter()
+    with cpu_load(not args.no_load):
+        for i in range(args.sessions):
+            label = "R" if i < args.swap else "S"
+            extra = ["--llmperf-history-append", *args.extra]
+            if i == 0:
+                extra.append("--llmperf-save-baseline")
+            s = bench.run(label, extra, tag=f"night{i}")
+            sessions.append(s)
+            progress(i + 1, args.sessions, s, t0)
+    rows = sorted({r for s in sessions for r in s.verdicts})
+    found: dict[str, Any] = {}
+    print()
+    print(f"=== target 4: {args.sessions} appending sessions, R for 0..{args.swap - 1}, S from index {args.swap} ===")
+    for row in rows:
+        node = f"suites/test_llama2c.py::test_run[{row}]"
+        cmd = [sys.executable, "-m", "pytest_llmperf.cli", "history", "--node", "gatebench",
+               "--baseline-dir", str(bench.base), "--history-dir", str(bench.hist), "--test", node, "--json"]
+        out = subprocess.run(cmd, cwd=code.root, capture_output=True, text=True,
+                             env={"PYTHONPATH": str(code.root), "PATH": "/usr/bin:/bin"})
+        try:
+            found[row] = json.loads(out.stdout)
+        except ValueError:
+            found[row] = {"error": (out.stdout + out.stderr)[-2000:], "cmd": cmd}
+        print(f"{row}: {json.dumps(found[row])[:600]}")
+    write_json(OUT / "gate_t4.json", {"code": code.label, "shas": checkout.shas, "divisor": checkout.divisor,
+                                      "swap": args.swap, "sessions": [s.to_json() for s in sessions],
+                                      "history_cli": found})
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("slowdown", "t1-old", "t1-new", "t2", "t4"):
+        p = sub.add_parser(name)
+        p.add_argument("--no-load", action="store_true", help="no CPU-heavy neighbour")
+        p.add_argument("--divisor", type=int, default=0, help="slowed build: mat_vec + rows/DIVISOR")
+        p.add_argument("--extra", action="append", default=[], help="extra pytest argument (repeatable)")
+        if name == "slowdown":
+            p.add_argument("--model", default="stories260K")
+            p.add_argument("--divisors", default="5,6,7")
+            p.add_argument("--pairs", type=int, default=60)
+            p.add_argument("--flags", default="-O3")
+        if name in ("t1-old", "t1-new"):
+            p.add_argument("--runs", type=int, default=20)
+            p.add_argument("--old-tree", default="/tmp/f-old")
+        if name == "t2":
+            p.add_argument("--runs", type=int, default=20)
+            p.add_argument("--nights", type=int, default=5)
+            p.add_argument("--modes", default="history:5,paired,saved")
+        if name == "t4":
+            p.add_argument("--sessions", type=int, default=12)
+            p.add_argument("--swap", type=int, default=8)
+    args = ap.parse_args()
+    return {"slowdown": cmd_slowdown, "t1-old": cmd_t1, "t1-new": cmd_t1, "t2": cmd_t2, "t4": cmd_t4}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,9 +1,13 @@
 """Tolerance + statistics -> verdict. Pure, no I/O.
 
-The estimate is the ratio of medians (of speed-adjusted samples when that applies), with a
-standard error ``se`` of its logarithm (stats.ratio_of_medians: the two samples' own uncertainty
-plus the session-to-session noise floor). The change ``c`` = ratio - 1 is oriented so that positive
-means worse; ``t`` is the tolerance; [lo, hi] is the ``confidence`` interval (99% by default) and
+Against a saved baseline the estimate is the ratio of medians (of speed-adjusted samples when that
+applies), with a standard error ``se`` of its logarithm (stats.ratio_of_medians: the two samples'
+own uncertainty plus the session-to-session noise floor). Against paired rounds of a reference
+build it is the median of the paired ratios, without the floor (compare_paired); against the
+node's history, tonight's median over the multi-night reference with the measured spread between
+nights (reference.compare_history). One rule (decide) turns any of these estimates into the
+verdict, whichever reference it used (Verdict.reference). The change ``c`` = ratio - 1 is
+oriented so that positive means worse; ``t`` is the tolerance; [lo, hi] is the ``confidence`` interval (99% by default) and
 ``up``/``down`` are the one-sided 75% bounds (``c`` moved 0.674 se towards / away from worse).
 
 * regressed   lo > 0 and up > t: the data is convincing that the metric got worse (the 99%
@@ -142,15 +146,22 @@ CPU_BOUND_SHARE = 0.8
 
 
 def _use_adjusted(base: Metric, cur: Metric) -> bool:
-    """Compare speed-adjusted samples? ``on``/``off`` decide; ``auto`` adjusts when both runs have
-    probes and both ran on the CPU of the timing thread (CPU time at least 80% of wall time):
-    only such work follows the CPU's speed. A workload that sleeps, waits for a GPU or computes
-    on other threads does not, and dividing it by the probe would only add the probe's noise."""
-    if cur.normalize == "off" or not base.probes or not cur.probes or base.probe_kind != cur.probe_kind:
+    """Compare speed-adjusted samples of ``cur`` and of its saved baseline ``base``? (adjusts)"""
+    return adjusts(cur, base.probe_kind if base.probes else None, base.cpu_share)
+
+
+def adjusts(cur: Metric, ref_probe_kind: str | None, ref_cpu_share: float | None) -> bool:
+    """Compare speed-adjusted samples of ``cur`` with a reference that has probes of the kind
+    ``ref_probe_kind`` (None: no probes) and the CPU share ``ref_cpu_share``? The one place of that
+    rule. ``on``/``off`` decide; ``auto`` adjusts when both sides have probes of the same kind and
+    both ran on the CPU of the timing thread (CPU time at least 80% of wall time): only such work
+    follows the CPU's speed. A workload that sleeps, waits for a GPU or computes on other threads
+    does not, and dividing it by the probe would only add the probe's noise."""
+    if cur.normalize == "off" or ref_probe_kind is None or not cur.probes or ref_probe_kind != cur.probe_kind:
         return False
     if cur.normalize == "on":
         return True
-    return (base.cpu_share or 0.0) >= CPU_BOUND_SHARE and (cur.cpu_share or 0.0) >= CPU_BOUND_SHARE
+    return (ref_cpu_share or 0.0) >= CPU_BOUND_SHARE and (cur.cpu_share or 0.0) >= CPU_BOUND_SHARE
 
 
 def adjusted_samples(metric: Metric) -> list[float]:
@@ -175,8 +186,19 @@ def compare_metric(
     noise_floor: float = 0.0,
 ) -> Verdict:
     """The verdict for one metric; ``base`` is None when the baseline has no such metric. A metric
-    recorded with ``gate=False`` gets the status ``info`` whatever the comparison found."""
-    verdict = _compare(test, base, cur, tolerance, confidence, noise_floor)
+    with paired rounds of a reference build (``cur.paired``) is compared with them instead, with or
+    without a baseline (compare_paired). A metric recorded with ``gate=False`` gets the status
+    ``info`` whatever the comparison found."""
+    if cur.paired is not None:
+        verdict = compare_paired(test, cur, tolerance, confidence)
+    else:
+        verdict = _compare(test, base, cur, tolerance, confidence, noise_floor)
+    return finish(verdict, cur)
+
+
+def finish(verdict: Verdict, cur: Metric) -> Verdict:
+    """The metric's note in the details, and ``info`` instead of the status for ``gate=False``:
+    the last step of every comparison of ``cur``."""
     if cur.note:
         verdict = replace(verdict, details={**verdict.details, "note": cur.note})
     if cur.gate:
@@ -206,25 +228,36 @@ def _compare(
         return replace(known, status=NOISY, reason="medians must be positive to form a ratio")
     raw_change = current_median / base_median - 1.0
     if cur.exact and base.exact:
-        return _compare_exact(raw_change, known)
+        return decide_exact(raw_change, known)
     adjusted = _use_adjusted(base, cur)
     if adjusted:
         b, c = adjusted_samples(base), adjusted_samples(cur)
     else:
         b, c = base.samples, cur.samples
     est = stats.ratio_of_medians(b, c, confidence=confidence, noise_floor=noise_floor)
-    change, low, high = est.ratio - 1.0, est.low - 1.0, est.high - 1.0
-    known = replace(known, change=change, ci_low=low, ci_high=high, adjusted=adjusted, raw_change=raw_change)
+    known = replace(known, adjusted=adjusted, raw_change=raw_change)
+    short = None
     if min(len(b), len(c)) < stats.MIN_SAMPLES:
-        return replace(
-            known, status=NOISY, p_value=None,
-            reason=f"too few samples to decide ({len(b)} baseline, {len(c)} current; need {stats.MIN_SAMPLES})",
-        )
+        short = f"too few samples to decide ({len(b)} baseline, {len(c)} current; need {stats.MIN_SAMPLES})"
+    return decide(known, est, short)
+
+
+def decide(known: Verdict, est: stats.RatioEstimate, short: str | None = None) -> Verdict:
+    """The decision rule (the module docstring) applied to an estimate of current/reference: the
+    verdict ``known`` (what does not depend on the comparison) with the change, its interval, the
+    p-value, the status and the reason. The one place of the rule, for a saved baseline, the
+    history's reference and paired rounds alike; each brings its own estimate and standard error.
+    ``short``: why there are too few values to decide (noisy, whatever the estimate says)."""
+    change, low, high = est.ratio - 1.0, est.low - 1.0, est.high - 1.0
+    known = replace(known, change=change, ci_low=low, ci_high=high)
+    if short:
+        return replace(known, status=NOISY, p_value=None, reason=short)
     # orient: positive = worse
-    sign = -1.0 if cur.higher_is_better else 1.0
+    sign = -1.0 if known.higher_is_better else 1.0
     worse = sign * change
     worse_lo, worse_hi = sorted((sign * low, sign * high))
-    p_value = est.p_decrease if cur.higher_is_better else est.p_increase
+    tolerance = known.tolerance
+    p_value = est.p_decrease if known.higher_is_better else est.p_increase
     margin = PLAUSIBLE_Z * est.se_log * (1.0 + abs(change))  # 0.674 se, as a relative change
     if worse_lo > 0 and worse + margin > tolerance:
         status, reason = REGRESSED, "convincingly worse, and beyond the tolerance or close to it"
@@ -239,10 +272,57 @@ def _compare(
     return replace(known, status=status, reason=reason, p_value=p_value)
 
 
-def _compare_exact(change: float, known: Verdict) -> Verdict:
-    """A deterministic metric (the same count on every run): no statistics and no noise floor,
-    only the change against the tolerance. Its interval is the change itself. ``known`` holds
-    the fields that do not depend on the comparison."""
+PAIRED = "paired:"  # Verdict.reference of a paired comparison: "paired:" + Metric.paired_ref
+
+
+def compare_paired(test: str, cur: Metric, tolerance: float, confidence: float = 0.99) -> Verdict:
+    """This build against a reference build whose rounds were interleaved with its own in this
+    session (``cur.paired[i]`` is the reference's value next to ``cur.samples[i]``).
+
+    The estimate is the median of the paired ratios r_i = samples_i / paired_i, with the standard
+    error of its logarithm from the ratios themselves (stats.run_log_median_se: distribution-free,
+    and batch means for slow fluctuations within the session), and NO session-to-session noise
+    floor: the floor stands for what differs between two sessions (the machine's clock, its load,
+    its temperature, the memory layout of the day), and both builds ran in the same session, side
+    by side, so that part is common to both and cancels in each ratio; what is left shows in the
+    ratios' own scatter. For the same reason no probe adjustment is made, and a fingerprint change
+    since the saved baseline does not matter to this verdict (both builds saw tonight's machine):
+    the glue may gate a paired metric whatever the fingerprint says. The baseline is not needed
+    either, so a paired metric is never ``new``.
+
+    The verdict: reference ``paired:<paired_ref>``, baseline = median of the reference's rounds,
+    change from the ratios, raw_change = the ratio of the two medians - 1 (shown, not gated),
+    adjusted False. Fewer than stats.MIN_SAMPLES pairs, rounds that do not pair, or a value that
+    is not positive: noisy, with the reason. A deterministic metric compares the median ratio with
+    the tolerance without statistics, as against a baseline."""
+    paired = list(cur.paired or [])
+    samples = list(cur.samples)
+    known = Verdict(
+        test=test, metric=cur.name, status=NOISY, unit=cur.unit, higher_is_better=cur.higher_is_better,
+        tolerance=tolerance, current=stats.median(samples) if samples else None,
+        baseline=stats.median(paired) if paired else None, n_current=len(samples), n_baseline=len(paired),
+        confidence=confidence, reference=PAIRED + cur.paired_ref,
+    )
+    if len(paired) != len(samples):
+        return replace(known, reason=(f"the reference build's {len(paired)} rounds do not pair with "
+                                      f"the {len(samples)} samples"))
+    if len(samples) < stats.MIN_SAMPLES:
+        return replace(known, reason=f"too few paired rounds to decide ({len(samples)}; need {stats.MIN_SAMPLES})")
+    if min(samples) <= 0 or min(paired) <= 0:
+        return replace(known, reason="paired values must be positive to form ratios")
+    ratios = [s / p for s, p in zip(samples, paired)]
+    raw_change = stats.median(samples) / stats.median(paired) - 1.0
+    ratio = stats.median(ratios)
+    if cur.exact:
+        return replace(decide_exact(ratio - 1.0, known), raw_change=raw_change)
+    est = stats.ratio_estimate(ratio, stats.run_log_median_se(ratios), confidence)
+    return decide(replace(known, raw_change=raw_change, adjusted=False), est)
+
+
+def decide_exact(change: float, known: Verdict) -> Verdict:
+    """The decision rule of a deterministic metric (the same count on every run): no statistics and
+    no noise floor, only the change against the tolerance. Its interval is the change itself.
+    ``known`` holds the fields that do not depend on the comparison."""
     sign = 1.0 if known.higher_is_better else -1.0
     worse = -sign * change
     tolerance = known.tolerance

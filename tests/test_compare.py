@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -520,3 +521,165 @@ def test_exact_gate_false_is_info():
     cur = Metric("instructions", "instr", False, [2e6], exact=True, gate=False)
     v = compare_metric("t", count_metric(1e6), cur, 0.001)
     assert v.status == compare.INFO and "regressed" in v.reason
+
+
+# -- the one decision rule ------------------------------------------------------------------------
+
+def test_unpaired_verdicts_say_they_used_the_saved_baseline():
+    assert compare_metric("t", time_metric(tight(1.0)), time_metric(tight(1.1)), 0.05).reference == "saved"
+    assert compare_metric("t", count_metric(1e6), count_metric(1e6), 0.001).reference == "saved"
+    assert compare_metric("t", None, time_metric(tight(1.0)), 0.05).reference == "saved"
+
+
+def test_decide_is_the_rule_of_compare_metric():
+    # decide() on the estimate that compare_metric forms gives the same verdict, field by field
+    base, cur = time_metric(tight(1.0)), time_metric(tight(1.04))
+    v = compare_metric("t", base, cur, 0.05, noise_floor=0.008)
+    est = stats.ratio_of_medians(base.samples, cur.samples, noise_floor=0.008)
+    known = Verdict(test="t", metric="time", status=NEW, unit="s", higher_is_better=False, tolerance=0.05,
+                    current=v.current, baseline=v.baseline, confidence=0.99, raw_change=v.raw_change,
+                    n_current=51, n_baseline=51)
+    assert compare.decide(known, est) == v
+    assert compare.decide(known, est, short="too few").status == NOISY
+    assert compare.decide(known, est, short="too few").reason == "too few"
+    assert compare.decide(known, est, short="too few").p_value is None
+
+
+@pytest.mark.parametrize("log_change, se, tolerance, status", [
+    (math.log(1.10), 0.01, 0.05, REGRESSED),   # far beyond, convincing
+    (math.log(1.045), 0.008, 0.05, REGRESSED),  # inside, but within 0.674 se of the tolerance
+    (math.log(1.04), 0.008, 0.05, OK),         # convincing, clearly inside
+    (math.log(1.02), 0.03, 0.05, NOISY),       # the interval covers 0 and reaches beyond
+    (math.log(0.90), 0.01, 0.05, IMPROVED),
+    (0.0, 0.0, 0.05, OK),
+])
+def test_decide_on_an_estimate_alone(log_change, se, tolerance, status):
+    known = Verdict(test="t", metric="time", status=NEW, unit="s", higher_is_better=False, tolerance=tolerance,
+                    current=1.0, confidence=0.99)
+    v = compare.decide(known, stats.ratio_estimate(math.exp(log_change), se))
+    assert v.status == status
+    assert v.change == pytest.approx(math.expm1(log_change))
+    # a rate that changed by as much the other way gets the same status
+    rate = replace(known, higher_is_better=True)
+    assert compare.decide(rate, stats.ratio_estimate(2.0 - math.exp(log_change), se)).status == status
+
+
+# -- paired rounds of a reference build -----------------------------------------------------------
+
+def paired_run(slowdown: float, seed: int, n: int = 30, higher: bool = False, machine: float = 1.0,
+               paired_ref: str = "git 1a2b3c4d") -> Metric:
+    """n interleaved rounds: the machine's speed wanders by up to 30% from round to round (both
+    builds of a round see it alike), each round has 1% of its own jitter."""
+    rng = random.Random(seed)
+    samples, paired = [], []
+    for _ in range(n):
+        speed = machine * (1.0 + 0.3 * rng.random())
+        ref = 2.0 * speed * (1.0 + 0.01 * rng.uniform(-1, 1))
+        this = 2.0 * (1.0 + slowdown) * speed * (1.0 + 0.01 * rng.uniform(-1, 1))
+        if higher:  # tokens per second: the reciprocal of a time
+            ref, this = 100.0 / ref, 100.0 / this
+        samples.append(this)
+        paired.append(ref)
+    unit = "tok/s" if higher else "s"
+    return Metric("tok_per_s" if higher else "time", unit, higher, samples, paired=paired, paired_ref=paired_ref)
+
+
+@pytest.mark.parametrize("higher", [False, True])
+def test_a_ten_percent_slower_build_is_regressed_against_its_paired_reference(higher):
+    cur = paired_run(0.10, seed=1, higher=higher)
+    v = compare_metric("t::a", None, cur, tolerance=0.05)
+    assert v.status == REGRESSED and v.failed
+    assert v.reference == "paired:git 1a2b3c4d"
+    assert v.change == pytest.approx(1 / 1.1 - 1 if higher else 0.10, abs=0.01)
+    assert v.ci_low > (-0.2 if higher else 0.0) and v.ci_high < (0.0 if higher else 0.2)
+    assert v.baseline == pytest.approx(stats.median(cur.paired))
+    assert v.current == pytest.approx(stats.median(cur.samples))
+    assert v.n_baseline == v.n_current == 30
+    assert v.adjusted is False
+    assert v.raw_change == pytest.approx(stats.median(cur.samples) / stats.median(cur.paired) - 1)
+
+
+def test_identical_builds_are_ok_however_the_machine_wanders():
+    # rounds that wander by 30% give a ratio of medians that is all over the place; the paired ratios do not
+    for seed in range(20):
+        cur = paired_run(0.0, seed=seed)
+        v = compare_metric("t", None, cur, tolerance=0.03)
+        assert v.status == OK, (seed, v)
+        assert v.ci_low > -0.03 and v.ci_high < 0.03
+        unpaired = compare_metric("t", Metric("time", "s", False, list(cur.paired)),
+                                  Metric("time", "s", False, list(cur.samples)), tolerance=0.03)
+        assert unpaired.ci_high - unpaired.ci_low > 3 * (v.ci_high - v.ci_low)
+
+
+def test_paired_comparison_has_no_noise_floor_and_ignores_the_baseline():
+    cur = paired_run(0.04, seed=3)
+    base = time_metric(tight(1.0))  # a baseline that says +100%: not used
+    v = compare_metric("t", base, cur, tolerance=0.05, noise_floor=0.05)
+    ratios = [s / p for s, p in zip(cur.samples, cur.paired)]
+    se = stats.run_log_median_se(ratios)
+    est = stats.ratio_estimate(stats.median(ratios), se)
+    assert v.change == pytest.approx(stats.median(ratios) - 1)
+    assert v.ci_low == pytest.approx(est.low - 1) and v.ci_high == pytest.approx(est.high - 1)
+    assert v.baseline == pytest.approx(stats.median(cur.paired)) and v.reference.startswith("paired:")
+    # the 5% floor would have made +4% at a 5% tolerance noisy; without it, it is decided
+    assert v.status in (OK, REGRESSED)
+
+
+def test_change_comes_from_the_ratios_not_from_the_medians():
+    # the machine is twice as fast in the second half: each pair still says +10%
+    samples = [1.1] * 5 + [0.55] * 6
+    paired = [1.0] * 5 + [0.5] * 6
+    cur = Metric("time", "s", False, samples, paired=paired, paired_ref="dir /x")
+    v = compare_metric("t", None, cur, 0.05)
+    assert v.change == pytest.approx(0.10)
+    assert v.raw_change == pytest.approx(0.55 / 0.5 - 1)  # the medians' ratio, shown
+    assert v.status == REGRESSED and v.reference == "paired:dir /x"
+
+
+def test_too_few_pairs_are_noisy():
+    cur = Metric("time", "s", False, [1.2, 1.2], paired=[1.0, 1.0], paired_ref="binary /x/run")
+    v = compare_metric("t", None, cur, 0.05)
+    assert v.status == NOISY and not v.failed
+    assert v.reason == "too few paired rounds to decide (2; need 3)"
+    assert v.reference == "paired:binary /x/run" and v.baseline == 1.0 and v.n_baseline == 2
+
+
+def test_rounds_that_do_not_pair_are_noisy_with_the_reason():
+    cur = Metric("time", "s", False, [1.0, 1.1, 1.2, 1.3], paired=[1.0, 1.0, 1.0], paired_ref="x")
+    v = compare_metric("t", None, cur, 0.05)
+    assert v.status == NOISY and v.reason == "the reference build's 3 rounds do not pair with the 4 samples"
+
+
+def test_a_paired_value_that_is_not_positive_is_noisy():
+    cur = Metric("misses", "", False, [0.0, 1.0, 2.0], paired=[1.0, 1.0, 1.0], gate=False)
+    v = compare_metric("t", None, cur, 0.05)
+    assert v.status == compare.INFO and "paired values must be positive" in v.reason
+
+
+def test_paired_gate_false_is_info_and_the_note_is_kept():
+    cur = paired_run(0.10, seed=1)
+    cur.gate, cur.note = False, "derived"
+    v = compare_metric("t", None, cur, 0.05)
+    assert v.status == compare.INFO and v.reason.startswith("informational (regressed: ")
+    assert v.details == {"note": "derived"} and v.reference == "paired:git 1a2b3c4d"
+
+
+def test_a_paired_metric_without_baseline_is_never_new():
+    for slowdown in (0.0, 0.10, -0.10):
+        v = compare_metric("t", None, paired_run(slowdown, seed=2), 0.05)
+        assert v.status != NEW
+    assert compare_metric("t", None, paired_run(-0.10, seed=2), 0.05).status == IMPROVED
+
+
+def test_empty_paired_rounds_are_noisy_not_new():
+    v = compare_metric("t", None, Metric("time", "s", False, [], paired=[], paired_ref="x"), 0.05)
+    assert v.status == NOISY and v.current is None and v.baseline is None
+
+
+def test_exact_paired_metric_compares_the_ratio_with_the_tolerance():
+    cur = Metric("instructions", "instr", False, [1_010_000.0] * 3, paired=[1_000_000.0] * 3, exact=True,
+                 paired_ref="git abc")
+    v = compare_metric("t", None, cur, 0.005)
+    assert v.status == REGRESSED and v.change == pytest.approx(0.01) and v.p_value is None
+    assert v.reference == "paired:git abc"
+    assert compare_metric("t", None, cur, 0.02).status == OK

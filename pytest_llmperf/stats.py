@@ -171,8 +171,16 @@ def ratio_of_medians(
     m_cur = median(current)
     if m_base <= 0 or m_cur <= 0:
         raise ValueError("ratio of medians needs positive medians")
-    ratio = m_cur / m_base
     se = math.sqrt(run_log_median_se(baseline) ** 2 + run_log_median_se(current) ** 2 + math.log1p(noise_floor) ** 2)
+    return ratio_estimate(m_cur / m_base, se, confidence)
+
+
+def ratio_estimate(ratio: float, se: float, confidence: float = 0.99) -> RatioEstimate:
+    """The interval and the one-sided p-values of a positive ``ratio`` whose logarithm has the standard
+    error ``se`` (normal on the log scale). Every comparison (a saved baseline, the history's
+    reference, paired rounds) ends here with its own estimate and standard error."""
+    if not ratio > 0:
+        raise ValueError("a ratio estimate needs a positive ratio")
     log_ratio = math.log(ratio)
     if math.isinf(se):
         return RatioEstimate(ratio, 0.0, math.inf, se, 1.0, 1.0)
@@ -220,3 +228,68 @@ def steady_start(rounds: Sequence[float], window: int = 3, spread: float = 0.10)
         if is_steady(rounds[start:start + window], spread):
             return start
     return None
+
+
+def _incomplete_beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function, for 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _incomplete_beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _incomplete_beta_fraction(b, a, 1.0 - x) / b
+
+
+def t_cdf(x: float, df: float) -> float:
+    """P(T <= x) for Student's t with ``df`` (> 0, not necessarily whole) degrees of freedom."""
+    if df <= 0:
+        raise ValueError(f"t distribution needs positive degrees of freedom, got {df}")
+    if math.isinf(df):
+        return _NORMAL.cdf(x)
+    tail = 0.5 * _regularized_beta(df / 2.0, 0.5, df / (df + x * x))
+    return 1.0 - tail if x > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile (0 < p < 1) of Student's t with ``df`` degrees of freedom: bisection on
+    t_cdf between the normal quantile and a bound that the t quantile never exceeds."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"a quantile needs 0 < p < 1, got {p}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    z = _NORMAL.inv_cdf(p)
+    if math.isinf(df) or df > 1e7:
+        return z
+    lo, hi = z, z
+    while t_cdf(hi, df) < p:
+        hi = hi * 2.0 + 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    return (lo + hi) / 2.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,14 @@ class Collector:
         self.holes: list[Hole] = []  # found at the end of the session (finish)
         self.missing: list[Verdict] = []  # the holes as verdicts of status missing
         self.missing_errors: list[str] = []  # strict mode: one line per hole of a gated metric
+        # where expectations come from besides the saved baseline (the history's): each is called at
+        # the end with the selected nodeids and returns {nodeid: {metric: holes.Expected}}
+        self.expectations: list[Callable[[set[str]], Expectations]] = []
+
+    def expect(self, source: Callable[[set[str]], Expectations]) -> None:
+        """Add a source of expected tests and metrics (called once, at the end of the session, with
+        the nodeids of the selected tests); the saved baseline's comes first and wins a tie."""
+        self.expectations.append(source)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._note_outcome(report)
@@ -135,9 +143,10 @@ def expected_from_baseline(state: Session, selected: set[str]) -> dict[str, dict
     return out
 
 
-def find_holes(state: Session, collector: Collector, *extra: Expectations) -> None:
+def find_holes(state: Session, collector: Collector) -> None:
     """The holes of this session (holes.py) into ``collector``: the saved baseline's expectations
-    and ``extra`` ones (the history's); nothing when saving a baseline (no comparison)."""
+    and those of ``collector.expectations`` (the history's); nothing when saving a baseline (no
+    comparison)."""
     from . import holes
     from .config import tolerance_for
 
@@ -146,7 +155,7 @@ def find_holes(state: Session, collector: Collector, *extra: Expectations) -> No
         return
     selected = set(collector.outcomes)
     base = expected_from_baseline(state, selected) if state.baseline_files else {}
-    expected = holes.merge(base, *extra)
+    expected = holes.merge(base, *(source(selected) for source in collector.expectations))
     if not expected:
         return
     collector.holes = holes.find(expected, collector.outcomes.values())

@@ -445,3 +445,32 @@ def test_find_groups_by_reason_and_merge_keeps_the_first_source():
     assert [(v.metric, v.status, v.unit, v.reference) for v in verdicts] == [
         ("a", "missing", "s", "saved"), ("b", "missing", "s", "history"), ("perf.cycles", "missing", "", "saved")]
     assert holes.find(expected, [holes.Outcome("t.py::t")]) == []  # no report: not selected
+
+
+def test_other_sources_of_expectations_join_the_baseline(pytester):
+    """The history's expectations come in through Collector.expect (plugin_history uses it): a
+    test the history knows and the saved baseline does not is missing too, from "the history"."""
+    pytester.makeconftest(textwrap.dedent(
+        """
+        import pytest
+        from pytest_llmperf.holes import Expected
+        from pytest_llmperf.plugin_finish import COLLECTOR
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_configure(config):
+            collector = config.stash.get(COLLECTOR, None)
+            if collector is not None:
+                collector.expect(lambda selected: {
+                    n: {"tok_per_s": Expected("tok/s", True, source="history")} for n in selected})
+        """
+    ))
+    pytester.makepyfile(test_h="def test_quiet(llmperf):\n    pass\n")
+    result = run(pytester, "--llmperf-json=r.json")
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["llmperf: 1 missing", "llmperf: WARNING missing: test_h.py::test_quiet: test of the "
+                                 "history recorded none of its metrics (tok_per_s): recorded nothing"])
+    v = statuses(report(pytester))[("test_quiet", "tok_per_s")]
+    assert v["status"] == "missing" and v["reference"] == "history"
+    strict = run(pytester, "--llmperf-strict")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED

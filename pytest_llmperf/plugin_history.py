@@ -1,0 +1,392 @@
+"""The core glue of the node's history (issue 13): its options, the history reference of a verdict,
+the change-point and drift check of tonight's median, and the append at the end of a session.
+
+Imported by plugin.py at configure time only when an option of the history is given or the node
+has a history directory; the store, the reference model and the change-point detector when a test
+records a metric. Nothing here runs on an xdist worker but the reading: the controller appends.
+
+Defaults, and why. Appending is off unless asked (``--llmperf-history-append``, ini
+``llmperf_history_append = true`` or ``LLMPERF_HISTORY_APPEND=1`` in the nightly job): a local
+run on a developer's laptop must not become a night of the node's record. Reading is on whenever
+the node has a history: the change-point check and the missing-test check use it, and
+``--llmperf-baseline=history[:N]`` takes its reference from it (default N: 10 nights).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .api import Option, Session, Value, add_options, read_options
+from .config import ConfigError, parse_positive_int
+
+if TYPE_CHECKING:
+    from .compare import Metric, Verdict
+    from .history import Entry, HistoryStore, Point, Run
+
+GROUP = ("llmperf", "pytest-llmperf: LLM performance regression testing")
+DEFAULT_NIGHTS = 10
+MAX_NIGHTS = 1000
+MAX_HISTORY_SAMPLES = 1000
+# fewer nights of history than this before tonight: no change-point check (find_steps needs 4 points
+# before the newest for its last-night test; the drift test 5 in its window)
+MIN_CHANGEPOINT_NIGHTS = 4
+CHANGEPOINT_ALPHA = 0.01
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--llmperf-baseline", metavar="saved|history[:N]", env="LLMPERF_BASELINE",
+           help=f"the reference of the verdicts: the saved baseline (saved, the default), or the last N accepted "
+                f"nights of this node's history with this machine's fingerprint (history, N default "
+                f"{DEFAULT_NIGHTS}); a test without such nights falls back to the saved baseline"),
+    Option("--llmperf-history-append", action="store_true", ini_type="bool", env="LLMPERF_HISTORY_APPEND",
+           help="append this run to the node's history, one line per test (for the nightly job; also ini "
+                "llmperf_history_append = true, env LLMPERF_HISTORY_APPEND=1); default: off"),
+    Option("--llmperf-history-dir", metavar="DIR", env="LLMPERF_HISTORY_DIR",
+           help="keep the history in DIR/<node>/ (also env LLMPERF_HISTORY_DIR); default: <baseline dir>/<node>/"
+                "history"),
+    Option("--llmperf-history-samples", metavar="N",
+           help="keep up to N samples per metric in each history line (default 0: summaries only, under 1 KB "
+                "per test)"),
+    Option("--llmperf-history-keep", metavar="N",
+           help="after appending, keep only the newest N runs of each test (retention); default: keep all"),
+    Option("--llmperf-accept", action="store_true", ini=False,
+           help="accept this run as the start of the history reference (after an intended change); "
+                "implies --llmperf-history-append"),
+)
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    reference: str  # "saved" or "history"
+    nights: int  # N of history[:N]
+    append: bool
+    accept: bool
+    directory: Path  # the node's history directory
+    samples: int
+    keep: int | None
+
+
+def parse_reference(raw: object, where: str) -> tuple[str, int]:
+    """``saved`` -> ("saved", N); ``history`` / ``history:7`` -> ("history", 7)."""
+    text = str(raw).strip().lower() if raw not in (None, "") else "saved"
+    kind, sep, count = text.partition(":")
+    if kind == "saved" and not sep:
+        return "saved", DEFAULT_NIGHTS
+    if kind == "history":
+        nights = parse_positive_int(count, f"{where} history:N", maximum=MAX_NIGHTS) if sep else DEFAULT_NIGHTS
+        return "history", nights
+    raise ConfigError(f"{where}: invalid value {str(raw)[:40]!r}, expected 'saved', 'history' or 'history:N'")
+
+
+def parse_flag(value: Value) -> bool:
+    """A flag that may come from the environment as text: 1/true/yes/on or 0/false/no/off."""
+    raw = value.raw
+    if isinstance(raw, bool) or raw is None:
+        return bool(raw)
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{value.where}: invalid value {text[:40]!r}, expected 1/true/yes/on or 0/false/no/off")
+
+
+def parse(values: Mapping[str, Value], baseline_dir: Path, node: str) -> HistoryOptions:
+    from .history import node_history_dir
+
+    ref = values["llmperf_baseline"]
+    kind, nights = parse_reference(ref.raw, ref.where)
+    samples = values["llmperf_history_samples"]
+    keep = values["llmperf_history_keep"]
+    accept = parse_flag(values["llmperf_accept"])
+    return HistoryOptions(
+        reference=kind, nights=nights,
+        append=parse_flag(values["llmperf_history_append"]) or accept, accept=accept,
+        directory=node_history_dir(baseline_dir, node, values["llmperf_history_dir"].path()),
+        samples=parse_positive_int(samples.raw, samples.where, minimum=0, maximum=MAX_HISTORY_SAMPLES)
+        if samples.raw not in (None, "") else 0,
+        keep=parse_positive_int(keep.raw, keep.where, maximum=10**6) if keep.raw not in (None, "") else None,
+    )
+
+
+def register(parser: pytest.Parser) -> None:
+    add_options(parser, *GROUP, OPTIONS)
+
+
+KEY = pytest.StashKey["NodeHistory"]()
+
+
+@dataclass
+class NodeHistory:
+    """The history of this session's node: options, the store (read lazily, one read per test
+    file), this run's id and time, and what the session found (change points to report)."""
+
+    options: HistoryOptions
+    run_id: str
+    time: str
+    _store: HistoryStore | None = None
+    _entries: dict[str, list[Entry]] | None = None
+    notes: list[str] = field(default_factory=list)  # older change points, drifts below the gate
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None  # a history that cannot be read: said once, the history is left out
+
+    @property
+    def store(self) -> HistoryStore:
+        if self._store is None:
+            from .history import HistoryStore
+
+            self._store = HistoryStore(self.options.directory)
+        return self._store
+
+    def entries(self, nodeid: str) -> list[Entry]:
+        """The test's history (time order); empty when the node has none or it cannot be read (the
+        error is kept and reported once at the end: a broken history never hides a verdict)."""
+        if self._entries is None:
+            self._entries = {}
+            if self.options.directory.is_dir():
+                from .history import HistoryError
+
+                try:
+                    self._entries = self.store.read_all()
+                except HistoryError as exc:
+                    self.error = str(exc)
+                for line in self.store.warnings:
+                    if line not in self.warnings:
+                        self.warnings.append(line)
+        return self._entries.get(nodeid, [])
+
+    def expected(self) -> dict[str, set[str]]:
+        """Every test of the history with the metrics of its newest run: what a run that selects
+        it should record (the missing-test check)."""
+        from .history import Run
+
+        self.entries("")
+        out: dict[str, set[str]] = {}
+        for nodeid, entries in (self._entries or {}).items():
+            runs = [e for e in entries if isinstance(e, Run)]
+            if runs:
+                out[nodeid] = set(runs[-1].metrics)
+        return out
+
+
+def configure(config: pytest.Config, state: Session) -> None:
+    """Parse the options; check an append target before any test runs (one line, exit 4)."""
+    from .history import new_run_id, utc_now_text
+
+    try:
+        opts = parse(read_options(config, OPTIONS), state.config.baseline_dir, state.config.node)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"llmperf: {exc}") from None
+    now = _dt.datetime.now(_dt.timezone.utc)
+    config.stash[KEY] = NodeHistory(opts, new_run_id(now), utc_now_text(now))
+    if opts.append and not state.is_worker:
+        from .history import HistoryError, check_writable
+
+        try:
+            check_writable(opts.directory)
+        except HistoryError as exc:
+            raise pytest.UsageError(f"llmperf: {exc}") from None
+    config.pluginmanager.register(_Hooks(config), "llmperf-history")
+
+
+def node_history(config: pytest.Config) -> NodeHistory | None:
+    return config.stash.get(KEY, None)
+
+
+# ------------------------------------------------------------------------------------------ verdicts
+
+
+def _series(entries: Sequence[Entry], fingerprint: str, metric: Metric) -> list[tuple[Run, float]]:
+    """The nights of ``metric`` since the last reset with this fingerprint, each with the value the
+    change-point check compares: the speed-adjusted median when every night and tonight have probes of
+    the same kind, else the plain median."""
+    from . import reference
+
+    runs = reference.since_reset(entries, fingerprint, metric.name)
+    points: list[tuple[Run, Point]] = [(r, r.metrics[metric.name]) for r in runs]
+    adjusted = bool(metric.probes) and bool(points) and all(
+        p.adjusted is not None and p.probe_kind == metric.probe_kind for _r, p in points)
+    return [(r, p.adjusted if adjusted and p.adjusted is not None else p.median) for r, p in points]
+
+
+def _tonight(metric: Metric, adjusted: bool) -> float:
+    from . import compare, stats
+
+    return stats.median(compare.adjusted_samples(metric) if adjusted else metric.samples)
+
+
+def _side(run: Run | None, time: str) -> str:
+    """``2026-11-30 (repo 1a2b3c4d, llama2c 9f8e7d6c)``: a night's date and its commits."""
+    if run is None:
+        return f"{time[:10]} (tonight)"
+    commits = ", ".join(f"{name} {c.get('commit', '')[:8]}{'+dirty' if c.get('dirty') else ''}"
+                        for name, c in sorted(run.commits.items()))
+    return f"{run.time[:10]}" + (f" ({commits})" if commits else "")
+
+
+def history_verdict(state: Session, nodeid: str, metric: Metric, tolerance: float) -> Verdict | None:
+    """The verdict against the history reference (``--llmperf-baseline=history[:N]``), or None when
+    the option is not given or the test has no accepted night with this fingerprint (the saved
+    baseline then decides, and its verdict says so)."""
+    hist = node_history(state.pytest_config)
+    if hist is None or hist.options.reference != "history" or metric.paired:
+        return None
+    entries = hist.entries(nodeid)
+    if not entries:
+        return None
+    from . import reference
+
+    digest = state.machine()[2]
+    points = reference.select(entries, digest, metric.name, hist.options.nights)
+    ref = reference.reference_for(points, metric, state.config.noise_floor)
+    if ref is None:
+        return None
+    return reference.compare_history(nodeid, ref, metric, tolerance, state.config.confidence,
+                                     state.config.noise_floor)
+
+
+def changepoint_check(state: Session, nodeid: str, metric: Metric, verdict: Verdict) -> tuple[Verdict, str | None]:
+    """Tonight's median appended to the nights since the last reset: a step at the newest night, or
+    an accumulated drift, in the worse direction and beyond the tolerance fails the metric like a
+    regression (the verdict becomes ``regressed`` with the dates and commits on both sides); an
+    older step, or one within the tolerance, is a note of the summary. Returns the verdict and the
+    failure line (None when it passes)."""
+    from . import compare
+
+    hist = node_history(state.pytest_config)
+    if hist is None or not metric.gate or metric.exact or verdict.status == compare.REGRESSED:
+        return verdict, None
+    entries = hist.entries(nodeid)
+    if not entries:
+        return verdict, None
+    series = _series(entries, state.machine()[2], metric)
+    if len(series) < MIN_CHANGEPOINT_NIGHTS:
+        return verdict, None
+    from . import changepoint
+
+    adjusted = bool(metric.probes) and all(
+        r.metrics[metric.name].adjusted is not None for r, _v in series)
+    values = [v for _r, v in series] + [_tonight(metric, adjusted)]
+    runs: list[Run | None] = [r for r, _v in series] + [None]
+    sign = 1.0 if metric.higher_is_better else -1.0  # a worse change is negative after the sign
+    tol = verdict.tolerance
+    what = f"{metric.name} ({'speed-adjusted ' if adjusted else ''}nightly medians, {len(values)} nights)"
+    for step in changepoint.find_steps(values, alpha=CHANGEPOINT_ALPHA):
+        before, after = runs[step.index - 1], runs[step.index]
+        text = (f"change point in {nodeid} {what}: {_side(before, hist.time)} -> {_side(after, hist.time)}: "
+                f"{compare.fmt_pct(step.change)}")
+        if step.index == len(values) - 1 and sign * step.change < -tol:
+            line = f"llmperf: {text}, worse beyond the tolerance {tol:.1%} at the newest night"
+            return replace(verdict, status=compare.REGRESSED, reason=line.removeprefix("llmperf: ")), line
+        hist.notes.append(text)
+    drift = changepoint.find_drift(values, alpha=CHANGEPOINT_ALPHA)
+    if drift is not None:
+        start = runs[drift.start]
+        text = (f"drift in {nodeid} {what}: {compare.fmt_pct(drift.slope)}/night since {_side(start, hist.time)}, "
+                f"{compare.fmt_pct(drift.total)} in all (p={drift.p_value:.2g})")
+        if sign * drift.total < -tol:
+            line = f"llmperf: {text}: worse beyond the tolerance {tol:.1%}"
+            return replace(verdict, status=compare.REGRESSED, reason=line.removeprefix("llmperf: ")), line
+        hist.notes.append(text)
+    return verdict, None
+
+
+class _Hooks:
+    """The history's hook implementations, registered as a plugin at configure time."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_llmperf_reference_commit(self, config: pytest.Config, nodeid: str, source: str) -> str | None:
+        return reference_commit(config, nodeid, source)
+
+
+def reference_commit(config: pytest.Config, nodeid: str, source: str) -> str | None:
+    """The ``source`` commit of the newest accepted night of ``nodeid`` with this fingerprint."""
+    from . import reference
+    from .api import session
+    from .history import Run
+
+    hist = node_history(config)
+    if hist is None:
+        return None
+    entries = hist.entries(nodeid)
+    runs = [e for e in entries if isinstance(e, Run)]
+    if not runs:
+        return None
+    digest = session(config).machine()[2]
+    for name in runs[-1].metrics:
+        chosen = reference.select(entries, digest, name, 1)
+        if chosen:
+            commit = chosen[-1][0].commits.get(source, {}).get("commit")
+            return str(commit) if commit else None
+    return None
+
+
+# ------------------------------------------------------------------------------------------ append
+
+
+def finish(state: Session, exitstatus: int) -> list[str]:
+    """Append this run to the node's history (when asked, and not interrupted); mark a saved
+    baseline as a reset of the history reference. Returns error lines (each one line, naming the
+    file); nothing is rewritten on an error."""
+    hist = node_history(state.pytest_config)
+    if hist is None:
+        return []
+    errors: list[str] = []
+    if hist.error:
+        errors.append(f"history not used: {hist.error}")
+    if not state.results:
+        return errors
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        if hist.options.append:
+            errors.append("run interrupted: nothing appended to the history")
+        return errors
+    from .history import HistoryError
+
+    try:
+        if hist.options.append:
+            hist.store.append(_records(state, hist), keep=hist.options.keep)
+        elif state.saved and hist.options.directory.is_dir():
+            # a saved baseline starts the history reference again, even on a run that does not append
+            saved = [r.nodeid for r in state.results if r.nodeid in state.passed_call and r.metrics]
+            hist.store.accept(saved, None, why="baseline saved")
+    except HistoryError as exc:
+        errors.append(str(exc))
+    except OSError as exc:
+        errors.append(f"cannot write the history in {hist.options.directory}: {exc.strerror or exc}")
+    return errors
+
+
+def commits(state: Session) -> dict[str, dict[str, Any] | None]:
+    """The repository under test (the rootdir's work tree) and the features' source checkouts."""
+    from . import gitinfo
+
+    repo = gitinfo.commit_of(state.pytest_config.rootpath)
+    out: dict[str, dict[str, Any] | None] = {"repo": dict(repo) if repo else None}
+    for name, info in state.sources.items():
+        out[name] = info
+    return out
+
+
+def _records(state: Session, hist: NodeHistory) -> list[Run]:
+    from . import __version__
+    from .history import run_record
+
+    found = commits(state)
+    reset = hist.options.accept or bool(state.saved)
+    out = []
+    for result in state.results:
+        if not result.metrics:
+            continue
+        outcome = "passed" if result.nodeid in state.passed_call else "failed"
+        out.append(run_record(result.to_json(), None, run_id=hist.run_id, time=hist.time,
+                              fingerprint=result.fingerprint,
+                              plugin_version=__version__, commits=found, outcome=outcome,
+                              reset=reset and outcome == "passed", samples=hist.options.samples))
+    return out

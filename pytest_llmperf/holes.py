@@ -61,6 +61,7 @@ class Expected:
     higher_is_better: bool
     gate: bool = True
     source: str = "saved"
+    median: float | None = None  # the reference's median, shown in the baseline column
 
 
 Expectations = Mapping[str, Mapping[str, Expected]]  # nodeid -> metric name -> Expected
@@ -188,7 +189,7 @@ def verdicts(holes: Iterable[Hole], expected: Expectations, tolerance: Callable[
             e = expected[hole.nodeid][name]
             out.append(Verdict(test=hole.nodeid, metric=name, status=MISSING, unit=e.unit,
                                higher_is_better=e.higher_is_better, tolerance=tolerance(name), current=None,
-                               reason=hole.reason, reference=e.source))
+                               baseline=e.median, reason=hole.reason, reference=e.source))
     return out
 
 

@@ -127,6 +127,7 @@ def verdicts(state: Session) -> list[Verdict]:
 
 def expected_from_baseline(state: Session, selected: set[str]) -> dict[str, dict[str, Expected]]:
     """The metrics each selected test of the node's saved baseline is expected to record."""
+    from . import stats
     from .baseline import BaselineError
 
     out: dict[str, dict[str, Expected]] = {}
@@ -135,7 +136,8 @@ def expected_from_baseline(state: Session, selected: set[str]) -> dict[str, dict
         for nodeid in tests:
             if nodeid in selected:
                 metrics = state.store.lookup(nodeid)[0]
-                out[nodeid] = {name: Expected(m.unit, m.higher_is_better, m.gate, "saved")
+                out[nodeid] = {name: Expected(m.unit, m.higher_is_better, m.gate, "saved",
+                                              stats.median(m.samples) if m.samples else None)
                                for name, m in metrics.items()}
     except BaselineError as exc:  # checked at configure time; changed under us since
         state.report_errors.append(str(exc))

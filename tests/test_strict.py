@@ -158,7 +158,7 @@ def test_without_strict_missing_tests_show_in_summary_json_and_markdown_and_pass
     result.assert_outcomes(passed=4, skipped=2)
     assert result.ret == 0
     result.stdout.fnmatch_lines([
-        "*test_skippy*tok_per_s*missing*",
+        "*test_skippy*tok_per_s*100 tok/s*-*missing*",
         "llmperf: 2 missing, 5 ok",
         "llmperf: WARNING missing: test_s.py::test_skippy: test of the saved baseline recorded none of its "
         "metrics (tok_per_s): skipped: no accelerator here",
@@ -169,6 +169,7 @@ def test_without_strict_missing_tests_show_in_summary_json_and_markdown_and_pass
     v = statuses(payload)[("test_skipif", "tok_per_s")]
     assert v["status"] == "missing" and v["reason"] == "skipped: needs the big model"
     assert v["current"] is None and v["reference"] == "saved" and v["unit"] == "tok/s"
+    assert v["baseline"] == pytest.approx(100.0, rel=1e-3)  # the saved median, for the reader
     assert {(m["test"], tuple(m["metrics"]), m["reason"], m["gated"]) for m in payload["missing"]} == {
         ("test_s.py::test_skippy", ("tok_per_s",), "skipped: no accelerator here", True),
         ("test_s.py::test_skipif", ("tok_per_s",), "skipped: needs the big model", True),

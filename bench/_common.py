@@ -212,7 +212,18 @@ def run_session(code: Code, args: Sequence[str], json_out: Path, label: str, met
             sess.verdicts[row_id(v["test"])] = v
     if out.returncode not in (0, 1) or not sess.verdicts:
         sess.tail = "\n".join((out.stdout + out.stderr).rstrip().splitlines()[-25:])
+    with (json_out.parent / "sessions.jsonl").open("a") as log:  # what `summarize` reads after a kill
+        log.write(json.dumps({"json": json_out.name, **sess.to_json()}) + "\n")
     return sess
+
+
+def load_sessions(json_dir: Path) -> list[tuple[str, Session]]:
+    """(json file name, Session) of every session logged in ``json_dir/sessions.jsonl``, in order."""
+    out = []
+    for line in (json_dir / "sessions.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        out.append((d["json"], Session(d["label"], d["rc"], d["wall"], d["verdicts"], d.get("tail", ""))))
+    return out
 
 
 def describe(sess: Session) -> str:

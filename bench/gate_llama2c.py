@@ -45,6 +45,7 @@ from _common import (
     print_checks,
     progress,
     run_session,
+    session_env,
     side_by_side,
     slowed_run_c,
     snapshot_code,
@@ -73,7 +74,7 @@ class Bench:
         args = [str(self.code.suite), "-k", self.select, "--llmperf-node=gatebench",
                 f"--llmperf-baseline-dir={self.base}", f"--llmperf-cache-dir={self.cache}",
                 f"--llmperf-llama2c-src={self.checkout.path(label)}"]
-        if self.new_options:
+        if self.new_options and has_option(self.code, "--llmperf-history-dir"):
             args.append(f"--llmperf-history-dir={self.hist}")
         return args + extra
 
@@ -82,6 +83,18 @@ class Bench:
         out = self.work / "json" / f"{self.n:03d}-{tag or label}.json"
         out.parent.mkdir(exist_ok=True)
         return run_session(self.code, self.args(label, extra), out, label)
+
+
+_HELP: dict[Path, str] = {}
+
+
+def has_option(code: Code, option: str) -> bool:
+    """Does ``python3 -m pytest --help`` under ``code`` list ``option``?"""
+    if code.root not in _HELP:
+        _HELP[code.root] = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
+                                          cwd=code.root, env=session_env(code), capture_output=True,
+                                          text=True).stdout
+    return option in _HELP[code.root]
 
 
 def series(bench: Bench, labels: list[str], runs: int, extra: list[str], tag: str,
@@ -153,7 +166,7 @@ def cmd_t1(args: argparse.Namespace) -> int:
     sessions: dict[str, list[Session]] = {}
     t0 = time.perf_counter()
     with cpu_load(not args.no_load):
-        save = save_session(bench, extra, t0)
+        save = save_session(bench, [] if old else ["--llmperf-llama2c-ref=off", *args.extra], t0)
         series(bench, ["U", "S"], args.runs, extra, "t1", sessions, t0)
     name = "today (62836fa, saved)" if old else "paired"
     print()
@@ -226,25 +239,76 @@ def cmd_t4(args: argparse.Namespace) -> int:
             s = bench.run(label, extra, tag=f"night{i}")
             sessions.append(s)
             progress(i + 1, args.sessions, s, t0)
-    rows = sorted({r for s in sessions for r in s.verdicts})
-    found: dict[str, Any] = {}
     print()
     print(f"=== target 4: {args.sessions} appending sessions, R for 0..{args.swap - 1}, S from index {args.swap} ===")
-    for row in rows:
-        node = f"suites/test_llama2c.py::test_run[{row}]"
-        cmd = [sys.executable, "-m", "pytest_llmperf.cli", "history", "--node", "gatebench",
-               "--baseline-dir", str(bench.base), "--history-dir", str(bench.hist), "--test", node, "--json"]
-        out = subprocess.run(cmd, cwd=code.root, capture_output=True, text=True,
-                             env={"PYTHONPATH": str(code.root), "PATH": "/usr/bin:/bin"})
-        try:
-            found[row] = json.loads(out.stdout)
-        except ValueError:
-            found[row] = {"error": (out.stdout + out.stderr)[-2000:], "cmd": cmd}
-        print(f"{row}: {json.dumps(found[row])[:600]}")
+    hist_args = ["--history-dir", str(bench.hist)] if has_option(code, "--llmperf-history-dir") else []
+    cmd = [sys.executable, "-m", "pytest_llmperf.cli", "history", "--node", "gatebench",
+           "--baseline-dir", str(bench.base), *hist_args, "--json"]
+    print("$ " + " ".join(cmd))
+    out = subprocess.run(cmd, cwd=code.root, capture_output=True, text=True, env=session_env(code))
+    print(f"exit {out.returncode}; stderr: {out.stderr.strip()[-1000:]}")
+    try:
+        found: dict[str, Any] = json.loads(out.stdout)
+    except ValueError:
+        found = {"error": (out.stdout + out.stderr)[-3000:]}
+        print(found["error"])
+    hits = 0
+    total = 0
+    for test in found.get("tests", []):
+        for m in test["metrics"]:
+            if m["metric"] != "tok_per_s":
+                continue
+            total += 1
+            cps = [(c["index"], c["kind"], c["change"]) for c in m["change_points"]]
+            hit = any(i == args.swap for i, _, _ in cps)
+            hits += hit
+            trend = m["trend"]
+            print(f"{test['nodeid'].rsplit('[', 1)[-1].rstrip(']'):26s} nights {m['nights']:2d} change points "
+                  + (", ".join(f"index {i} ({k}) {c * 100:+.1f}%" for i, k, c in cps) or "none")
+                  + (f"; trend {trend['slope'] * 100:+.2f}%/night over {trend['nights']}" if trend else "")
+                  + ("  <- found at the swap" if hit else ""))
+    print(f"  {'PASS' if total and hits == total else 'FAIL'}  change point at index {args.swap} "
+          f"(the first S session) in {hits}/{total} rows' tok_per_s")
     write_json(OUT / "gate_t4.json", {"code": code.label, "shas": checkout.shas, "divisor": checkout.divisor,
                                       "swap": args.swap, "sessions": [s.to_json() for s in sessions],
                                       "history_cli": found})
     return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    """Tables of a (killed or finished) run from its work dir: json/sessions.jsonl, or for a run started
+    before that log existed, its progress log (--log) with the session JSON files."""
+    import re
+
+    from _common import load_sessions
+
+    jdir = Path(args.workdir) / "json"
+    if (jdir / "sessions.jsonl").exists():
+        logged = load_sessions(jdir)
+    else:
+        lines = re.findall(r"\[\s*(\d+)/\d+\] (\S+)\s+exit (\d+)\s+([\d.]+) s", Path(args.log).read_text())
+        files = sorted(f for f in jdir.glob("*.json") if not f.name.startswith("001-"))
+        logged = []
+        for f, (_, label, rc, wall) in zip(files, lines[1:], strict=False):
+            data = json.loads(f.read_text())
+            vs = {r.split("[", 1)[1].rstrip("]"): v for v in data.get("verdicts", [])
+                  if v.get("metric") == "tok_per_s" for r in [v["test"]]}
+            logged.append((f.name, Session(label, int(rc), float(wall), vs)))
+    groups: dict[str, dict[str, list[Session]]] = {}
+    for name, s in logged:
+        tag = name[4:-5].rsplit("-", 1)[0]  # NNN-<tag>-<label>.json
+        if tag.startswith(("night", "save")):
+            continue
+        groups.setdefault(tag, {}).setdefault(s.label, []).append(s)
+    print(f"=== {args.workdir}: {sum(len(v) for g in groups.values() for v in g.values())} sessions ===")
+    print(side_by_side(groups))
+    checks = []
+    for tag, g in groups.items():
+        checks += gate_checks(tag, g.get("U", []), g.get("S", []), ok_frac=0.9 if tag == "t1" else None)
+    ok = print_checks(checks)
+    if args.out:
+        write_json(Path(args.out), {"workdir": args.workdir, "groups": {k: doc_of(v) for k, v in groups.items()}})
+    return 0 if ok else 1
 
 
 def main() -> int:
@@ -270,7 +334,13 @@ def main() -> int:
         if name == "t4":
             p.add_argument("--sessions", type=int, default=12)
             p.add_argument("--swap", type=int, default=8)
+    p = sub.add_parser("summarize")
+    p.add_argument("workdir")
+    p.add_argument("--log", default="")
+    p.add_argument("--out", default="")
     args = ap.parse_args()
+    if args.cmd == "summarize":
+        return cmd_summarize(args)
     return {"slowdown": cmd_slowdown, "t1-old": cmd_t1, "t1-new": cmd_t1, "t2": cmd_t2, "t4": cmd_t4}[args.cmd](args)
 
 

@@ -36,7 +36,10 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from .plugin_history import register
+
     add_options(parser)
+    register(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,6 +72,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
         collector = config.stash[COLLECTOR] = Collector(state)
         config.pluginmanager.register(collector, "llmperf-collector")
+    from .plugin_history import configure as configure_history
+
+    configure_history(config, state)
+    if not state.is_worker:
+        from .plugin_history import expected
+
+        collector.expect(lambda selected: expected(config, selected))
     # import the store only when there is something to read or write: a session without
     # baselines (or without benchmarks) pays nothing for it
     node_dir = cfg.baseline_dir / cfg.node

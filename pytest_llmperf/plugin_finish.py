@@ -175,6 +175,9 @@ def finish(session: pytest.Session, state: Session, exitstatus: int, collector: 
             state.save_error = "run interrupted: no baseline saved"
         else:
             _save(state)
+    from .plugin_history import finish as finish_history
+
+    state.report_errors.extend(finish_history(state, exitstatus))
     if cfg.json_path or cfg.markdown_path:
         _write_reports(state, collector)
     failed = state.save_error or state.report_errors or (collector is not None and collector.missing_errors)
@@ -219,6 +222,28 @@ def _save(state: Session) -> None:
         state.save_error = f"cannot write baselines: {where}: {exc.strerror or exc}"
 
 
+RUN_SCHEMA = "pytest-llmperf-run"
+RUN_SCHEMA_VERSION = 2  # 2: schema, time, run_id, commits, host (issue 13); 1 had none of them
+
+
+def run_meta(state: Session) -> dict[str, Any]:
+    """What identifies this run in its JSON report: schema and version, the UTC time the session
+    started, the run id the history records it under, the commits under test, the host."""
+    import socket
+
+    from .plugin_history import commits, node_history
+
+    hist = node_history(state.pytest_config)
+    return {
+        "schema": RUN_SCHEMA, "schema_version": RUN_SCHEMA_VERSION,
+        "time": hist.time if hist is not None else None,
+        "run_id": hist.run_id if hist is not None else None,
+        "commits": {k: v for k, v in commits(state).items() if v is not None},
+        "host": socket.gethostname(),
+        "plugin_version": __version__,
+    }
+
+
 def _write_reports(state: Session, collector: Collector | None = None) -> None:
     """Each report on its own: a JSON report that cannot be written does not keep the Markdown
     one from being written. A report that cannot be written is an error (the session's exit
@@ -236,7 +261,7 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
                 fields, digest = state.machine()[1:]
             except pytest.fail.Exception:
                 pass
-        meta = {"plugin_version": __version__, "mode": "save" if cfg.save_baseline else "compare",
+        meta = {**run_meta(state), "mode": "save" if cfg.save_baseline else "compare",
                 "strict": cfg.strict, "saved_baselines": [str(p) for p in state.saved],
                 "missing": [h.to_dict() for h in collector.holes] if collector is not None else []}
         return report.json_text(report.to_json(cfg.node, fields, digest, state.results, found, meta))
@@ -286,6 +311,22 @@ def _artifacts_summary(tr: Any, state: Session) -> None:
         tr.write_line(f"llmperf: profiler {kind} skipped in {len(tests)} test(s): {reason}", yellow=True)
 
 
+def _history_summary(tr: Any, state: Session) -> None:
+    """Older change points and drifts within the tolerance (the gate's own fail the tests), torn
+    lines skipped, and where this run was appended."""
+    from .plugin_history import node_history
+
+    hist = node_history(state.pytest_config)
+    if hist is None:
+        return
+    for line in hist.notes:
+        tr.write_line(f"llmperf: {line}")
+    for line in hist.warnings:
+        tr.write_line(f"llmperf: WARNING {line}", yellow=True)
+    if hist.appended:
+        tr.write_line(f"llmperf: appended run {hist.run_id} to the history in {hist.options.directory}")
+
+
 def has_news(state: Session, collector: Collector | None) -> bool:
     """Whether the terminal summary has anything to say (else it prints nothing)."""
     return bool(state.results or state.saved or state.save_error or state.report_errors
@@ -326,6 +367,7 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
             elif v.status == "improved" and not state.config.save_baseline:
                 tr.write_line(f"llmperf: {v.test} {v.metric} improved: consider --llmperf-save-baseline", green=True)
     _artifacts_summary(tr, state)
+    _history_summary(tr, state)
     for path in state.saved:
         tr.write_line(f"llmperf: saved baseline {path}")
     if state.config.save_baseline and not state.saved and not state.save_error and state.results:

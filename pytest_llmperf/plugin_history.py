@@ -28,6 +28,7 @@ from .config import ConfigError, parse_positive_int
 if TYPE_CHECKING:
     from .compare import Metric, Verdict
     from .history import Entry, HistoryStore, Point, Run
+    from .holes import Expected
 
 GROUP = ("llmperf", "pytest-llmperf: LLM performance regression testing")
 DEFAULT_NIGHTS = 10
@@ -96,9 +97,14 @@ def parse_flag(value: Value) -> bool:
     raise ConfigError(f"{value.where}: invalid value {text[:40]!r}, expected 1/true/yes/on or 0/false/no/off")
 
 
-def parse(values: Mapping[str, Value], baseline_dir: Path, node: str) -> HistoryOptions:
-    from .history import node_history_dir
+def history_directory(baseline_dir: Path, node: str, history_dir: Path | None) -> Path:
+    """The node's history directory: ``<history_dir>/<node>`` when one is given, else
+    ``<baseline dir>/<node>/history`` (history.node_history_dir's rule, kept here so that
+    configuring a session does not import the store; a test checks that the two agree)."""
+    return history_dir / node if history_dir is not None else baseline_dir / node / "history"
 
+
+def parse(values: Mapping[str, Value], baseline_dir: Path, node: str) -> HistoryOptions:
     ref = values["llmperf_baseline"]
     kind, nights = parse_reference(ref.raw, ref.where)
     samples = values["llmperf_history_samples"]
@@ -107,7 +113,7 @@ def parse(values: Mapping[str, Value], baseline_dir: Path, node: str) -> History
     return HistoryOptions(
         reference=kind, nights=nights,
         append=parse_flag(values["llmperf_history_append"]) or accept, accept=accept,
-        directory=node_history_dir(baseline_dir, node, values["llmperf_history_dir"].path()),
+        directory=history_directory(baseline_dir, node, values["llmperf_history_dir"].path()),
         samples=parse_positive_int(samples.raw, samples.where, minimum=0, maximum=MAX_HISTORY_SAMPLES)
         if samples.raw not in (None, "") else 0,
         keep=parse_positive_int(keep.raw, keep.where, maximum=10**6) if keep.raw not in (None, "") else None,
@@ -127,13 +133,30 @@ class NodeHistory:
     file), this run's id and time, and what the session found (change points to report)."""
 
     options: HistoryOptions
-    run_id: str
-    time: str
+    started: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+    _run: tuple[str, str] | None = None  # (run id, time text), made when first asked
     _store: HistoryStore | None = None
     _entries: dict[str, list[Entry]] | None = None
     notes: list[str] = field(default_factory=list)  # older change points, drifts below the gate
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # a history that cannot be read: said once, the history is left out
+    appended: list[Path] = field(default_factory=list)  # the files this run was appended to
+
+    def _started(self) -> tuple[str, str]:
+        if self._run is None:
+            from .history import new_run_id, utc_now_text
+
+            self._run = (new_run_id(self.started), utc_now_text(self.started))
+        return self._run
+
+    @property
+    def run_id(self) -> str:
+        return self._started()[0]
+
+    @property
+    def time(self) -> str:
+        """The UTC time this session started, as the history writes it."""
+        return self._started()[1]
 
     @property
     def store(self) -> HistoryStore:
@@ -160,30 +183,35 @@ class NodeHistory:
                         self.warnings.append(line)
         return self._entries.get(nodeid, [])
 
-    def expected(self) -> dict[str, set[str]]:
-        """Every test of the history with the metrics of its newest run: what a run that selects
-        it should record (the missing-test check)."""
+    def expected(self, selected: set[str]) -> dict[str, dict[str, Expected]]:
+        """The metrics each selected test's newest run in the history recorded: what this run
+        should record too (the missing-test check; holes.py)."""
         from .history import Run
+        from .holes import Expected
 
-        self.entries("")
-        out: dict[str, set[str]] = {}
-        for nodeid, entries in (self._entries or {}).items():
-            runs = [e for e in entries if isinstance(e, Run)]
+        out: dict[str, dict[str, Expected]] = {}
+        for nodeid in sorted(selected):
+            runs = [e for e in self.entries(nodeid) if isinstance(e, Run)]
             if runs:
-                out[nodeid] = set(runs[-1].metrics)
+                out[nodeid] = {name: Expected(p.unit, p.higher_is_better, p.gate, source="history", median=p.median)
+                               for name, p in runs[-1].metrics.items()}
         return out
 
 
-def configure(config: pytest.Config, state: Session) -> None:
-    """Parse the options; check an append target before any test runs (one line, exit 4)."""
-    from .history import new_run_id, utc_now_text
+def expected(config: pytest.Config, selected: set[str]) -> dict[str, dict[str, Expected]]:
+    hist = node_history(config)
+    return hist.expected(selected) if hist is not None and hist.options.directory.is_dir() else {}
 
+
+def configure(config: pytest.Config, state: Session) -> None:
+    """Parse the options; check an append target before any test runs (one line, exit 4). Cheap:
+    the store is imported only when appending, or when a test records a metric and the node has a
+    history."""
     try:
         opts = parse(read_options(config, OPTIONS), state.config.baseline_dir, state.config.node)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmperf: {exc}") from None
-    now = _dt.datetime.now(_dt.timezone.utc)
-    config.stash[KEY] = NodeHistory(opts, new_run_id(now), utc_now_text(now))
+    config.stash[KEY] = NodeHistory(opts)
     if opts.append and not state.is_worker:
         from .history import HistoryError, check_writable
 
@@ -351,7 +379,7 @@ def finish(state: Session, exitstatus: int) -> list[str]:
 
     try:
         if hist.options.append:
-            hist.store.append(_records(state, hist), keep=hist.options.keep)
+            hist.appended = hist.store.append(_records(state, hist), keep=hist.options.keep)
         elif state.saved and hist.options.directory.is_dir():
             # a saved baseline starts the history reference again, even on a run that does not append
             saved = [r.nodeid for r in state.results if r.nodeid in state.passed_call and r.metrics]

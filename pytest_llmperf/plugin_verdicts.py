@@ -13,6 +13,7 @@ from . import compare, stats
 from .api import MARKER, RECORDER, Session
 from .baseline import metric_to_json
 from .config import tolerance_for
+from .plugin_history import changepoint_check, history_verdict
 from .result import TestResult, baseline_applies
 
 
@@ -90,14 +91,23 @@ def evaluate(state: Session, item: pytest.Item, metrics: list[compare.Metric]) -
                 errors.append(line)
             verdicts.append(compare.not_compared(item.nodeid, metric, tol, [what], why="metric changed"))
             continue
-        if differs and base is not None:
+        # a paired metric is compared with its reference build's rounds of this session; else the
+        # history reference when asked for and the test has accepted nights on this machine; else
+        # the saved baseline
+        hv = history_verdict(state, item.nodeid, metric, tol) if not metric.paired else None
+        if hv is not None:
+            v = hv
+        elif differs and base is not None and not metric.paired:
             v = _not_compared(item.nodeid, base, metric, tol, diff_lines)
         else:
             v = compare.compare_metric(item.nodeid, base, metric, tol, cfg.confidence, cfg.noise_floor)
+        v, step_line = changepoint_check(state, item.nodeid, metric, v)
         verdicts.append(v)
         if cfg.save_baseline or cfg.report_only:
             continue
-        if v.status == compare.REGRESSED:
+        if step_line is not None:
+            failures.append(step_line)
+        elif v.status == compare.REGRESSED:
             failures.append("llmperf: " + compare.verdict_message(v))
         elif v.status == compare.NOT_COMPARED and cfg.strict and metric.gate:
             failures.append(f"llmperf: metric {metric.name!r} not compared (--llmperf-strict): {v.reason}; "

@@ -12,7 +12,7 @@ from .compare import Verdict, fmt_pct, fmt_value
 if TYPE_CHECKING:
     from .result import TestResult
 
-COLUMNS = ["test", "metric", "baseline", "current", "change", "tolerance", "status"]
+COLUMNS = ["test", "metric", "reference", "baseline", "current", "change", "tolerance", "status"]
 STATUS_ORDER = {"regressed": 0, "missing": 1, "noisy": 2, "not-compared": 3, "new": 4, "improved": 5, "ok": 6,
                 "info": 7}
 
@@ -28,6 +28,14 @@ def _change_cell(v: Verdict) -> str:
     return text
 
 
+def _reference_cell(v: Verdict) -> str:
+    """What the verdict compared with: ``saved``, ``history:5``, ``paired:git 1a2b3c4d``; ``-`` when
+    nothing (a new metric, a missing one)."""
+    if v.status in ("new", "missing") and v.reference == "saved":
+        return "-"
+    return v.reference
+
+
 def rows(verdicts: Iterable[Verdict]) -> list[list[str]]:
     out = []
     for v in verdicts:
@@ -36,6 +44,7 @@ def rows(verdicts: Iterable[Verdict]) -> list[list[str]]:
         out.append([
             v.test,
             f"{v.metric} {arrow}",
+            _reference_cell(v),
             fmt_value(v.baseline) + (unit if v.baseline is not None else ""),
             fmt_value(v.current) + (unit if v.current is not None else ""),
             _change_cell(v),

@@ -4,6 +4,7 @@ session, the history reference, the change-point gate, the reference commit hook
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,213 @@ def test_parse_defaults_and_layout(tmp_path):
 def test_parse_errors_name_the_option(tmp_path, key, raw, fragment):
     with pytest.raises(ConfigError, match=fragment):
         parse(_values(tmp_path, **{key: raw}), tmp_path, "n1")
+
+
+def test_history_directory_agrees_with_the_store(tmp_path):
+    from pytest_llmperf.history import node_history_dir
+    from pytest_llmperf.plugin_history import history_directory
+
+    assert history_directory(tmp_path / "b", "n1", None) == node_history_dir(tmp_path / "b", "n1")
+    assert history_directory(tmp_path / "b", "n1", tmp_path / "h") == node_history_dir(tmp_path / "b", "n1",
+                                                                                        tmp_path / "h")
+
+
+# ------------------------------------------------------------------------------ real sessions
+
+NODE = "histnode"
+TESTS = textwrap.dedent(
+    """
+    import os, pytest
+
+    def samples(s):
+        return [100.0 * s * (1 + ((i * 7) % 11 - 5) / 1000.0) for i in range(30)]
+
+    def test_tok(llmperf):
+        llmperf.record("tok_per_s", samples(float(os.environ.get("TOK_SCALE", "1"))), unit="tok/s",
+                       higher_is_better=True)
+
+    def test_other(llmperf):
+        if os.environ.get("SKIP") == "1":
+            pytest.skip("no accelerator tonight")
+        llmperf.record("ms", samples(1.0), unit="ms", higher_is_better=False)
+    """
+)
+CLEAR = ("LLMPERF_NODE", "LLMPERF_BASELINE_DIR", "LLMPERF_HISTORY_APPEND", "LLMPERF_HISTORY_DIR",
+         "LLMPERF_BASELINE", "LLMPERF_STRICT", "PYTEST_ADDOPTS")
+
+
+@pytest.fixture
+def project(pytester, monkeypatch):
+    for key in CLEAR:
+        monkeypatch.delenv(key, raising=False)
+    pytester.makepyfile(test_bench=TESTS)
+    return pytester
+
+
+def _run(pytester, *args, scale=1.0, **env):
+    import os
+
+    old = dict(os.environ)
+    os.environ["TOK_SCALE"] = str(scale)
+    os.environ.update({k: str(v) for k, v in env.items()})
+    try:
+        return pytester.runpytest("-p", "no:cacheprovider", f"--llmperf-node={NODE}", *args)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def _lines(pytester, name="test_bench.jsonl"):
+    path = pytester.path / "baselines" / NODE / "history" / name
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _nights(pytester, scales, *extra):
+    for s in scales:
+        assert _run(pytester, "--llmperf-history-append", *extra, scale=s).ret == 0
+
+
+def test_append_writes_one_line_per_test_and_nothing_by_default(project):
+    assert _run(project).ret == 0
+    assert _lines(project) == []
+    result = _run(project, "--llmperf-history-append")
+    assert result.ret == 0
+    lines = _lines(project)
+    assert [line["nodeid"] for line in lines] == ["test_bench.py::test_tok", "test_bench.py::test_other"]
+    first = lines[0]
+    assert first["kind"] == "run" and first["outcome"] == "passed" and first["reset"] is False
+    assert first["metrics"]["tok_per_s"]["median"] == pytest.approx(100.0, rel=0.01)
+    assert first["metrics"]["tok_per_s"]["status"] == "new" and first["metrics"]["tok_per_s"]["n"] == 30
+    assert "samples" not in first["metrics"]["tok_per_s"]
+    assert all(len(json.dumps(line)) < 1024 for line in lines)
+    result.stdout.fnmatch_lines([f"llmperf: appended run * to the history in *{NODE}*history"])
+    _run(project, env_append="1")  # an unrelated variable: still not appended
+    _run(project, LLMPERF_HISTORY_APPEND="1", scale=1.0)
+    assert len(_lines(project)) == 4
+    assert len({line["run"] for line in _lines(project)}) == 2
+
+
+def test_samples_kept_only_when_asked(project):
+    assert _run(project, "--llmperf-history-append", "--llmperf-history-samples=10").ret == 0
+    assert len(_lines(project)[0]["metrics"]["tok_per_s"]["samples"]) == 10
+
+
+def test_history_reference_decides_and_says_which(project):
+    _nights(project, [1.0, 1.002, 0.998, 1.001, 0.999])
+    ok = _run(project, "--llmperf-baseline=history:5", "--llmperf-json=ok.json", scale=1.0)
+    assert ok.ret == 0
+    verdict = next(v for v in json.loads((project.path / "ok.json").read_text())["verdicts"]
+                   if v["metric"] == "tok_per_s")
+    assert verdict["reference"] == "history:5" and verdict["status"] == "ok" and verdict["n_baseline"] == 5
+    bad = _run(project, "--llmperf-baseline=history:5", "--llmperf-json=bad.json", scale=0.9)
+    assert bad.ret == 1
+    verdict = next(v for v in json.loads((project.path / "bad.json").read_text())["verdicts"]
+                   if v["metric"] == "tok_per_s")
+    assert verdict["status"] == "regressed" and verdict["reference"] == "history:5"
+    assert verdict["change"] == pytest.approx(-0.1, abs=0.01)
+    ok.stdout.fnmatch_lines(["*test_tok*tok_per_s*history:5*ok*"])
+
+
+def test_a_regressed_night_does_not_become_the_reference_until_accepted(project):
+    _nights(project, [1.0, 1.001, 0.999])
+    assert _run(project, "--llmperf-baseline=history", "--llmperf-history-append", scale=0.9).ret == 1
+    assert _run(project, "--llmperf-baseline=history", "--llmperf-history-append", scale=0.9).ret == 1
+    assert _run(project, "--llmperf-baseline=history", "--llmperf-accept", "--llmperf-report-only",
+                scale=0.9).ret == 0
+    assert _lines(project)[-2]["reset"] is True
+    assert _run(project, "--llmperf-baseline=history", scale=0.9).ret == 0
+
+
+def test_a_step_at_the_newest_night_fails_the_test_with_dates(project):
+    _nights(project, [1.0, 1.002, 0.998, 1.001, 0.999, 1.0])
+    result = _run(project, scale=0.85)  # no saved baseline: only the change-point check can fail it
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*llmperf: change point in test_bench.py::test_tok tok_per_s (nightly medians, 7 "
+                                 "nights): 20*-*(tonight): -15.0%, worse beyond the tolerance 5.0% at the newest night*"])
+    assert _run(project, scale=1.0).ret == 0
+
+
+def test_a_slow_drift_fails_once_it_adds_up_beyond_the_tolerance(project):
+    # -1% a night: no night is a step beyond the 5% tolerance, the sum of them is
+    _nights(project, [1.0, 1.002, 0.998, 1.001, 0.999, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93],
+            "--llmperf-report-only")
+    result = _run(project, scale=0.92)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*llmperf: drift in test_bench.py::test_tok tok_per_s (nightly medians, 13 nights): "
+                                 "-1.0%/night since 20*, -*% in all (p=*): worse beyond the tolerance 5.0%*"])
+
+
+def test_saving_a_baseline_restarts_the_history_reference(project):
+    _nights(project, [1.0, 1.0])
+    assert _run(project, "--llmperf-save-baseline", scale=0.9).ret == 0
+    accepts = [line for line in _lines(project) if line["kind"] == "accept"]
+    assert {a["nodeid"] for a in accepts} == {"test_bench.py::test_tok", "test_bench.py::test_other"}
+    assert accepts[0]["why"] == "baseline saved"
+    assert _run(project, "--llmperf-save-baseline", "--llmperf-history-append", scale=0.9).ret == 0
+    assert _lines(project)[-1]["reset"] is True
+
+
+def test_unwritable_history_dir_is_a_usage_error(project):
+    (project.path / "afile").write_text("x")
+    result = _run(project, "--llmperf-history-append", "--llmperf-history-dir=afile")
+    assert result.ret == 4
+    assert "afile" in result.stderr.str() and "llmperf:" in result.stderr.str()
+
+
+def test_a_corrupt_history_is_one_error_line_and_is_not_rewritten(project):
+    _nights(project, [1.0, 1.0])
+    path = project.path / "baselines" / NODE / "history" / "test_bench.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "{not json\n" + "".join(lines[1:]))
+    before = path.read_bytes()
+    result = _run(project, "--llmperf-history-append")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*llmperf: ERROR: history not used: *test_bench.jsonl*line 2*"])
+    assert path.read_bytes().startswith(before)
+
+
+def test_run_json_has_schema_time_commits_and_host(project):
+    import socket
+    import subprocess
+
+    subprocess.run(["git", "init", "-q"], cwd=project.path, check=True)
+    subprocess.run(["git", "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "x"],
+                   cwd=project.path, check=True)
+    assert _run(project, "--llmperf-json=run.json", "--llmperf-history-append").ret == 0
+    data = json.loads((project.path / "run.json").read_text())
+    assert data["schema"] == "pytest-llmperf-run" and data["schema_version"] == 2
+    assert data["time"].endswith("Z") and data["host"] == socket.gethostname()
+    assert len(data["commits"]["repo"]["commit"]) == 40
+    assert _lines(project)[0]["run"] == data["run_id"]
+    assert _lines(project)[0]["commits"]["repo"] == data["commits"]["repo"]
+
+
+def test_reference_commit_hook_answers_from_the_history(project):
+    project.makeconftest(textwrap.dedent(
+        """
+        import os, pytest
+        from pytest_llmperf.api import session
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_configure(config):
+            session(config).sources["llama2c"] = {"path": "/src", "commit": os.environ["SRC_COMMIT"], "dirty": False}
+
+        def pytest_terminal_summary(terminalreporter, config):
+            answer = config.hook.pytest_llmperf_reference_commit(config=config, nodeid="test_bench.py::test_tok",
+                                                                 source="llama2c")
+            terminalreporter.write_line(f"REFERENCE-COMMIT {answer}")
+        """))
+    first = _run(project, "--llmperf-history-append", SRC_COMMIT="a" * 40)
+    first.stdout.fnmatch_lines(["REFERENCE-COMMIT None"])
+    again = _run(project, "--llmperf-history-append", SRC_COMMIT="b" * 40)
+    again.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'a' * 40}"])
+    assert _lines(project)[-1]["commits"]["llama2c"] == {"commit": "b" * 40, "dirty": False}
+
+
+def test_a_test_of_the_history_that_skips_is_missing(project):
+    _nights(project, [1.0])
+    result = _run(project, SKIP="1")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*WARNING missing*test_other*no accelerator tonight*"])
+    strict = _run(project, "--llmperf-strict", "--llmperf-report-only", SKIP="1")
+    assert "missing" in strict.stdout.str()

@@ -11,10 +11,11 @@ Lines. One JSON object per line, keys sorted, compact separators, UTF-8, ``"\\n"
 ``run`` line per test per run (time, run id, fingerprint digest, plugin version, commits, outcome,
 reset, and per metric unit, direction, median, n, within-session standard error, speed-adjusted
 median and probe kind, CPU share, this run's verdict, samples when asked) and ``accept`` lines
-(the reference starts again). Floats carry 7 significant digits; a typical test of three metrics
-(tok_per_s with a probe, mbu, peak_rss) takes about 640 bytes without samples (tests/test_history.py
-measures it). Every line is validated before it is written: nothing is written that :meth:`read`
-would refuse.
+(the reference starts again). Floats carry 7 significant digits, and ``gate``/``exact`` are
+written only when not their defaults; a typical test of three metrics (tok_per_s with a probe,
+mbu, peak_rss) with the repository's and llama2.c's commits takes 882 bytes without samples
+(tests/test_history.py and bench/history_cost.py measure it; the limit is 1 KB). Every line is
+validated before it is written: nothing is written that :meth:`read` would refuse.
 
 Appends. Under an exclusive lock on ``<history dir>/.llmperf.lock``, each file gets the lines of
 one call in ONE ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``: concurrent sessions

@@ -5,6 +5,13 @@ A *round* runs the callable ``iterations`` times back to back (1 unless one call
 the last, a fixed piece of pure-Python work (the *speed probe*) is timed: how long it takes tells
 how fast this CPU runs at that moment, which shared and virtual machines change from one second
 to the next. The comparison may divide each round by the probes around it (see compare.py).
+
+A round may also carry what was measured *within* it (a :class:`Round`): a probe timed between
+its own runs (``probe_in_round``), or, in a *paired* measurement (``paired``, the model of
+``asv continuous``), a reference build's value measured on the same work, interleaved with this
+build's runs (the caller alternates which goes first: ABBA), so that the machine's speed at that
+moment moves both sides alike and cancels out of their ratio. A paired measurement takes no
+speed probe: the reference is its own probe.
 """
 
 from __future__ import annotations
@@ -79,6 +86,8 @@ class Measurement:
     cpu_share: float | None = None  # median CPU time / wall time of the kept rounds (this thread)
     extra: dict[str, object] = field(default_factory=dict)
     kept_rounds: list[int] = field(default_factory=list)  # indices (warm-up included) of the samples
+    # paired mode: the reference's value in each kept round (as many as samples, same unit)
+    paired: list[float] | None = None
 
 
 def _precise_enough(samples: list[float], settings: MeasureSettings) -> bool:
@@ -106,8 +115,24 @@ def preempted_rounds(wall: list[float], cpu: list[float], share_floor: float = 0
     return {i for i, share in enumerate(shares) if share < typical * drop_below}
 
 
-# one round: (the sample, the wall time, the CPU time or None when unknown); see run_rounds
-Sample = Callable[[], "tuple[float, float, float | None]"]
+# what one side of a round gives: (the sample, the wall time, the CPU time or None when unknown)
+Figures = tuple[float, float, "float | None"]
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round with what was measured within it (see run_rounds): its own figures, and a probe
+    time or a reference build's figures taken between its runs."""
+
+    value: float
+    wall: float
+    cpu: float | None
+    probe: float | None = None  # the speed probe's time within the round (probe_in_round)
+    reference: Figures | None = None  # the reference build's (value, wall, cpu) in the round (paired)
+
+
+# one round: its figures, or a Round; see run_rounds
+Sample = Callable[[], "Figures | Round"]
 
 
 def run(
@@ -169,6 +194,8 @@ def run_rounds(
     clock: Callable[[], float] = time.perf_counter,
     calibrate: Callable[[float], None] | None = None,
     probe_fn: Callable[[], float] | None = None,
+    probe_in_round: bool = False,
+    paired: bool = False,
 ) -> Measurement:
     """Warm up, then take rounds until the stop rule holds; see the module docstring.
 
@@ -184,8 +211,17 @@ def run_rounds(
     shows they were descheduled are left out (:func:`preempted_rounds`). Each kept round is paired
     with the machine speed around it: the smaller of the probe times before and after it (a probe
     that was itself interrupted reads long; the smaller is the truer).
+
+    ``probe_in_round``: ``sample()`` returns a :class:`Round` whose ``probe`` was timed between the
+    round's own runs; with ``settings.probe`` that is the round's speed, and no probe is taken
+    around the rounds. ``paired``: ``sample()`` returns a :class:`Round` with the ``reference``
+    build's figures, measured within the round; no probe is taken whatever ``settings.probe``
+    says, a round is left out when either side of it was descheduled, ``Measurement.paired``
+    holds the reference's values of the kept rounds, and ``decisive(samples, paired)`` gets them
+    in place of the probe times.
     """
-    probe = settings.probe
+    probe = settings.probe and not paired
+    around = probe and not probe_in_round  # probes taken before each round and after the last
     start = clock()
     values: list[float] = []  # one entry per round, warm-up rounds included
     walls: list[float] = []
@@ -193,6 +229,10 @@ def run_rounds(
     shares: list[float] = []  # CPU share of the kept rounds, filled by kept()
     probes: list[float] = []  # probes[i] is taken just before round i
     kept_rounds: list[int] = []
+    ref_values: list[float] = []  # paired mode: the reference's side of each round
+    ref_walls: list[float] = []
+    ref_cpu: list[float | None] = []
+    paired_kept: list[float] = []  # the reference's values of the kept rounds, filled by kept()
 
     def take_probe() -> None:
         if probe_fn is not None:
@@ -203,31 +243,59 @@ def run_rounds(
         probes.append(clock() - p0)
 
     def one_round() -> None:
-        if probe:
+        if around:
             take_probe()
-        value, wall, used = sample()
+        got = sample()
+        if isinstance(got, Round):
+            value, wall, used = got.value, got.wall, got.cpu
+        else:
+            value, wall, used = got
         values.append(value)
         walls.append(wall)
         cpu.append(used)
+        if paired:
+            if not isinstance(got, Round) or got.reference is None:
+                raise ValueError("a paired measurement's sample() returns a Round with the reference's figures")
+            ref_values.append(got.reference[0])
+            ref_walls.append(got.reference[1])
+            ref_cpu.append(got.reference[2])
+        elif probe and probe_in_round:
+            if not isinstance(got, Round) or got.probe is None:
+                raise ValueError("sample() returns a Round with its probe time (probe_in_round)")
+            probes.append(got.probe)
+
+    def descheduled(first: int, wall_list: list[float], cpu_list: list[float | None]) -> tuple[set[int], bool]:
+        used = [c for c in cpu_list[first:] if c is not None]
+        known = len(used) == len(cpu_list[first:])
+        return (preempted_rounds(wall_list[first:], used) if known else set()), known
 
     def kept(first: int) -> tuple[list[float], list[float] | None, int]:
-        """Samples from round ``first`` on without descheduled rounds, with their speeds."""
-        used = [c for c in cpu[first:] if c is not None]
-        known = len(used) == len(cpu[first:])
-        drop = preempted_rounds(walls[first:], used) if known else set()
+        """Samples from round ``first`` on without descheduled rounds, with their speeds (probe
+        mode) or the reference's values (paired mode)."""
+        drop, known = descheduled(first, walls, cpu)
+        if paired:
+            drop |= descheduled(first, ref_walls, ref_cpu)[0]
         samples, speeds = [], []
         shares.clear()
         kept_rounds.clear()
+        paired_kept.clear()
         for j, i in enumerate(range(first, len(values))):
             if j in drop:
                 continue
             samples.append(values[i])
             kept_rounds.append(i)
             if known:
-                shares.append(used[i - first] / walls[i] if walls[i] > 0 else 1.0)
-            if probe:
+                used = cpu[i]
+                shares.append(used / walls[i] if used is not None and walls[i] > 0 else 1.0)
+            if around:
                 after = probes[i + 1] if i + 1 < len(probes) else probes[i]
                 speeds.append(min(probes[i], after))
+            elif probe:
+                speeds.append(probes[i])
+            if paired:
+                paired_kept.append(ref_values[i])
+        if paired:
+            return samples, list(paired_kept), len(drop)
         return samples, (speeds if probe else None), len(drop)
 
     # warm-up (it also calibrates the iterations per round of a callable)
@@ -277,7 +345,7 @@ def run_rounds(
                             stop_reason = "precise and decisive"
                             break
         one_round()
-    if probe:
+    if around:
         take_probe()
     samples, speeds, dropped = kept(warm_end)
     steady = stats.median(samples)
@@ -294,7 +362,7 @@ def run_rounds(
     return Measurement(
         samples=samples,
         cpu_share=stats.median(shares) if shares else None,
-        probes=speeds,
+        probes=None if paired else speeds,
         iterations=1,
         warmup=warmup,
         result=None,
@@ -302,4 +370,5 @@ def run_rounds(
         elapsed=clock() - start,
         rounds_total=len(values),
         kept_rounds=list(kept_rounds),
+        paired=list(paired_kept) if paired else None,
     )

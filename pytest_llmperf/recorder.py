@@ -141,14 +141,34 @@ class Recorder:
         return m.result
 
     def decisive_for(self, name: str, unit: str, higher_is_better: bool, normalize: str | None = None,
-                     probe_kind: str = "python") -> Callable[[list[float], list[float] | None], bool] | None:
+                     probe_kind: str = "python",
+                     paired_ref: str = "") -> Callable[[list[float], list[float] | None], bool] | None:
         """For the adaptive stop: a test of "is the verdict on these samples decisive (not noisy)?"
-        against this test's baseline of ``name``, or None when there is no comparable baseline."""
+        against this test's baseline of ``name``, or None when there is no comparable baseline.
+
+        With ``paired_ref`` (a paired measurement: measure.run_rounds with a reference) the test's
+        second argument is the reference build's values, and the verdict is the paired comparison
+        (compare.compare_metric on a metric with ``paired``), which needs no baseline. Should the
+        comparison not answer as a paired one (its verdict's reference is not ``paired:...``), the
+        test is never decisive: the rounds then run until the time budget."""
         base = self._baseline.get(name)
+        tolerance = self._tolerance_for(name)
+        if paired_ref:
+            if base is not None and mismatch(base, Metric(name, unit, higher_is_better, [])) is not None:
+                base = None
+
+            def decisive_paired(samples: list[float], paired: list[float] | None) -> bool:
+                if not paired or len(paired) != len(samples):
+                    return False
+                cur = Metric(name, unit, higher_is_better, samples, normalize="off", paired=list(paired),
+                             paired_ref=paired_ref)
+                verdict = compare_metric("", base, cur, tolerance, self._confidence, self._noise_floor)
+                return verdict.reference.startswith("paired:") and verdict.status != NOISY
+
+            return decisive_paired
         # compare.mismatch's rule, for a metric not recorded yet: its unit and direction, no samples
         if base is None or mismatch(base, Metric(name, unit, higher_is_better, [])) is not None:
             return None
-        tolerance = self._tolerance_for(name)
 
         def decisive(samples: list[float], probes: list[float] | None) -> bool:
             cur = Metric(name, unit, higher_is_better, samples, probes, normalize=normalize or self._normalize,
@@ -171,20 +191,38 @@ class Recorder:
         return replace(self.settings, tolerance=self._tolerance_for(name), probe=probe)
 
     def record_rounds(self, name: str, m: _measure.Measurement, unit: str, higher_is_better: bool,
-                      normalize: str | None = None, probe_kind: str = "python") -> None:
+                      normalize: str | None = None, probe_kind: str = "python", paired_ref: str = "",
+                      note: str = "") -> None:
         """Record the samples of :func:`measure.run_rounds` (with their machine-speed probes, CPU
-        share and warm-up), e.g. the tok/s a child process printed round by round."""
+        share and warm-up), e.g. the tok/s a child process printed round by round.
+
+        A paired measurement (``m.paired``: a reference build's value in each kept round) is
+        recorded with those values as ``Metric.paired`` and ``paired_ref`` (what the reference is:
+        "git 1a2b3c4d5e6f", "dir /x/llama2.c", "binary /x/run"), which it needs; it has no probes.
+        ``note`` is printed under the summary table (e.g. why a row is not paired)."""
         self._check_name(name)
+        what = f"llmperf.record_rounds({name!r})"
         if name in self.metrics:
-            raise RecordError(f"llmperf.record_rounds({name!r}): metric {name!r} is already recorded in this test")
+            raise RecordError(f"{what}: metric {name!r} is already recorded in this test")
         if not m.samples:
-            raise RecordError(f"llmperf.record_rounds({name!r}): no samples")
-        _check_samples([float(x) for x in m.samples], True, f"llmperf.record_rounds({name!r})")
+            raise RecordError(f"{what}: no samples")
+        _check_samples([float(x) for x in m.samples], True, what)
+        paired: list[float] | None = None
+        if m.paired is not None:
+            if len(m.paired) != len(m.samples):
+                raise RecordError(f"{what}: {len(m.paired)} paired reference values for {len(m.samples)} samples")
+            paired = [float(x) for x in m.paired]
+            _check_samples(paired, True, f"{what} (paired reference)")
+            if not paired_ref:
+                raise RecordError(f"{what}: a paired measurement needs paired_ref (what the reference is)")
+        elif paired_ref:
+            raise RecordError(f"{what}: paired_ref {paired_ref!r} given, but the measurement is not paired")
         self.measurements[name] = m
         self.metrics[name] = Metric(
             name=name, unit=unit, higher_is_better=bool(higher_is_better), samples=list(m.samples),
             probes=list(m.probes) if m.probes else None, warmup=m.warmup,
             normalize=normalize or self._normalize, cpu_share=m.cpu_share, probe_kind=probe_kind,
+            paired=paired, paired_ref=paired_ref if paired is not None else "", note=str(note),
         )
 
     def rate(self, name: str, amount: float, unit: str, of: str = "time") -> None:

@@ -31,7 +31,7 @@ def _cases(config, program):
     from pytest_llmperf.llama2c.fixtures import llama2c_session
 
     if program not in llama2c_session(config).sources:
-        reason = "no runq.c: the reference runner is float32 only (give --llmperf-llama2c-src with runq.c)"
+        reason = "no runq.c: the reference runner stands for run.c only (give --llmperf-llama2c-src with runq.c)"
         return [pytest.param(None, None, None, id="no-runq", marks=pytest.mark.skip(reason=reason))]
     cases = []
     for model in selected_models(config):
@@ -59,6 +59,6 @@ def test_run(llama2c, model, flags, threads):
 def test_runq(llama2c, model, flags, threads):
     """runq.c on an int8 (Q8_0) checkpoint: only with a llama2.c checkout that has runq.c."""
     if "runq" not in llama2c.session.sources:
-        pytest.skip("no runq.c: the reference runner is float32 only (give --llmperf-llama2c-src)")
+        pytest.skip("no runq.c: the reference runner stands for run.c only (give --llmperf-llama2c-src)")
     binary = llama2c.build(flags, program="runq")
     llama2c.bench(binary, llama2c.model(model, quantized=True), threads=threads)

@@ -478,4 +478,4 @@ def test_suite_bad_options_are_usage_errors(suite: pytest.Pytester, cache_dir: P
 def test_suite_no_runq_skips_with_its_reason(suite: pytest.Pytester, cache_dir: Path) -> None:
     result = run(suite, cache_dir, "-k", "no-runq", "-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["SKIPPED *no runq.c: the reference runner is float32 only*"])
+    result.stdout.fnmatch_lines(["SKIPPED *no runq.c: the reference runner stands for run.c only*"])

@@ -641,23 +641,178 @@ def test_signal_names_match_the_platform() -> None:
 
 
 def test_bench_pairs_each_round_with_the_reference_runs_seconds_per_token() -> None:
-    # the reference probe runs before every round and once after the last; with nanosecond stats
-    # its seconds per token come from them, else from its printed tok/s
+    # the reference probe runs within every round, next to its run (before it in even rounds, after
+    # it in odd ones); with nanosecond stats its seconds per token come from them, else from its
+    # printed tok/s
     probes: list[RunResult] = []
+    order: list[str] = []
 
     def probe_once() -> RunResult:
         i = len(probes)
+        order.append("P")
         r = fake_result(50.0 if i % 2 else 40.0, tag=i)
         if i == 0:
             r.positions, r.elapsed_ns = 11, 200_000_000  # 10 tokens in 0.2 s: 0.02 s per token
         probes.append(r)
         return r
 
+    def run_once() -> RunResult:
+        order.append("C")
+        return fake_result(100.0)
+
     settings = measure.MeasureSettings(warmup=0, min_rounds=5, max_time=0.05, probe=True)
-    b = bench(lambda: fake_result(100.0), settings, probe_once=probe_once)
+    b = bench(run_once, settings, probe_once=probe_once)
     m = b.measurement
-    assert len(probes) == m.rounds_total + 1
+    assert len(probes) == m.rounds_total
+    assert order == [x for i in range(m.rounds_total) for x in (("P", "C") if i % 2 == 0 else ("C", "P"))]
     expected = [1 / 40.0 if i % 2 == 0 else 1 / 50.0 for i in range(len(probes))]
     expected[0] = 0.02
-    assert m.probes == [min(expected[i], expected[i + 1]) for i in m.kept_rounds]
+    assert m.probes == [pytest.approx(expected[i]) for i in m.kept_rounds]
     assert seconds_per_token(probes[0]) == pytest.approx(0.02)
+
+
+# -- rounds of several runs --------------------------------------------------------------------
+
+def timed(rate: float, positions: int | None = None, elapsed_ns: int | None = None, wall: float = 0.01) -> RunResult:
+    r = fake_result(rate, wall=wall)
+    r.positions, r.elapsed_ns = positions, elapsed_ns
+    return r
+
+
+def test_a_round_is_all_its_positions_over_all_its_time() -> None:
+    # 99 timed positions in 1 s and 99 in 3 s: 198 / 4 s, not the mean of 99 and 33 tok/s
+    runs = [timed(99.0, positions=100, elapsed_ns=1_000_000_000), timed(33.0, positions=100, elapsed_ns=3 * 10**9)]
+    assert runner.round_tok_per_s(runs) == pytest.approx(198 / 4)
+    assert runner.round_seconds_per_token(runs) == pytest.approx(4 / 198)
+
+
+def test_a_round_of_printed_figures_is_their_harmonic_mean_weighted_by_positions() -> None:
+    # run.c prints tok/s only: equal runs (positions unknown) weigh alike, the harmonic mean
+    assert runner.round_tok_per_s([timed(100.0), timed(50.0)]) == pytest.approx(2 / (1 / 100 + 1 / 50))
+    # known positions weigh by the positions timed: 300 tokens at 100 tok/s and 100 at 50 tok/s
+    assert runner.round_tok_per_s([timed(100.0, positions=301), timed(50.0, positions=101)]) == pytest.approx(
+        400 / (3.0 + 2.0))
+
+
+def test_a_round_prefers_the_nanosecond_time_to_the_printed_figure() -> None:
+    # the printed figure (from a millisecond clock) says 120; the nanosecond stats say 100 tok/s
+    assert runner.round_tok_per_s([timed(120.0, positions=101, elapsed_ns=10**9)]) == pytest.approx(100.0)
+
+
+def test_a_round_of_equal_figures_gives_the_figure_back_exactly() -> None:
+    for rate in (1234.5, 0.1, 3.3, 97.123456):
+        assert runner.round_tok_per_s([timed(rate)] * 7) == rate
+        assert runner.round_tok_per_s([timed(rate, positions=257)] * 3) == rate
+
+
+def test_a_round_has_a_run() -> None:
+    with pytest.raises(ValueError, match="at least one run"):
+        runner.round_tok_per_s([])
+
+
+def test_rounds_fix_the_runs_per_round_in_the_warmup() -> None:
+    walls = iter([0.5, 0.1, 0.2, 0.1] + [0.1] * 100)  # a cold first run, then about 0.1 s each
+    made: list[RunResult] = []
+
+    def run_once() -> RunResult:
+        made.append(fake_result(100.0, wall=next(walls)))
+        return made[-1]
+
+    rounds = runner.Rounds(run_once, round_time=0.35)
+    got = rounds()
+    # the first round runs until it has lasted 0.35 s: 0.5 s at once, and 0.35 s takes one such run
+    assert len(rounds.rounds[0]) == 1 and got.value == 100.0
+    assert got.wall == pytest.approx(0.5) and got.cpu == pytest.approx(0.5) and got.probe is None
+    assert rounds.runs_per_round == 1
+    rounds()
+    rounds.calibrate()  # after a warm-up round: a run of 0.1 s, so 0.35 s is 4 runs
+    assert rounds.runs_per_round == 4
+    rounds()
+    rounds.calibrate()  # never fewer (its runs took 0.2, 0.1, 0.1, 0.1 s)
+    rounds()
+    assert [len(r) for r in rounds.rounds] == [1, 1, 4, 4]
+    assert sum(len(r) for r in rounds.rounds) == len(made)
+
+
+def test_rounds_interleave_the_other_binary_abba() -> None:
+    order: list[str] = []
+
+    def make(name: str, rate: float):
+        def run_once() -> RunResult:
+            order.append(name)
+            return fake_result(rate, wall=0.1)
+        return run_once
+
+    rounds = runner.Rounds(make("C", 90.0), round_time=0.4, other=make("R", 100.0), kind="reference")
+    first = rounds()
+    second = rounds()
+    assert order == ["R", "C", "C", "R", "R", "C", "C", "R"] + ["C", "R", "R", "C", "C", "R", "R", "C"]
+    assert first.value == 90.0 and first.reference == (100.0, pytest.approx(0.4), pytest.approx(0.4))
+    assert second.reference is not None and second.probe is None
+    assert [len(r) for r in rounds.other_rounds] == [4, 4]
+    with pytest.raises(ValueError, match="kind must be"):
+        runner.Rounds(make("C", 1.0), other=make("R", 1.0), kind="baseline")
+
+
+def test_rounds_are_bounded_and_one_run_without_a_round_time() -> None:
+    assert runner.Rounds(lambda: fake_result(1.0, wall=0.001), round_time=0.0).runs_per_round == 1
+    rounds = runner.Rounds(lambda: fake_result(1.0, wall=0.0), round_time=1.0, max_runs=5)
+    rounds()
+    assert len(rounds.rounds[0]) == 5 and rounds.runs_per_round == 5
+
+
+def test_bench_in_rounds_of_several_runs() -> None:
+    made: list[RunResult] = []
+
+    def run_once() -> RunResult:
+        i = len(made)
+        made.append(fake_result(100.0 if i % 2 else 50.0, wall=0.01, tag=i))
+        return made[-1]
+
+    settings = measure.MeasureSettings(warmup=0, min_rounds=5, max_time=0.05, probe=False)
+    b = bench(run_once, settings, round_time=0.04)
+    m = b.measurement
+    assert b.runs_per_round == 4 and all(len(r) == 4 for r in b.rounds)
+    assert b.all_results == made and len(made) == 4 * m.rounds_total
+    # each round: two runs at 50 and two at 100 tok/s, as much work each: 4 / (2/50 + 2/100)
+    assert m.samples == [pytest.approx(4 / (2 / 50 + 2 / 100))] * len(m.samples)
+    assert b.tok_per_s == m.samples
+    assert b.results == [r for i in m.kept_rounds for r in b.rounds[i]]
+
+
+def test_bench_probe_rounds_have_the_round_structure_too() -> None:
+    probes: list[RunResult] = []
+
+    def probe_once() -> RunResult:
+        probes.append(fake_result(40.0, wall=0.01))
+        return probes[-1]
+
+    settings = measure.MeasureSettings(warmup=0, min_rounds=5, max_time=0.05, probe=True)
+    b = bench(lambda: fake_result(100.0, wall=0.02), settings, probe_once=probe_once, round_time=0.04)
+    m = b.measurement
+    assert b.probe_rounds is not None and len(b.probe_rounds) == len(b.rounds) == m.rounds_total
+    # as many probe runs as the binary's in each round (two of 0.02 s make the 0.04 s)
+    assert all(len(r) == 2 for r in b.rounds) and all(len(r) == 2 for r in b.probe_rounds)
+    assert len(probes) == 2 * m.rounds_total
+    assert m.probes == [pytest.approx(1 / 40.0)] * len(m.samples)
+
+
+def test_bench_paired_with_a_reference_build() -> None:
+    order: list[str] = []
+
+    def make(name: str, rate: float):
+        def run_once() -> RunResult:
+            order.append(name)
+            return fake_result(rate, wall=0.01)
+        return run_once
+
+    probe_calls: list[int] = []
+    settings = measure.MeasureSettings(warmup=0, min_rounds=5, max_time=0.05, probe=True)
+    b = bench(make("C", 90.0), settings, probe_once=lambda: probe_calls.append(1) or fake_result(1.0),
+              round_time=0.02, reference_once=make("R", 100.0))
+    m = b.measurement
+    assert probe_calls == [] and m.probes is None and b.probe_rounds is None
+    assert m.samples == [90.0] * len(m.samples) and m.paired == [100.0] * len(m.samples)
+    assert b.reference_rounds is not None and len(b.reference_rounds) == len(b.rounds) == m.rounds_total
+    # two runs a side per round, interleaved ABBA; the reference first in even rounds
+    assert order[:8] == ["R", "C", "C", "R", "C", "R", "R", "C"]

@@ -496,3 +496,86 @@ def test_a_probe_function_replaces_the_speed_probe(clock):
                            probe_fn=lambda: next(values))
     assert m.rounds_total == 5
     assert m.probes == [0.1, 0.1, 0.2, 0.4, 0.05]
+
+
+# -- rounds that carry what was measured within them (a probe, a reference build) ----------------
+
+class Paired:
+    """A paired round: 1 fake second, this build's value cur(i) and the reference's ref(i), with
+    CPU times cpu(i) and ref_cpu(i) (1 s: never descheduled, by default)."""
+
+    def __init__(self, clock, cur, ref, cpu=None, ref_cpu=None):
+        self.clock, self.cur, self.ref = clock, cur, ref
+        self.cpu = cpu or (lambda i: 1.0)
+        self.ref_cpu = ref_cpu or (lambda i: 1.0)
+        self.calls = 0
+
+    def __call__(self):
+        i = self.calls
+        self.calls += 1
+        self.clock.advance(1.0)
+        return measure.Round(self.cur(i), 0.5, self.cpu(i) / 2, reference=(self.ref(i), 0.5, self.ref_cpu(i) / 2))
+
+
+def test_paired_rounds_keep_the_reference_values_aligned(clock, probe_costs):
+    taken = probe_costs([0.5] * 100)
+    sample = Paired(clock, lambda i: 100.0 + i, lambda i: 200.0 + i)
+    m = measure.run_rounds(sample, settings(warmup=0, probe=True, max_time=9.5, adaptive=False), clock=clock,
+                           paired=True)
+    assert m.rounds_total == sample.calls >= 5
+    assert taken == []  # no speed probe in paired mode, whatever settings.probe says
+    assert m.probes is None
+    assert m.samples == [100.0 + i for i in m.kept_rounds]
+    assert m.paired == [200.0 + i for i in m.kept_rounds]
+
+
+def test_paired_rounds_leave_out_a_round_where_either_side_was_descheduled(clock):
+    sample = Paired(clock, lambda i: 100.0, lambda i: 90.0 + i, cpu=lambda i: 0.2 if i == 3 else 1.0,
+                    ref_cpu=lambda i: 0.2 if i == 5 else 1.0)
+    m = measure.run_rounds(sample, settings(warmup=0, max_time=12.0, adaptive=False), clock=clock, paired=True)
+    assert m.kept_rounds == [i for i in range(m.rounds_total) if i not in (3, 5)]
+    assert m.paired == [90.0 + i for i in m.kept_rounds]
+    assert m.warmup["descheduled_rounds"] == 2
+
+
+def test_paired_rounds_give_decisive_the_reference_values(clock):
+    seen: list[tuple[list[float], list[float] | None]] = []
+
+    def decisive(samples, paired):
+        seen.append((list(samples), None if paired is None else list(paired)))
+        return True
+
+    m = measure.run_rounds(Paired(clock, lambda i: 10.0, lambda i: 20.0), settings(warmup=0), clock=clock,
+                           decisive=decisive, paired=True)
+    assert m.stop_reason == "precise and decisive"
+    assert seen and all(p == [20.0] * len(s) for s, p in seen)
+
+
+def test_a_paired_measurement_needs_rounds_with_the_reference(clock):
+    with pytest.raises(ValueError, match="returns a Round with the reference's figures"):
+        measure.run_rounds(lambda: (1.0, 1.0, None), settings(warmup=0), clock=clock, paired=True)
+    with pytest.raises(ValueError, match="returns a Round with its probe time"):
+        measure.run_rounds(lambda: measure.Round(1.0, 1.0, None), settings(warmup=0, probe=True), clock=clock,
+                           probe_in_round=True)
+
+
+def test_a_probe_within_the_round_is_the_rounds_speed(clock, probe_costs):
+    taken = probe_costs([0.5] * 100)
+    speeds = [0.3, 0.1, 0.2, 0.4, 0.5, 0.05, 0.6, 0.7]
+
+    def sample():
+        i = len(made)
+        made.append(i)
+        clock.advance(1.0)
+        return measure.Round(1.0, 1.0, None, probe=speeds[i])
+
+    made: list[int] = []
+    m = measure.run_rounds(sample, settings(warmup=0, probe=True), clock=clock, probe_in_round=True)
+    assert taken == []  # none taken around the rounds
+    assert m.rounds_total == 5 and m.probes == speeds[:5]  # each round's own, not the smaller of two
+    assert m.paired is None
+
+
+def test_unpaired_rounds_have_no_paired_values(clock):
+    m = measure.run_rounds(lambda: (1.0, 1.0, None), settings(warmup=0), clock=clock)
+    assert m.paired is None

@@ -389,3 +389,70 @@ def test_record_gate_and_exact_must_be_bools():
         rec.record("x", 1.0, higher_is_better=True, gate="no")
     with pytest.raises(RecordError, match="exact must be True or False, got 1"):
         rec.record("y", 1.0, higher_is_better=True, exact=1)
+
+
+# -- record_rounds: probes, paired rounds, notes --------------------------------------------------
+
+def rounds(samples, probes=None, paired=None) -> measure.Measurement:
+    return measure.Measurement(samples=list(samples), probes=probes, iterations=1,
+                               warmup={"discarded": 0, "first": samples[0], "steady": samples[0], "ratio": 1.0},
+                               result=None, stop_reason="time budget", elapsed=1.0, paired=paired)
+
+
+def test_record_rounds_keeps_the_probes():
+    rec = make()
+    rec.record_rounds("tok_per_s", rounds([10.0, 11.0, 12.0], probes=[0.1, 0.2, 0.3]), "tok/s", True,
+                      normalize="on", probe_kind="refrun-O3")
+    m = rec.metrics["tok_per_s"]
+    assert (m.samples, m.probes, m.probe_kind, m.normalize) == ([10.0, 11.0, 12.0], [0.1, 0.2, 0.3], "refrun-O3", "on")
+    assert m.paired is None and m.paired_ref == "" and m.note == ""
+
+
+def test_record_rounds_carries_the_paired_reference():
+    rec = make()
+    rec.record_rounds("tok_per_s", rounds([10.0, 11.0, 12.0], paired=[20.0, 21.0, 22.0]), "tok/s", True,
+                      paired_ref="git 1a2b3c4d5e6f", note="paired with the reference")
+    m = rec.metrics["tok_per_s"]
+    assert m.paired == [20.0, 21.0, 22.0] and m.paired_ref == "git 1a2b3c4d5e6f"
+    assert m.probes is None and m.note == "paired with the reference"
+
+
+@pytest.mark.parametrize(("m", "paired_ref", "message"), [
+    (rounds([10.0, 11.0, 12.0], paired=[20.0, 21.0]), "git x",
+     "llmperf.record_rounds('tok_per_s'): 2 paired reference values for 3 samples"),
+    (rounds([10.0, 11.0, 12.0], paired=[20.0, 0.0, 22.0]), "git x",
+     "llmperf.record_rounds('tok_per_s') (paired reference): sample 0.0 is zero in a gated metric"),
+    (rounds([10.0, 11.0, 12.0], paired=[20.0, 21.0, 22.0]), "",
+     "llmperf.record_rounds('tok_per_s'): a paired measurement needs paired_ref (what the reference is)"),
+    (rounds([10.0, 11.0, 12.0]), "git x",
+     "llmperf.record_rounds('tok_per_s'): paired_ref 'git x' given, but the measurement is not paired"),
+])
+def test_record_rounds_refuses_paired_values_that_do_not_pair(m, paired_ref, message):
+    rec = make()
+    with pytest.raises(RecordError) as info:
+        rec.record_rounds("tok_per_s", m, "tok/s", True, paired_ref=paired_ref)
+    assert str(info.value).startswith(message)
+    assert "tok_per_s" not in rec.metrics
+
+
+def test_paired_decisive_rule_needs_no_baseline():
+    rec = make()
+    assert rec.decisive_for("tok_per_s", "tok/s", True) is None  # no baseline: no rule for the probe mode
+    decisive = rec.decisive_for("tok_per_s", "tok/s", True, paired_ref="git 1a2b3c4d5e6f")
+    assert decisive is not None
+    steady = [100.0, 100.2, 99.9, 100.1, 100.0, 99.8, 100.1]
+    # the same build on both sides, tightly paired: ok, a decisive verdict
+    assert decisive(steady, [s * 1.001 for s in steady]) is True
+    # pairs that scatter by +-30%: the paired verdict is noisy
+    assert decisive(steady, [s * f for s, f in zip(steady, [0.7, 1.3, 0.8, 1.25, 0.75, 1.3, 0.7])]) is False
+    # no reference values, or values that do not pair with the samples: never decisive
+    assert decisive(steady, None) is False
+    assert decisive(steady, steady[:-1]) is False
+
+
+def test_paired_decisive_rule_ignores_a_baseline_of_another_unit():
+    base = Metric("tok_per_s", "tok/min", True, [6000.0] * 5)
+    rec = make(baseline={"tok_per_s": base})
+    decisive = rec.decisive_for("tok_per_s", "tok/s", True, paired_ref="dir /x")
+    steady = [100.0, 100.2, 99.9, 100.1, 100.0]
+    assert decisive is not None and decisive(steady, steady) is True

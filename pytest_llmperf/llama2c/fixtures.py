@@ -15,6 +15,7 @@ a test calls to get the figure itself, fails the test with the same line.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,15 +58,17 @@ def llama2c_session(config: pytest.Config) -> Llama2cSession:
     if SESSION not in config.stash:
         from ..api import session
         from ..native import NativeOptions
+        from .refs import RefError
         from .session import Llama2cSession, Settings, SourceError
 
         opts = options(config)
         native = session(config).native or NativeOptions()
         settings = Settings(src=opts.src, cc=native.cc, models_dir=opts.models_dir, cache_dir=native.cache_dir,
-                            run_timeout=opts.run_timeout)
+                            run_timeout=opts.run_timeout, ref=opts.ref, ref_path=opts.ref_path,
+                            ref_where=opts.ref_where)
         try:
             config.stash[SESSION] = Llama2cSession(settings)
-        except SourceError as exc:
+        except (SourceError, RefError) as exc:
             raise pytest.UsageError(f"llmperf: {exc}") from None
     return config.stash[SESSION]
 
@@ -140,12 +143,17 @@ class Llama2c:
 
     def bench(self, binary: Path, model, mbu: bool = True, **kw: Any):
         """Run round after round and record ``tok_per_s`` (gated), ``mbu`` and ``peak_rss``
-        (informational) in this test's ``llmperf`` recorder; returns the runner.Bench."""
+        (informational) in this test's ``llmperf`` recorder; returns the runner.Bench.
+
+        A round runs the binary back to back until it lasts ``--llmperf-llama2c-round``. With a
+        paired reference (``--llmperf-llama2c-ref``; :meth:`pairing`) every round runs a round of the
+        reference build too, and ``tok_per_s`` is gated on the paired ratios; otherwise each round is
+        paired with a probe round of our reference runner at fixed flags (the machine's speed)."""
         from dataclasses import replace
 
         from ..native import bandwidth
         from .runner import RunError, Runner, bench, quantization
-        from .session import PROBE_KIND, PROBE_STEPS
+        from .session import PROBE_KIND, PROBE_KIND_Q8, PROBE_STEPS
 
         recorder = self._request.getfixturevalue("llmperf")
         try:  # the profilers' fixture; without their plugin (-p no:llmperf-profilers), none
@@ -172,27 +180,32 @@ class Llama2c:
             prefix, _env = inline.wrap([], profiling.directory, tags[-1])
             return inline_runner.run(binary, spec, prefix=prefix)
 
-        # the Python speed probe does not follow a native binary's speed (on our CI machine it flips
-        # between two speeds 1.5x apart while the binary's tok/s stays put); the probe of compiled
-        # runs is our reference runner at fixed flags on the same model, run before every round
+        pairing = self.pairing(binary)
         normalize = "off" if recorder.normalize == "off" else "on"
-        probe_once = None
-        if normalize == "on":
+        probe_once = reference_once = None
+        if pairing.binary is not None:
+            reference = pairing.binary
+            reference_once = lambda: runner.run(reference, spec)  # noqa: E731
+        elif normalize == "on":
+            # the Python speed probe does not follow a native binary's speed (on our CI machine it flips
+            # between two speeds 1.5x apart while the binary's tok/s stays put); the probe of compiled
+            # runs is our reference runner at fixed flags on the same model, in rounds of its own
+            # runs next to every run of the round. An int8 (runq) row gets the int8 probe: the same
+            # runner on the same Q8_0 checkpoint (see session.PROBE_KIND_Q8 for why)
             reference = self.build_reference()
             probe_spec = replace(spec, steps=min(PROBE_STEPS.get(model.name, 8), spec.steps), threads=1,
                                  prompt=None)
-            probe_model = self.model(model.name) if model.quantized else model
-            probe_spec = replace(probe_spec, checkpoint=probe_model.checkpoint, tokenizer=probe_model.tokenizer)
             probe_once = lambda: runner.run(reference, probe_spec)  # noqa: E731
+        probe_kind = PROBE_KIND_Q8 if model.quantized else PROBE_KIND
         settings = recorder.settings_for("tok_per_s", probe=probe_once is not None)
+        decisive = recorder.decisive_for("tok_per_s", "tok/s", True, normalize, probe_kind, paired_ref=pairing.label)
         try:
-            result = bench(run_once, settings,
-                           decisive=recorder.decisive_for("tok_per_s", "tok/s", True, normalize, PROBE_KIND),
-                           probe_once=probe_once)
+            result = bench(run_once, settings, decisive=decisive, probe_once=probe_once,
+                           round_time=options(self._request.config).round_time, reference_once=reference_once)
         except RunError as exc:
             _fail(f"llmperf: {exc}")
         recorder.record_rounds("tok_per_s", result.measurement, "tok/s", True, normalize=normalize,
-                               probe_kind=PROBE_KIND)
+                               probe_kind=probe_kind, paired_ref=pairing.label, note=pairing.note)
         positions = result.results[0].positions or spec.steps
         rate = sorted(result.tok_per_s)[len(result.tok_per_s) // 2]
         q = quantization(rate, positions)
@@ -218,8 +231,10 @@ class Llama2c:
             recorder.record("mbu", [100 * bandwidth.mbu(per_token, r, bw["read_GBps"]) for r in result.tok_per_s],
                             unit="%", higher_is_better=True, gate=False, note=note)
         if inline is not None:
-            profiling.record_inline(inline, [tags[i] for i in result.measurement.kept_rounds],
-                                    [result.all_results[i] for i in result.measurement.kept_rounds])
+            # one counter sample per kept round: its last run's (every run of a round ran under perf stat)
+            last = list(itertools.accumulate(len(r) for r in result.rounds))
+            kept = [last[i] - 1 for i in result.measurement.kept_rounds]
+            profiling.record_inline(inline, [tags[i] for i in kept], [result.all_results[i] for i in kept])
         if profiling:
             env = dict(os.environ)
             if spec.threads is not None:
@@ -227,6 +242,26 @@ class Llama2c:
             profiling.command(spec.argv(binary), env=env, timeout=spec.timeout,
                               only=[n for n in profiling.names if not (inline is not None and n == "perf-stat")])
         return result
+
+    def pairing(self, binary: Path):
+        """The paired reference of a benchmark of ``binary`` (session.Pairing): under
+        ``--llmperf-llama2c-ref auto`` the commit comes from the core's hook
+        ``pytest_llmperf_reference_commit`` (the commit this test's reference was measured with).
+        A reference that does not build fails the test, naming it."""
+        from ..native.build import BuildError, CompilerNotFound, FlagsRejected
+        from ..native.cache import CacheError
+
+        config = self._request.config
+        settings = self.session.settings
+        commit = None
+        if settings.ref == "auto" and settings.src is not None and binary in self.session.built_binaries():
+            answer = config.hook.pytest_llmperf_reference_commit(config=config, nodeid=self._request.node.nodeid,
+                                                                 source="llama2c")
+            commit = answer if isinstance(answer, str) and answer else None
+        try:
+            return self.session.pairing(binary, commit)
+        except (BuildError, CompilerNotFound, FlagsRejected, CacheError) as exc:
+            _fail(f"llmperf: the paired reference ({settings.ref_where} {settings.ref}): {exc}")
 
     def bandwidth(self) -> dict[str, Any]:
         """The node's memory read bandwidth (measured once per node; see native/bandwidth.py);

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from ..api import add_options, parse_options
+from ..api import STATE, add_options, parse_options, session
 from .fixtures import OPTIONS_KEY, llama2c, llama2c_session
-from .options import GROUP, OPTIONS, parse
+from .options import GROUP, OPTIONS, REF_AUTO, REF_OFF, parse
 
 __all__ = ["llama2c"]
 
@@ -21,5 +21,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     options = parse_options(config, OPTIONS, parse)
     config.stash[OPTIONS_KEY] = options
+    if STATE not in config.stash:  # the core is switched off (-p no:llmperf): nothing to bench for
+        return
     if options.src is not None:
-        llama2c_session(config)  # a checkout without run.c is a usage error now, not in the first test
+        from .. import gitinfo
+
+        # the checkout under test, for the history: its commit, or None when it is not a git checkout
+        found = gitinfo.commit_of(options.src)
+        session(config).sources["llama2c"] = {"path": str(options.src),
+                                              **(found or {"commit": None, "dirty": False})}
+    if options.src is not None or options.ref not in (REF_AUTO, REF_OFF):
+        # a checkout without run.c, and a --llmperf-llama2c-ref that cannot be used, are usage errors
+        # now, not in the first test
+        llama2c_session(config)

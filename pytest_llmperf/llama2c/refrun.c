@@ -15,6 +15,12 @@
  * Only generate mode is implemented; "-m chat" prints an error and exits 1,
  * since the plugin only benchmarks generation.
  *
+ * It also runs version 2 (Q8_0) checkpoints, those of llama2.c's runq.c: int8
+ * weights in groups with a float32 scale each, activations quantized the same
+ * way before every matrix-vector product, int8 x int8 products summed in
+ * int32 per group (the arithmetic of runq.c). That makes it the machine-speed
+ * probe of runq rows: a float32 probe does not follow an int8 run's speed.
+ *
  * Extra (off by default, the output stays the same): when the environment
  * variable LLMPERF_REFRUN_STATS names a file, one line is written to it at the
  * end:
@@ -82,9 +88,32 @@ typedef struct {
     const float *classifier; /* vocab x dim: the embedding when shared */
 } Weights;
 
+/* an int8 tensor of a Q8_0 checkpoint: values, then one float32 scale per group */
+typedef struct {
+    const int8_t *q;
+    const float *s;
+} QTensor;
+
+/* the weights of a Q8_0 checkpoint: one QTensor per layer for each matrix */
+typedef struct {
+    QTensor *wq, *wk, *wv, *wo, *w_gate, *w_down, *w_up;
+    QTensor classifier;
+    float *embed; /* the embedding table, dequantized at load (as runq.c does) */
+} QWeights;
+
+/* an activation vector quantized to int8 (writable buffers) */
+typedef struct {
+    int8_t *q;
+    float *s;
+} QVector;
+
 typedef struct {
     Shape shape;
     Weights w;
+    int q8;             /* a Q8_0 (version 2) checkpoint: qw is used instead of w's matrices */
+    int group;          /* its group size */
+    QWeights qw;
+    QVector xq, hq;     /* quantized activations (dim, hidden) */
     void *map;          /* the whole checkpoint, mapped read-only */
     size_t map_bytes;
     /* activations */
@@ -105,18 +134,61 @@ static void *alloc_or_die(size_t count, size_t size, const char *what) {
     return p;
 }
 
+/* the limits of pytest-llmperf's checker (models.py): beyond them the sizes below could
+ * overflow, and no llama2.c model comes near them; sets head_size and kv_dim */
+static void check_shape(Shape *s, const char *path) {
+    if (s->dim <= 0 || s->hidden <= 0 || s->layers <= 0 || s->heads <= 0 || s->kv_heads <= 0
+        || s->vocab <= 0 || s->seq_len <= 0 || s->dim % s->heads != 0
+        || s->heads % s->kv_heads != 0 || (s->dim / s->heads) % 2 != 0
+        || s->dim > (1 << 16) || s->hidden > (1 << 18) || s->layers > (1 << 10) || s->heads > (1 << 12)
+        || s->vocab > (1 << 22) || s->seq_len > (1 << 20))
+        die("refrun: checkpoint %s has an invalid header", path);
+    s->head_size = s->dim / s->heads;
+    s->kv_dim = s->dim * s->kv_heads / s->heads;
+}
+
+/* the activations and the KV cache of a model of shape m->shape */
+static void alloc_state(Model *m) {
+    const Shape *s = &m->shape;
+    size_t D = (size_t)s->dim, H = (size_t)s->hidden, V = (size_t)s->vocab, KV = (size_t)s->kv_dim;
+    size_t cache = (size_t)s->layers * (size_t)s->seq_len * KV;
+    m->x = alloc_or_die(D, sizeof(float), "activations");
+    m->xb = alloc_or_die(D, sizeof(float), "activations");
+    m->xb2 = alloc_or_die(D, sizeof(float), "activations");
+    m->hb = alloc_or_die(H, sizeof(float), "activations");
+    m->hb2 = alloc_or_die(H, sizeof(float), "activations");
+    m->q = alloc_or_die(D, sizeof(float), "activations");
+    m->att = alloc_or_die((size_t)s->heads * (size_t)s->seq_len, sizeof(float), "attention scores");
+    m->logits = alloc_or_die(V, sizeof(float), "logits");
+    m->kcache = alloc_or_die(cache, sizeof(float), "the key cache");
+    m->vcache = alloc_or_die(cache, sizeof(float), "the value cache");
+}
+
+#define Q8_MAGIC 0x616b3432u /* "ak42": llama2.c's versioned checkpoints */
+#define Q8_HEADER_BYTES 256
+
+static void load_q8_model(Model *m, const char *path, const unsigned char *head);
+
 static void load_model(Model *m, const char *path) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         fprintf(stderr, "refrun: cannot open checkpoint %s: %s\n", path, strerror(errno));
         exit(EXIT_FAILURE);
     }
-    int32_t hdr[7];
-    if (fread(hdr, sizeof(int32_t), 7, f) != 7) {
-        fclose(f);
-        die("refrun: checkpoint %s is shorter than its 28-byte header", path);
-    }
+    unsigned char head[41];
+    size_t got = fread(head, 1, sizeof head, f);
     fclose(f);
+    memset(m, 0, sizeof *m);
+    uint32_t magic = 0;
+    if (got >= 4) memcpy(&magic, head, 4);
+    if (magic == Q8_MAGIC) {
+        if (got < sizeof head) die("refrun: checkpoint %s is shorter than its versioned header", path);
+        load_q8_model(m, path, head);
+        return;
+    }
+    if (got < 28) die("refrun: checkpoint %s is shorter than its 28-byte header", path);
+    int32_t hdr[7];
+    memcpy(hdr, head, sizeof hdr);
 
     Shape *s = &m->shape;
     int shared = hdr[5] > 0;
@@ -127,16 +199,7 @@ static void load_model(Model *m, const char *path) {
     s->kv_heads = hdr[4];
     s->vocab = hdr[5] == INT32_MIN ? 0 : hdr[5] < 0 ? -hdr[5] : hdr[5]; /* INT32_MIN: invalid */
     s->seq_len = hdr[6];
-    /* the limits of pytest-llmperf's checker (models.py): beyond them the sizes below could
-     * overflow, and no llama2.c model comes near them */
-    if (s->dim <= 0 || s->hidden <= 0 || s->layers <= 0 || s->heads <= 0 || s->kv_heads <= 0
-        || s->vocab <= 0 || s->seq_len <= 0 || s->dim % s->heads != 0
-        || s->heads % s->kv_heads != 0 || (s->dim / s->heads) % 2 != 0
-        || s->dim > (1 << 16) || s->hidden > (1 << 18) || s->layers > (1 << 10) || s->heads > (1 << 12)
-        || s->vocab > (1 << 22) || s->seq_len > (1 << 20))
-        die("refrun: checkpoint %s has an invalid header", path);
-    s->head_size = s->dim / s->heads;
-    s->kv_dim = s->dim * s->kv_heads / s->heads;
+    check_shape(s, path);
 
     int fd = open(path, O_RDONLY);
     if (fd < 0) die("refrun: cannot open checkpoint %s", path);
@@ -180,23 +243,109 @@ static void load_model(Model *m, const char *path) {
     w->norm_final = p;  p += D;
     p += 2 * rope_half; /* precomputed RoPE tables: unused, RoPE is computed on the fly */
     w->classifier = shared ? w->embed : p;
+    alloc_state(m);
+}
 
-    size_t cache = L * (size_t)s->seq_len * KV;
-    m->x = alloc_or_die(D, sizeof(float), "activations");
-    m->xb = alloc_or_die(D, sizeof(float), "activations");
-    m->xb2 = alloc_or_die(D, sizeof(float), "activations");
-    m->hb = alloc_or_die(H, sizeof(float), "activations");
-    m->hb2 = alloc_or_die(H, sizeof(float), "activations");
-    m->q = alloc_or_die(D, sizeof(float), "activations");
-    m->att = alloc_or_die((size_t)s->heads * (size_t)s->seq_len, sizeof(float), "attention scores");
-    m->logits = alloc_or_die(V, sizeof(float), "logits");
-    m->kcache = alloc_or_die(cache, sizeof(float), "the key cache");
-    m->vcache = alloc_or_die(cache, sizeof(float), "the value cache");
+/* `count` tensors of `each` int8 values and each / group scales, from *at on; advances *at */
+static QTensor *map_qtensors(const unsigned char **at, int count, size_t each, size_t group) {
+    QTensor *t = alloc_or_die((size_t)count, sizeof(QTensor), "the int8 tensors");
+    for (int i = 0; i < count; i++) {
+        t[i].q = (const int8_t *)*at;
+        *at += each;
+        t[i].s = (const float *)(const void *)*at;
+        *at += each / group * sizeof(float);
+    }
+    return t;
+}
+
+/* a version 2 (Q8_0) checkpoint, as llama2.c's export.py writes it for runq.c: a 256-byte
+ * header (magic, version 2, the seven shape fields, a shared-classifier byte, the group size),
+ * the float32 norms, then the int8 tensors, each followed by its scales */
+static void load_q8_model(Model *m, const char *path, const unsigned char *head) {
+    int32_t version, hdr[7], group;
+    memcpy(&version, head + 4, 4);
+    memcpy(hdr, head + 8, sizeof hdr);
+    int shared = head[36];
+    memcpy(&group, head + 37, 4);
+    if (version != 2) die("refrun: checkpoint %s is a versioned checkpoint, but not version 2 (Q8_0)", path);
+    Shape *s = &m->shape;
+    s->dim = hdr[0];
+    s->hidden = hdr[1];
+    s->layers = hdr[2];
+    s->heads = hdr[3];
+    s->kv_heads = hdr[4];
+    s->vocab = hdr[5];
+    s->seq_len = hdr[6];
+    check_shape(s, path);
+    if (group <= 0 || s->dim % group != 0 || s->hidden % group != 0 || shared > 1)
+        die("refrun: checkpoint %s has an invalid Q8_0 header", path);
+    m->q8 = 1;
+    m->group = group;
+
+    size_t D = (size_t)s->dim, H = (size_t)s->hidden, L = (size_t)s->layers;
+    size_t V = (size_t)s->vocab, KV = (size_t)s->kv_dim, G = (size_t)group;
+    /* within the limits of check_shape these sums stay far below 2^63 */
+    uint64_t q8 = 0;
+    uint64_t sizes[] = {V * D, L * D * D, L * KV * D, L * KV * D, L * D * D, L * H * D, L * D * H, L * H * D,
+                        shared ? 0 : V * D};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) q8 += sizes[i] + sizes[i] / G * sizeof(float);
+    uint64_t need = Q8_HEADER_BYTES + (2 * L * D + D) * sizeof(float) + q8;
+
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) die("refrun: cannot open checkpoint %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        die("refrun: cannot stat checkpoint %s", path);
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size < need || need > (uint64_t)SIZE_MAX) {
+        close(fd);
+        die("refrun: checkpoint %s is truncated (smaller than its header promises)", path);
+    }
+    m->map_bytes = (size_t)st.st_size;
+    m->map = mmap(NULL, m->map_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m->map == MAP_FAILED) die("refrun: mmap failed for checkpoint %s", path);
+
+    const float *f = (const float *)(const void *)((const char *)m->map + Q8_HEADER_BYTES);
+    m->w.norm_att = f;    f += L * D;
+    m->w.norm_ffn = f;    f += L * D;
+    m->w.norm_final = f;  f += D;
+    const unsigned char *at = (const unsigned char *)f;
+    QWeights *qw = &m->qw;
+    QTensor *embed = map_qtensors(&at, 1, V * D, G);
+    qw->wq = map_qtensors(&at, s->layers, D * D, G);
+    qw->wk = map_qtensors(&at, s->layers, KV * D, G);
+    qw->wv = map_qtensors(&at, s->layers, KV * D, G);
+    qw->wo = map_qtensors(&at, s->layers, D * D, G);
+    qw->w_gate = map_qtensors(&at, s->layers, H * D, G);
+    qw->w_down = map_qtensors(&at, s->layers, D * H, G);
+    qw->w_up = map_qtensors(&at, s->layers, H * D, G);
+    if (shared) {
+        qw->classifier = embed[0];
+    } else {
+        QTensor *cls = map_qtensors(&at, 1, V * D, G);
+        qw->classifier = cls[0];
+        free(cls);
+    }
+    qw->embed = alloc_or_die(V * D, sizeof(float), "the embedding table");
+    for (size_t i = 0; i < V * D; i++) qw->embed[i] = embed[0].q[i] * embed[0].s[i / G];
+    free(embed);
+    m->xq.q = alloc_or_die(D, 1, "activations");
+    m->xq.s = alloc_or_die(D / G, sizeof(float), "activations");
+    m->hq.q = alloc_or_die(H, 1, "activations");
+    m->hq.s = alloc_or_die(H / G, sizeof(float), "activations");
+    alloc_state(m);
 }
 
 static void free_model(Model *m) {
     free(m->x); free(m->xb); free(m->xb2); free(m->hb); free(m->hb2);
     free(m->q); free(m->att); free(m->logits); free(m->kcache); free(m->vcache);
+    if (m->q8) {
+        free(m->qw.wq); free(m->qw.wk); free(m->qw.wv); free(m->qw.wo);
+        free(m->qw.w_gate); free(m->qw.w_down); free(m->qw.w_up); free(m->qw.embed);
+        free(m->xq.q); free(m->xq.s); free(m->hq.q); free(m->hq.s);
+    }
     munmap(m->map, m->map_bytes);
 }
 
@@ -246,12 +395,66 @@ static void rotate_pair(float *v, int i, float cs, float sn) {
     v[i + 1] = a * sn + b * cs;
 }
 
+/* rotary embedding of q and of the key row k_now at position pos, over the whole width */
+static void rotate_qk(Model *m, float *k_now, int pos) {
+    const Shape *s = &m->shape;
+    const int dim = s->dim, hs = s->head_size, kv_dim = s->kv_dim;
+    for (int i = 0; i < dim; i += 2) {
+        int within = i % hs;
+        float freq = 1.0f / powf(10000.0f, within / (float)hs);
+        float angle = pos * freq;
+        float cs = cosf(angle);
+        float sn = sinf(angle);
+        rotate_pair(m->q, i, cs, sn);
+        if (i < kv_dim) rotate_pair(k_now, i, cs, sn);
+    }
+}
+
+/* multi-head attention of q over this layer's caches kc, vc up to pos; the result into m->xb */
+static void attend(Model *m, const float *kc, const float *vc, int pos) {
+    const Shape *s = &m->shape;
+    const int hs = s->head_size;
+    const int group = s->heads / s->kv_heads; /* query heads per kv head */
+    const size_t KV = (size_t)s->kv_dim;
+    int h;
+    REFRUN_PARALLEL_FOR
+    for (h = 0; h < s->heads; h++) {
+        const float *qh = m->q + (size_t)h * hs;
+        float *scores = m->att + (size_t)h * (size_t)s->seq_len;
+        size_t kv_off = (size_t)(h / group) * (size_t)hs;
+        for (int t = 0; t <= pos; t++) {
+            const float *kt = kc + (size_t)t * KV + kv_off;
+            float dot = 0.0f;
+            for (int i = 0; i < hs; i++) dot += qh[i] * kt[i];
+            dot /= sqrtf(hs);
+            scores[t] = dot;
+        }
+        softmax_inplace(scores, pos + 1);
+        float *out = m->xb + (size_t)h * hs;
+        memset(out, 0, (size_t)hs * sizeof(float));
+        for (int t = 0; t <= pos; t++) {
+            const float *vt = vc + (size_t)t * KV + kv_off;
+            float a = scores[t];
+            for (int i = 0; i < hs; i++) out[i] += a * vt[i];
+        }
+    }
+}
+
+/* hb = silu(hb) * hb2, over the hidden width */
+static void swiglu(Model *m) {
+    for (int i = 0; i < m->shape.hidden; i++) {
+        float g = m->hb[i];
+        g *= 1.0f / (1.0f + expf(-g));
+        g *= m->hb2[i];
+        m->hb[i] = g;
+    }
+}
+
 /* one token at one position through the network; fills m->logits */
 static void forward(Model *m, int token, int pos) {
     const Shape *s = &m->shape;
     const Weights *w = &m->w;
-    const int dim = s->dim, hidden = s->hidden, hs = s->head_size, kv_dim = s->kv_dim;
-    const int group = s->heads / s->kv_heads; /* query heads per kv head */
+    const int dim = s->dim, hidden = s->hidden, kv_dim = s->kv_dim;
     const size_t D = (size_t)dim, H = (size_t)hidden, KV = (size_t)kv_dim;
     float *x = m->x;
 
@@ -269,40 +472,8 @@ static void forward(Model *m, int token, int pos) {
         mat_vec(m->q, m->xb, w->wq + L * D * D, dim, dim);
         mat_vec(k_now, m->xb, w->wk + L * KV * D, dim, kv_dim);
         mat_vec(v_now, m->xb, w->wv + L * KV * D, dim, kv_dim);
-
-        /* rotary embedding over the whole width, pair by pair */
-        for (int i = 0; i < dim; i += 2) {
-            int within = i % hs;
-            float freq = 1.0f / powf(10000.0f, within / (float)hs);
-            float angle = pos * freq;
-            float cs = cosf(angle);
-            float sn = sinf(angle);
-            rotate_pair(m->q, i, cs, sn);
-            if (i < kv_dim) rotate_pair(k_now, i, cs, sn);
-        }
-
-        int h;
-        REFRUN_PARALLEL_FOR
-        for (h = 0; h < s->heads; h++) {
-            const float *qh = m->q + (size_t)h * hs;
-            float *scores = m->att + (size_t)h * (size_t)s->seq_len;
-            size_t kv_off = (size_t)(h / group) * (size_t)hs;
-            for (int t = 0; t <= pos; t++) {
-                const float *kt = kc + (size_t)t * KV + kv_off;
-                float dot = 0.0f;
-                for (int i = 0; i < hs; i++) dot += qh[i] * kt[i];
-                dot /= sqrtf(hs);
-                scores[t] = dot;
-            }
-            softmax_inplace(scores, pos + 1);
-            float *out = m->xb + (size_t)h * hs;
-            memset(out, 0, (size_t)hs * sizeof(float));
-            for (int t = 0; t <= pos; t++) {
-                const float *vt = vc + (size_t)t * KV + kv_off;
-                float a = scores[t];
-                for (int i = 0; i < hs; i++) out[i] += a * vt[i];
-            }
-        }
+        rotate_qk(m, k_now, pos);
+        attend(m, kc, vc, pos);
 
         mat_vec(m->xb2, m->xb, w->wo + L * D * D, dim, dim);
         for (int i = 0; i < dim; i++) x[i] += m->xb2[i];
@@ -311,18 +482,94 @@ static void forward(Model *m, int token, int pos) {
         rms_normalize(m->xb, x, w->norm_ffn + L * D, dim);
         mat_vec(m->hb, m->xb, w->w_gate + L * H * D, dim, hidden);
         mat_vec(m->hb2, m->xb, w->w_up + L * H * D, dim, hidden);
-        for (int i = 0; i < hidden; i++) {
-            float g = m->hb[i];
-            g *= 1.0f / (1.0f + expf(-g));
-            g *= m->hb2[i];
-            m->hb[i] = g;
-        }
+        swiglu(m);
         mat_vec(m->xb, m->hb, w->w_down + L * D * H, hidden, dim);
         for (int i = 0; i < dim; i++) x[i] += m->xb[i];
     }
 
     rms_normalize(x, x, w->norm_final, dim);
     mat_vec(m->logits, x, w->classifier, dim, s->vocab);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the int8 (Q8_0) forward pass, with runq.c's arithmetic                    */
+
+/* out = x in groups of `group`: scale = max |x| / 127, q = round(x / scale) (0 for a group of
+ * zeros, where runq.c divides by zero) */
+static void quantize_vec(QVector *out, const float *x, int n, int group) {
+    for (int g = 0; g < n / group; g++) {
+        const float *xg = x + (size_t)g * (size_t)group;
+        float top = 0.0f;
+        for (int i = 0; i < group; i++) {
+            float a = fabsf(xg[i]);
+            if (a > top) top = a;
+        }
+        float scale = top / 127.0f;
+        out->s[g] = scale;
+        int8_t *q = out->q + (size_t)g * (size_t)group;
+        for (int i = 0; i < group; i++) q[i] = scale > 0.0f ? (int8_t)roundf(xg[i] / scale) : 0;
+    }
+}
+
+/* out[r] = sum over the groups of row r of (the int32 sum of int8 products) * both scales */
+static void mat_vec_q8(float *out, const QVector *x, const QTensor *w, int cols, int rows, int group) {
+    int r;
+    REFRUN_PARALLEL_FOR
+    for (r = 0; r < rows; r++) {
+        const size_t in = (size_t)r * (size_t)cols;
+        float acc = 0.0f;
+        for (int j = 0; j <= cols - group; j += group) {
+            int32_t sum = 0;
+            for (int k = 0; k < group; k++) sum += (int32_t)x->q[j + k] * (int32_t)w->q[in + (size_t)(j + k)];
+            acc += (float)sum * w->s[(in + (size_t)j) / (size_t)group] * x->s[j / group];
+        }
+        out[r] = acc;
+    }
+}
+
+/* forward() of a Q8_0 checkpoint: every matrix-vector product on int8 activations and weights */
+static void forward_q8(Model *m, int token, int pos) {
+    const Shape *s = &m->shape;
+    const Weights *w = &m->w;
+    const QWeights *qw = &m->qw;
+    const int dim = s->dim, hidden = s->hidden, kv_dim = s->kv_dim, g = m->group;
+    const size_t D = (size_t)dim, KV = (size_t)kv_dim;
+    float *x = m->x;
+
+    memcpy(x, qw->embed + (size_t)token * D, D * sizeof(float));
+
+    for (int l = 0; l < s->layers; l++) {
+        const size_t L = (size_t)l;
+        float *kc = m->kcache + L * (size_t)s->seq_len * KV;
+        float *vc = m->vcache + L * (size_t)s->seq_len * KV;
+        float *k_now = kc + (size_t)pos * KV;
+        float *v_now = vc + (size_t)pos * KV;
+
+        rms_normalize(m->xb, x, w->norm_att + L * D, dim);
+        quantize_vec(&m->xq, m->xb, dim, g);
+        mat_vec_q8(m->q, &m->xq, &qw->wq[l], dim, dim, g);
+        mat_vec_q8(k_now, &m->xq, &qw->wk[l], dim, kv_dim, g);
+        mat_vec_q8(v_now, &m->xq, &qw->wv[l], dim, kv_dim, g);
+        rotate_qk(m, k_now, pos);
+        attend(m, kc, vc, pos);
+
+        quantize_vec(&m->xq, m->xb, dim, g);
+        mat_vec_q8(m->xb2, &m->xq, &qw->wo[l], dim, dim, g);
+        for (int i = 0; i < dim; i++) x[i] += m->xb2[i];
+
+        rms_normalize(m->xb, x, w->norm_ffn + L * D, dim);
+        quantize_vec(&m->xq, m->xb, dim, g);
+        mat_vec_q8(m->hb, &m->xq, &qw->w_gate[l], dim, hidden, g);
+        mat_vec_q8(m->hb2, &m->xq, &qw->w_up[l], dim, hidden, g);
+        swiglu(m);
+        quantize_vec(&m->hq, m->hb, hidden, g);
+        mat_vec_q8(m->xb, &m->hq, &qw->w_down[l], hidden, dim, g);
+        for (int i = 0; i < dim; i++) x[i] += m->xb[i];
+    }
+
+    rms_normalize(x, x, w->norm_final, dim);
+    quantize_vec(&m->xq, x, dim, g);
+    mat_vec_q8(m->logits, &m->xq, &qw->classifier, dim, s->vocab, g);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -667,7 +914,10 @@ int main(int argc, char **argv) {
     int token = prompt_ids[0];
     int pos = 0;
     while (pos < steps) {
-        forward(&model, token, pos);
+        if (model.q8)
+            forward_q8(&model, token, pos);
+        else
+            forward(&model, token, pos);
         int next = pos < n_prompt - 1 ? prompt_ids[pos + 1] : choose(&sampler, model.logits);
         pos++;
         if (next == TOKEN_BOS) break; /* BOS starts another sequence: stop */

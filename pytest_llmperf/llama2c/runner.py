@@ -29,13 +29,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: resource is Unix-only, measure is imported where it runs
     from resource import struct_rusage
 
-    from ..measure import Measurement, MeasureSettings
+    from ..measure import Measurement, MeasureSettings, Round
 
     # what os.wait4 returns after the pid: the exit status and the child's resource usage
     _Reaped = tuple[int, struct_rusage]
@@ -303,17 +304,145 @@ class Runner:
         )
 
 
+# a round runs the binary at most this many times (a binary run shorter than round_time / 64 is
+# a few milliseconds: its process start then costs more than its tokens, and the round is long enough)
+MAX_RUNS_PER_ROUND = 64
+
+
+def timed_part(result: RunResult) -> tuple[Fraction, Fraction]:
+    """(positions, seconds) of a run's timed part, exactly: the nanosecond stats of the reference
+    runner when it wrote them, else the printed tok/s over the positions after the first. A run
+    whose positions are unknown (run.c prints none) counts 1: every run of a round runs the same
+    spec (same steps and seed, so the same positions), and its share of the round is then its
+    share of the runs."""
+    if result.elapsed_ns and result.positions and result.positions > 1:
+        return Fraction(result.positions - 1), Fraction(result.elapsed_ns, 10**9)
+    tokens = Fraction(result.positions - 1) if result.positions and result.positions > 1 else Fraction(1)
+    return tokens, tokens / Fraction(result.tok_per_s)
+
+
+def round_tok_per_s(results: Sequence[RunResult]) -> float:
+    """A round's tok/s: all its positions over all its timed time, that is the harmonic mean of
+    the runs' tok/s weighted by their positions (the mean of rates over equal work; an arithmetic
+    mean would weigh a fast run's figure more than its time). Exact in rationals, so that runs
+    that printed the same figure give it back unchanged."""
+    if not results:
+        raise ValueError("a round has at least one run")
+    parts = [timed_part(r) for r in results]
+    return float(sum(t for t, _ in parts) / sum(s for _, s in parts))
+
+
+def round_seconds_per_token(results: Sequence[RunResult]) -> float:
+    """A probe round's seconds per position: the inverse of :func:`round_tok_per_s`."""
+    parts = [timed_part(r) for r in results]
+    return float(sum(s for _, s in parts) / sum(t for t, _ in parts))
+
+
+class Rounds:
+    """One binary round after round (the ``sample`` of :func:`measure.run_rounds`), with another
+    binary's runs interleaved when ``other`` is given: the probe (``kind`` "probe") or a paired
+    reference build (``kind`` "reference").
+
+    A round runs the binary ``runs_per_round`` times back to back, and as many runs of ``other``
+    between them, in ABBA order (O C C O O C ...), starting with ``other`` in even rounds and
+    with the binary in odd ones: a change of the machine's speed during the round then weighs
+    alike on both sides, and their ratio keeps little of it. The first round runs until the
+    binary's runs have lasted ``round_time`` seconds (wall time, spawn to exit, summed), and sets
+    the count to what ``round_time`` takes at the speed of the binary's fastest run so far;
+    :meth:`calibrate`, called after each warm-up round, raises it as faster runs show up (a first,
+    cold run reads the files from disk) and never lowers it, between 1 and
+    :data:`MAX_RUNS_PER_ROUND`. After the warm-up every round does the same work, so a round's
+    value does not depend on when it stopped. ``round_time`` 0: one run per round.
+
+    A round gives a measure.Round: the binary's tok/s (:func:`round_tok_per_s`), wall and CPU
+    time summed over its runs, and the probe's seconds per token (:func:`round_seconds_per_token`)
+    or the reference's (tok/s, wall, CPU) over its runs."""
+
+    def __init__(self, run_once: Callable[[], RunResult], round_time: float = 0.0,
+                 other: Callable[[], RunResult] | None = None, kind: str = "probe",
+                 max_runs: int = MAX_RUNS_PER_ROUND) -> None:
+        if kind not in ("probe", "reference"):
+            raise ValueError(f"kind must be 'probe' or 'reference', not {kind!r}")
+        self.run_once = run_once
+        self.other = other
+        self.kind = kind
+        self.round_time = round_time
+        self.max_runs = max(1, max_runs)
+        self.runs_per_round: int | None = 1 if round_time <= 0 else None
+        self.rounds: list[list[RunResult]] = []
+        self.other_rounds: list[list[RunResult]] = []
+
+    def calibrate(self, _value: float | None = None) -> None:
+        """Runs per round for ``round_time`` at the fastest run so far (never fewer than now)."""
+        if self.round_time <= 0 or not self.rounds:
+            return
+        fastest = max(min(r.wall_s for runs in self.rounds for r in runs), 1e-6)
+        wanted = min(self.max_runs, max(1, math.ceil(self.round_time / fastest)))
+        self.runs_per_round = max(self.runs_per_round or 1, wanted)
+
+    def run_round(self) -> tuple[list[RunResult], list[RunResult]]:
+        """One round: (the binary's runs, the other's runs)."""
+        runs: list[RunResult] = []
+        others: list[RunResult] = []
+        other_first = len(self.rounds) % 2 == 0
+        j = 0
+
+        def more() -> bool:
+            if self.runs_per_round is not None:
+                return j < self.runs_per_round
+            return not runs or (sum(r.wall_s for r in runs) < self.round_time and len(runs) < self.max_runs)
+
+        while more():
+            if self.other is not None and (j % 2 == 0) == other_first:
+                others.append(self.other())
+                runs.append(self.run_once())
+            else:
+                runs.append(self.run_once())
+                if self.other is not None:
+                    others.append(self.other())
+            j += 1
+        self.rounds.append(runs)
+        self.other_rounds.append(others)
+        if len(self.rounds) == 1:
+            self.calibrate()
+        return runs, others
+
+    def __call__(self) -> Round:
+        from ..measure import Round
+
+        runs, others = self.run_round()
+        rate, wall, cpu = round_tok_per_s(runs), sum(r.wall_s for r in runs), sum(r.cpu_s for r in runs)
+        if self.other is None:
+            return Round(rate, wall, cpu)
+        if self.kind == "probe":
+            return Round(rate, wall, cpu, probe=round_seconds_per_token(others))
+        return Round(rate, wall, cpu, reference=(round_tok_per_s(others), sum(r.wall_s for r in others),
+                                                 sum(r.cpu_s for r in others)))
+
+
 @dataclass
 class Bench:
-    """Round after round of one binary on one spec: the kept rounds' results and the measurement."""
+    """Round after round of one binary on one spec: the rounds, their runs and the measurement."""
 
-    results: list[RunResult]  # the kept rounds (warm-up and descheduled rounds left out)
-    measurement: Measurement  # of the printed tok/s
-    all_results: list[RunResult]
+    results: list[RunResult]  # the runs of the kept rounds (warm-up and descheduled rounds left out)
+    measurement: Measurement  # of the rounds' tok/s
+    all_results: list[RunResult]  # every run, in order
+    rounds: list[list[RunResult]] = field(default_factory=list)  # every round's runs, warm-up included
+    reference_rounds: list[list[RunResult]] | None = None  # paired mode: the reference's runs in each round
+    probe_rounds: list[list[RunResult]] | None = None  # probe mode: the probe's runs in each round
 
     @property
     def tok_per_s(self) -> list[float]:
-        return [r.tok_per_s for r in self.results]
+        """The kept rounds' tok/s (the samples)."""
+        return list(self.measurement.samples)
+
+    @property
+    def kept_rounds(self) -> list[list[RunResult]]:
+        return [self.rounds[i] for i in self.measurement.kept_rounds]
+
+    @property
+    def runs_per_round(self) -> int:
+        return max((len(r) for r in self.rounds), default=0)
 
 
 def seconds_per_token(result: RunResult) -> float:
@@ -326,26 +455,33 @@ def seconds_per_token(result: RunResult) -> float:
 
 def bench(run_once: Callable[[], RunResult], settings: MeasureSettings,
           decisive: Callable[[list[float], list[float] | None], bool] | None = None,
-          probe_once: Callable[[], RunResult] | None = None) -> Bench:
+          probe_once: Callable[[], RunResult] | None = None, round_time: float = 0.0,
+          reference_once: Callable[[], RunResult] | None = None) -> Bench:
     """Repeat ``run_once`` under the rounds engine of :mod:`..measure`: warm-up, then rounds until
-    the tok/s median is precise (and the verdict decisive) or the time budget is spent. A round's
-    CPU share is the child's CPU time over wall time.
+    the tok/s median is precise (and the verdict decisive) or the time budget is spent. A round
+    runs the binary several times back to back until it lasts ``round_time`` (see :class:`Rounds`);
+    its sample is the round's tok/s (:func:`round_tok_per_s`). A round's CPU share is the child's
+    CPU time over wall time.
 
-    ``probe_once`` (with ``settings.probe``) runs a fixed reference binary before each round and
-    after the last: its seconds per token are the round's machine-speed probe, so a change of the
-    machine's speed between sessions cancels out of the comparison of tok/s."""
+    ``probe_once`` (with ``settings.probe``) runs a fixed reference binary between the round's
+    runs: its seconds per token are the round's machine-speed probe, so a change of the machine's
+    speed between sessions cancels out of the comparison of tok/s.
+
+    ``reference_once`` (paired mode) runs the reference build on the same spec between the round's
+    runs, and the measurement's ``paired`` holds the reference's tok/s of the kept rounds; no probe
+    then."""
     from .. import measure
 
-    results: list[RunResult] = []
-
-    def sample() -> tuple[float, float, float]:
-        r = run_once()
-        results.append(r)
-        return r.tok_per_s, r.wall_s, r.cpu_s
-
-    probe_fn = (lambda: seconds_per_token(probe_once())) if probe_once is not None else None
-    m = measure.run_rounds(sample, settings, decisive=decisive, probe_fn=probe_fn)
-    return Bench(results=[results[i] for i in m.kept_rounds], measurement=m, all_results=results)
+    paired = reference_once is not None
+    other = reference_once if paired else (probe_once if settings.probe else None)
+    rounds = Rounds(run_once, round_time, other=other, kind="reference" if paired else "probe")
+    m = measure.run_rounds(rounds, settings, decisive=decisive, calibrate=rounds.calibrate,
+                           probe_in_round=other is not None and not paired, paired=paired)
+    all_results = [r for runs in rounds.rounds for r in runs]
+    kept = [r for i in m.kept_rounds for r in rounds.rounds[i]]
+    return Bench(results=kept, measurement=m, all_results=all_results, rounds=rounds.rounds,
+                 reference_rounds=rounds.other_rounds if paired else None,
+                 probe_rounds=rounds.other_rounds if other is not None and not paired else None)
 
 
 def describe(argv: Sequence[str]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..native.build import build
 from ..native.cache import CacheError, default_cache_dir, ensure_dir
+from .refs import Reference, auto, resolve
 
 REFERENCE_SOURCE = Path(__file__).with_name("refrun.c")
 PROGRAMS = ("run", "runq")
@@ -34,6 +35,10 @@ FLAG_SETS: dict[str, str] = {
 PROBE_FLAGS = "-O3"
 PROBE_STEPS = {"stories260K": 256, "stories15M": 24, "stories42M": 10, "stories110M": 4}
 PROBE_KIND = "refrun-O3"
+# the probe of int8 (runq) rows: the reference runner on the same Q8_0 checkpoint (its int8 path
+# has runq.c's arithmetic); measured, see runner.py's docstring ("Rounds"): a float32 probe does not
+# follow an int8 run's speed. Its own kind, so that a baseline probed in float32 is not adjusted by it
+PROBE_KIND_Q8 = "refrun-q8-O3"
 
 
 class ModelMissing(LookupError):
@@ -69,6 +74,20 @@ class Settings:
     models_dir: Path | None = None  # real checkpoints; None: synthetic ones
     cache_dir: Path = field(default_factory=default_cache_dir)
     run_timeout: float = 600.0
+    ref: str = "auto"  # --llmperf-llama2c-ref: auto, off, or what the user named (see refs.py)
+    ref_path: Path | None = None
+    ref_where: str = "--llmperf-llama2c-ref"
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """How a benchmark of one binary is compared: with a reference binary in paired rounds
+    (``binary`` and ``label`` set), or with the probe (``binary`` None; ``note`` says why when a
+    reference was asked for but there is none for this row)."""
+
+    binary: Path | None = None
+    label: str = ""  # compare.Metric.paired_ref: "git 1a2b3c4d5e6f", "dir /x", "binary /x/run"
+    note: str = ""
 
 
 def check_source_dir(src: Path) -> dict[str, Path]:
@@ -87,6 +106,11 @@ class Llama2cSession:
         self.sources = check_source_dir(settings.src) if settings.src else {"run": REFERENCE_SOURCE}
         self._models: dict[tuple[str, bool], ModelFiles] = {}
         self._cache_ok = False
+        self._built: dict[Path, tuple[str, str]] = {}  # binary -> (flags, program) it was built with
+        self._auto: dict[str, tuple[Reference | None, str]] = {}  # commit -> (refs.Reference or None, note)
+        # an explicit reference is checked now (configure time): a bad value is a usage error
+        self.ref: Reference | None = resolve(settings.ref, settings.ref_path, settings.ref_where, settings.src,
+                           settings.cache_dir) if settings.ref not in ("auto", "off") else None
 
     @property
     def reference(self) -> bool:
@@ -103,10 +127,44 @@ class Llama2cSession:
         source = self.sources.get(program)
         if source is None:
             raise ModelMissing(f"no {program}.c in {self.settings.src or 'the reference runner'}")
-        return build(source, flags, self.cache_dir() / "llama2c", cc=self.settings.cc, name=program)
+        binary = build(source, flags, self.cache_dir() / "llama2c", cc=self.settings.cc, name=program)
+        self._built[binary] = (flags, program)
+        return binary
+
+    def built_binaries(self) -> set[Path]:
+        """The binaries :meth:`build` made in this session."""
+        return set(self._built)
+
+    def pairing(self, binary: Path, commit: str | None = None) -> Pairing:
+        """The paired reference of a benchmark of ``binary`` (a build of :meth:`build`: the
+        reference is built with its flags), or why there is none. ``commit``: in ``auto`` mode,
+        what the core's history says the test's reference was measured with (None: not known).
+        Builds the reference (raising what :meth:`build` raises)."""
+        built = self._built.get(binary)
+        if self.settings.ref == "off" or built is None:
+            return Pairing()
+        flags, program = built
+        ref = self.ref
+        if ref is None:  # auto
+            if commit is None or self.settings.src is None:
+                return Pairing()
+            if commit not in self._auto:
+                self._auto[commit] = auto(self.settings.src, commit, self.cache_dir())
+            found, note = self._auto[commit]
+            if found is None:
+                return Pairing(note=note)
+            ref = found
+        source, exe, why = ref.program(program)
+        if exe is not None:
+            return Pairing(binary=exe, label=ref.label)
+        if source is None:
+            return Pairing(note=f"{program} rows not paired ({why}): compared with the machine-speed probe")
+        ref_binary = build(source, flags, self.cache_dir() / "llama2c", cc=self.settings.cc, name=program)
+        return Pairing(binary=ref_binary, label=ref.label)
 
     def reference_binary(self) -> Path:
-        """Our reference runner built with PROBE_FLAGS: the native machine-speed probe."""
+        """Our reference runner built with PROBE_FLAGS: the native machine-speed probe (of float32
+        and of Q8_0 checkpoints alike)."""
         return build(REFERENCE_SOURCE, PROBE_FLAGS, self.cache_dir() / "llama2c", cc=self.settings.cc, name="run")
 
     def model(self, name: str, quantized: bool = False) -> ModelFiles:

@@ -319,3 +319,59 @@ def test_run_se_is_never_below_the_order_statistic_se():
     rng = random.Random(9)
     values = [rng.lognormvariate(0, 0.1) for _ in range(200)]
     assert stats.run_log_median_se(values) >= stats.log_median_se(values)
+
+
+# -- ratio_estimate ------------------------------------------------------------------------------
+
+def test_ratio_of_medians_is_ratio_estimate_of_its_se():
+    rng = random.Random(3)
+    base = [rng.lognormvariate(0, 0.05) for _ in range(40)]
+    cur = [1.05 * rng.lognormvariate(0, 0.05) for _ in range(40)]
+    est = stats.ratio_of_medians(base, cur, noise_floor=0.01)
+    assert stats.ratio_estimate(stats.median(cur) / stats.median(base), est.se_log) == est
+
+
+def test_ratio_estimate_interval_and_p_values():
+    est = stats.ratio_estimate(1.10, 0.02, confidence=0.95)
+    assert est.low == pytest.approx(math.exp(math.log(1.1) - Z(0.975) * 0.02))
+    assert est.high == pytest.approx(math.exp(math.log(1.1) + Z(0.975) * 0.02))
+    assert est.p_increase == pytest.approx(1 - NormalDist().cdf(math.log(1.1) / 0.02))
+    assert est.p_increase + est.p_decrease == pytest.approx(1.0)
+    assert stats.ratio_estimate(1.1, math.inf) == stats.RatioEstimate(1.1, 0.0, math.inf, math.inf, 1.0, 1.0)
+    exact = stats.ratio_estimate(0.9, 0.0)
+    assert exact.low == exact.high == pytest.approx(0.9) and exact.p_decrease == 0.0 and exact.p_increase == 1.0
+
+
+@pytest.mark.parametrize("ratio", [0.0, -1.0, math.nan])
+def test_ratio_estimate_needs_a_positive_ratio(ratio):
+    with pytest.raises(ValueError, match="positive ratio"):
+        stats.ratio_estimate(ratio, 0.01)
+
+
+# -- Student's t ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("df, p, value", [
+    # from the tables (and t(1) = Cauchy: tan(pi (p - 1/2)))
+    (1, 0.995, 63.65674), (1, 0.75, 1.0), (2, 0.975, 4.30265), (4, 0.995, 4.60409), (6, 0.995, 3.70743),
+    (10, 0.995, 3.16927), (30, 0.975, 2.04227), (3, 0.975, 3.18245), (5, 0.99, 3.36493),
+])
+def test_t_quantile_matches_the_tables(df, p, value):
+    assert stats.t_quantile(p, df) == pytest.approx(value, abs=2e-5)
+    assert stats.t_quantile(1 - p, df) == pytest.approx(-value, abs=2e-5)
+    assert stats.t_cdf(value, df) == pytest.approx(p, abs=1e-6)
+
+
+def test_t_tends_to_the_normal():
+    assert stats.t_quantile(0.995, math.inf) == pytest.approx(Z(0.995))
+    assert stats.t_quantile(0.995, 1e8) == pytest.approx(Z(0.995), rel=1e-6)
+    assert stats.t_cdf(1.3, math.inf) == pytest.approx(NormalDist().cdf(1.3))
+    assert stats.t_cdf(0.0, 3) == pytest.approx(0.5)
+    assert stats.t_cdf(-2.0, 5) == pytest.approx(1 - stats.t_cdf(2.0, 5))
+
+
+def test_t_bad_arguments():
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        stats.t_cdf(1.0, 0)
+    for p in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="0 < p < 1"):
+            stats.t_quantile(p, 3)

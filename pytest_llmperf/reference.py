@@ -1,0 +1,353 @@
+"""A reference from the node's history: the last accepted nights of one metric. Pure, no I/O.
+
+(Docstring with the model and the figures: written after the simulation.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from statistics import NormalDist
+
+from . import compare, stats
+from .compare import Metric, Verdict
+from .history import Accept, Entry, Point, Run
+
+HISTORY = "history:"  # Verdict.reference of a history comparison: "history:" + the number of nights
+MIN_SPREAD_NIGHTS = 3  # fewer nights: no spread is estimated, the fixed noise floor stands for it
+SE_FLOOR = 0.001  # a night's within-session se is taken as at least 0.1%
+OUTLIER_Z = 5.0  # a night this many standard deviations from all the others' center is left out
+_Z = NormalDist().inv_cdf
+_SQRT2 = math.sqrt(2.0)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def select(entries: Sequence[Entry], fingerprint: str, metric: str, limit: int) -> list[tuple[Run, Point]]:
+    """The accepted nights of ``metric`` in one test's ``entries`` (history.HistoryStore order: time
+    order), oldest first, the newest ``limit`` of them.
+
+    The reference starts again at the last reset in file order: a run that saved the baseline
+    (``reset``) counts itself; an accept line restarts at the run it names, wherever that run is,
+    or after itself when it names none (or a run no longer there). The run that starts the
+    reference counts whatever its verdict and outcome (saving or accepting it says it is the new
+    normal). Every other run counts when it has this ``fingerprint``, recorded ``metric``, passed,
+    and the metric was not ``regressed`` (a change point that failed the test says regressed too):
+    a regression does not become the new normal by itself."""
+    if limit < 1:
+        raise ValueError(f"a history reference needs at least 1 night, got {limit}")
+    start, forced = 0, None
+    for i, entry in enumerate(entries):
+        if isinstance(entry, Run) and entry.reset:
+            start, forced = i, entry.run_id
+        elif isinstance(entry, Accept):
+            at = _index_of_run(entries, entry.run_id)
+            start, forced = (at, entry.run_id) if at is not None else (i + 1, None)
+    chosen: list[tuple[Run, Point]] = []
+    for entry in entries[start:]:
+        if not isinstance(entry, Run) or entry.fingerprint != fingerprint or metric not in entry.metrics:
+            continue
+        point = entry.metrics[metric]
+        if entry.run_id == forced or (entry.outcome == "passed" and point.status != compare.REGRESSED):
+            chosen.append((entry, point))
+    return chosen[-limit:]
+
+
+def _index_of_run(entries: Sequence[Entry], run_id: str | None) -> int | None:
+    if run_id is None:
+        return None
+    for i, entry in enumerate(entries):
+        if isinstance(entry, Run) and entry.run_id == run_id:
+            return i
+    return None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the accepted nights of one metric say tonight's median should be.
+
+    ``center``: the reference median (of the speed-adjusted values when ``adjusted``), the posterior
+    mean of the nights' log-medians; ``se_log``: its standard error; ``between_sd``: the spread
+    between nights (root mean square of its posterior, a log-scale standard deviation), None with
+    fewer than MIN_SPREAD_NIGHTS nights (the noise floor stands for it). ``measured_sd``: the
+    Paule-Mandel estimate of the spread from the nights alone, for reading. ``raw_center``: the
+    center of the plain medians, what a verdict shows as its baseline. ``logs``/``ses``: the nights'
+    log-medians and within-session standard errors (floored) that the verdict's model uses.
+    ``left_out``: runs whose night was too far from all the others to share their spread."""
+
+    label: str
+    nights: int
+    center: float
+    se_log: float
+    between_sd: float | None
+    adjusted: bool
+    probe_kind: str | None
+    runs: tuple[str, ...]
+    first_time: str
+    last_time: str
+    raw_center: float = 0.0
+    measured_sd: float | None = None
+    exact: bool = False
+    logs: tuple[float, ...] = ()
+    ses: tuple[float, ...] = ()
+    left_out: tuple[str, ...] = ()
+
+
+def between_variance(y: Sequence[float], s: Sequence[float]) -> float:
+    """The Paule-Mandel estimate of the between-night variance tau^2 of log-medians ``y`` with
+    within-session standard errors ``s``: the tau^2 at which the generalised Q statistic
+    sum w_i (y_i - mean_w)^2, w_i = 1/(s_i^2 + tau^2), equals its expectation k - 1 (0 when the
+    nights already agree within their errors). Q falls as tau^2 grows, and Q <= SS/tau^2 (SS the
+    plain sum of squares), so the root lies in [0, SS/(k-1)]: found by bisection."""
+    k = len(y)
+    if k < 2:
+        return 0.0
+    s2 = [max(v, SE_FLOOR) ** 2 for v in s]
+
+    def q(t2: float) -> float:
+        w = [1.0 / (v + t2) for v in s2]
+        m = math.fsum(wi * yi for wi, yi in zip(w, y)) / math.fsum(w)
+        return math.fsum(wi * (yi - m) ** 2 for wi, yi in zip(w, y))
+
+    if q(0.0) <= k - 1:
+        return 0.0
+    mean = math.fsum(y) / k
+    lo, hi = 0.0, math.fsum((v - mean) ** 2 for v in y) / (k - 1)
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if q(mid) > k - 1:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    return (lo + hi) / 2.0
+
+
+# One point of the posterior of the spread: (probability, tau, mu_hat(tau), var of mu_hat(tau))
+Component = tuple[float, float, float, float]
+GRID = 64  # points of the grid over tau
+
+
+def _given_tau(y: Sequence[float], s: Sequence[float], tau: float) -> tuple[float, float, float]:
+    """mu_hat, its variance 1/W and the restricted log-likelihood of the nights for one tau."""
+    v = [si * si + tau * tau for si in s]
+    w = [1.0 / vi for vi in v]
+    total = math.fsum(w)
+    mu = math.fsum(wi * yi for wi, yi in zip(w, y)) / total
+    q = math.fsum(wi * (yi - mu) ** 2 for wi, yi in zip(w, y))
+    return mu, 1.0 / total, -0.5 * (math.fsum(math.log(vi) for vi in v) + math.log(total) + q)
+
+
+def posterior(y: Sequence[float], s: Sequence[float], floor: float) -> tuple[Component, ...]:
+    """The spread of the nights' log-medians ``y`` (within-session errors ``s``, floored at
+    SE_FLOOR) under the random-effects model, as a grid over tau. With fewer than
+    MIN_SPREAD_NIGHTS nights: tau is the ``floor`` (one point). With more: the restricted
+    likelihood of tau (mu integrated out) times a half-Cauchy prior of scale ``floor`` (uniform
+    when the floor is 0), on GRID midpoints of [0, T], T = max(6 floor, 4 sd(y), SE_FLOOR): far
+    beyond where the posterior lives."""
+    k = len(y)
+    if k == 0:
+        raise ValueError("a reference needs at least one night")
+    s = [max(v, SE_FLOOR) for v in s]
+    if k < MIN_SPREAD_NIGHTS:
+        mu, var, _ = _given_tau(y, s, floor)
+        return ((1.0, floor, mu, var),)
+    mean = math.fsum(y) / k
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in y) / (k - 1))
+    top = max(6.0 * floor, 4.0 * sd, SE_FLOOR)
+    points = []
+    for j in range(GRID):
+        tau = top * (j + 0.5) / GRID
+        mu, var, loglik = _given_tau(y, s, tau)
+        prior = -math.log1p((tau / floor) ** 2) if floor > 0 else 0.0
+        points.append((loglik + prior, tau, mu, var))
+    best = max(p[0] for p in points)
+    weights = [math.exp(p[0] - best) for p in points]
+    total = math.fsum(weights)
+    return tuple((w / total, tau, mu, var) for w, (_, tau, mu, var) in zip(weights, points) if w / total > 1e-9)
+
+
+def _summary(components: Sequence[Component]) -> tuple[float, float, float]:
+    """The posterior mean of mu, its standard deviation and the root mean square of tau."""
+    center = math.fsum(p * mu for p, _, mu, _ in components)
+    var = math.fsum(p * (v + (mu - center) ** 2) for p, _, mu, v in components)
+    return center, math.sqrt(var), math.sqrt(math.fsum(p * tau * tau for p, tau, _, _ in components))
+
+
+def _predictive(components: Sequence[Component], s0: float) -> list[tuple[float, float, float]]:
+    """Tonight's log-median minus the center, as a mixture: (probability, mean, sd) per tau."""
+    center = _summary(components)[0]
+    return [(p, mu - center, math.sqrt(s0 * s0 + tau * tau + var)) for p, tau, mu, var in components]
+
+
+def _cdf(mixture: Sequence[tuple[float, float, float]], x: float) -> float:
+    return math.fsum(p * 0.5 * math.erfc((m - x) / (sd * _SQRT2)) for p, m, sd in mixture)
+
+
+def predictive_se(components: Sequence[Component], s0: float, confidence: float) -> float:
+    """The standard error that makes the decision rule's normal interval as wide as the
+    ``confidence`` interval of tonight's log-median minus the reference center, when tonight is
+    one more night of the same spread with its own within-session error ``s0``: the posterior
+    predictive, a mixture over tau of normals N(mu_hat(tau) - center, s0^2 + tau^2 + var(tau)).
+    Its tails are heavier than a normal's of the same variance (the spread is uncertain), which
+    is what keeps a few nights that agreed by luck from making the gate overconfident. The two
+    quantiles by Newton's method inside a shrinking bracket."""
+    if not math.isfinite(s0):
+        return math.inf
+    mixture = _predictive(components, s0)
+    q = (1.0 + confidence) / 2.0
+    z = _Z(q)
+    reach = z * max(sd for _, _, sd in mixture) + max(abs(m) for _, m, _ in mixture)
+    quantiles = []
+    for target, lo, hi in ((q, 0.0, reach), (1.0 - q, -reach, 0.0)):
+        x = (lo + hi) / 2.0
+        for _ in range(100):
+            f = _cdf(mixture, x) - target
+            if abs(f) < 1e-12 or hi - lo < 1e-12:
+                break
+            if f < 0:
+                lo = x
+            else:
+                hi = x
+            density = math.fsum(p * math.exp(-0.5 * ((x - m) / sd) ** 2) / (sd * _SQRT_2PI) for p, m, sd in mixture)
+            step = x - f / density if density > 0 else (lo + hi) / 2.0
+            x = step if lo < step < hi else (lo + hi) / 2.0
+        quantiles.append(x)
+    return (quantiles[0] - quantiles[1]) / (2.0 * z)
+
+
+def _outliers(y: list[float], s: list[float], floor: float) -> list[int]:
+    """Indices of the nights (most extreme first) further than OUTLIER_Z standard deviations from
+    the center of all the other nights, the standard deviation being sqrt(s_i^2 + tau^2 + se^2)
+    with the others' tau (root mean square of its posterior) and the se of their center: one at
+    a time, at most a quarter of the nights, and only while at least MIN_SPREAD_NIGHTS + 1 nights
+    are there to judge by. (Not the others' predictive interval: from three or four nights its
+    tails are so heavy that a night 20 standard deviations out passed half the time.)"""
+    left: list[int] = []
+    keep = list(range(len(y)))
+    while len(keep) > MIN_SPREAD_NIGHTS and len(left) < len(y) // 4:
+        worst, worst_z = -1, OUTLIER_Z
+        for i in keep:
+            others = [j for j in keep if j != i]
+            center, se, tau = _summary(posterior([y[j] for j in others], [s[j] for j in others], floor))
+            z = abs(y[i] - center) / math.sqrt(s[i] ** 2 + tau * tau + se * se)
+            if z > worst_z:
+                worst, worst_z = i, z
+        if worst < 0:
+            break
+        left.append(worst)
+        keep.remove(worst)
+    return left
+
+
+def reference_for(points: Sequence[tuple[Run, Point]], cur: Metric, noise_floor: float) -> Reference | None:
+    """The reference of metric ``cur`` from its accepted nights (select), or None when no night
+    can serve: a night counts when its unit and direction are the current metric's, its median is
+    positive and its within-session se is known (a run of fewer than 3 samples has none).
+
+    Speed-adjusted medians (Point.adjusted) are used when every night and the current metric have
+    probes of the same kind and the rule of compare.adjusts holds for each night; else the raw
+    medians. A deterministic metric (``exact`` tonight and every night) takes the median of the
+    nights' counts, without statistics. Otherwise the nights' log-medians go into the random-
+    effects model (module docstring), after leaving out the nights too far from all others."""
+    usable = [(r, p) for r, p in points
+              if p.unit == cur.unit and p.higher_is_better == cur.higher_is_better and p.median > 0]
+    if cur.exact and usable and all(p.exact for _, p in usable):
+        center = stats.median([p.median for _, p in usable])
+        return _reference(usable, center=center, se_log=0.0, between_sd=None, adjusted=False,
+                          raw_center=center, exact=True)
+    usable = [(r, p) for r, p in usable if p.se is not None and math.isfinite(p.se)]
+    if not usable:
+        return None
+    adjusted = all(p.adjusted is not None and p.adjusted > 0
+                   and compare.adjusts(cur, p.probe_kind if p.adjusted is not None else None, p.cpu_share)
+                   for _, p in usable)
+    y = [math.log(p.adjusted if adjusted and p.adjusted else p.median) for _, p in usable]
+    s = [max(p.se or 0.0, SE_FLOOR) for _, p in usable]
+    floor = math.log1p(noise_floor)
+    left = set(_outliers(y, s, floor))
+    left_out = tuple(usable[i][0].run_id for i in sorted(left))
+    usable = [u for i, u in enumerate(usable) if i not in left]
+    y = [v for i, v in enumerate(y) if i not in left]
+    s = [v for i, v in enumerate(s) if i not in left]
+    center, se_log, tau = _summary(posterior(y, s, floor))
+    k = len(y)
+    between = tau if k >= MIN_SPREAD_NIGHTS else None
+    # the plain medians' center, weighted as the nights are at the spread found
+    w = [1.0 / (v * v + tau * tau) for v in s]
+    raw = math.fsum(wi * math.log(p.median) for wi, (_, p) in zip(w, usable)) / math.fsum(w)
+    return _reference(usable, center=math.exp(center), se_log=se_log, between_sd=between, adjusted=adjusted,
+                      raw_center=math.exp(raw), measured_sd=math.sqrt(between_variance(y, s)) if between else None,
+                      logs=tuple(y), ses=tuple(s), left_out=left_out)
+
+
+def _reference(used: Sequence[tuple[Run, Point]], center: float, se_log: float, between_sd: float | None,
+               adjusted: bool, raw_center: float, measured_sd: float | None = None, exact: bool = False,
+               logs: tuple[float, ...] = (), ses: tuple[float, ...] = (), left_out: tuple[str, ...] = ()) -> Reference:
+    runs = [r for r, _ in used]
+    return Reference(label=f"{HISTORY}{len(runs)}", nights=len(runs), center=center, se_log=se_log,
+                     between_sd=between_sd, adjusted=adjusted, probe_kind=used[0][1].probe_kind if adjusted else None,
+                     runs=tuple(r.run_id for r in runs), first_time=runs[0].time, last_time=runs[-1].time,
+                     raw_center=raw_center, measured_sd=measured_sd, exact=exact, logs=logs, ses=ses,
+                     left_out=left_out)
+
+
+def compare_history(test: str, ref: Reference, cur: Metric, tolerance: float, confidence: float = 0.99,
+                    noise_floor: float = 0.0) -> Verdict:
+    """Tonight's median (speed-adjusted when the reference is) against ``ref.center``, by the
+    decision rule of compare.decide. Tonight is one more night drawn from the nights' spread: the
+    interval is that of the posterior predictive (predictive_se: tonight's within-session se^2 +
+    tau^2 + the center's own variance, over the posterior of tau; with fewer than
+    MIN_SPREAD_NIGHTS nights tau is ``noise_floor``). The verdict: reference ``ref.label``,
+    baseline = the center of the nights' plain medians (the unit of the metric, as a saved
+    baseline shows its median, also when the change is speed-adjusted), raw_change = tonight's
+    plain median over it - 1, n_baseline = the number of nights, details["between_sd"] when the
+    spread was estimated. A gate=False metric gets ``info``, as in compare_metric."""
+    details: dict[str, str] = {}
+    if ref.between_sd is not None:
+        details["between_sd"] = f"{ref.between_sd * 100:.1f}%"
+    if ref.left_out:
+        details["left_out"] = ", ".join(ref.left_out)
+    current = stats.median(cur.samples) if cur.samples else None
+    known = Verdict(
+        test=test, metric=cur.name, status=compare.NOISY, unit=cur.unit, higher_is_better=cur.higher_is_better,
+        tolerance=tolerance, current=current, baseline=ref.raw_center, n_current=len(cur.samples),
+        n_baseline=ref.nights, confidence=confidence, adjusted=ref.adjusted and not ref.exact, reference=ref.label,
+        details=details,
+    )
+    values = compare.adjusted_samples(cur) if known.adjusted else cur.samples
+    if current is None or current <= 0 or ref.center <= 0 or stats.median(values) <= 0:
+        return compare.finish(replace(known, reason="medians must be positive to form a ratio"), cur)
+    raw_change = current / ref.raw_center - 1.0
+    tonight = stats.median(values)
+    if ref.exact and cur.exact:
+        return compare.finish(compare.decide_exact(tonight / ref.center - 1.0, known), cur)
+    short = None
+    if len(values) < stats.MIN_SAMPLES:
+        short = f"too few samples to decide ({len(values)} current; need {stats.MIN_SAMPLES})"
+    comps = posterior(ref.logs, ref.ses, math.log1p(noise_floor)) if ref.logs else ()
+    se = predictive_se(comps, stats.run_log_median_se(values), confidence) if comps else math.inf
+    est = stats.ratio_estimate(tonight / ref.center, se, confidence)
+    return compare.finish(compare.decide(replace(known, raw_change=raw_change), est, short), cur)
+
+
+def reset_start(entries: Sequence[Entry]) -> tuple[int, str | None]:
+    """Where the reference starts again in ``entries``: (index, the run id that starts it or None),
+    by select()'s rule (the last reset: a run that saved the baseline, or an accept line)."""
+    start, forced = 0, None
+    for i, entry in enumerate(entries):
+        if isinstance(entry, Run) and entry.reset:
+            start, forced = i, entry.run_id
+        elif isinstance(entry, Accept):
+            at = _index_of_run(entries, entry.run_id)
+            start, forced = (at, entry.run_id) if at is not None else (i + 1, None)
+    return start, forced
+
+
+def since_reset(entries: Sequence[Entry], fingerprint: str, metric: str) -> list[Run]:
+    """Every run of ``metric`` with this ``fingerprint`` since the last reset, oldest first, whatever
+    its verdict and outcome: the series the change-point check reads (a regressed night is data
+    there, though never a reference)."""
+    start, _forced = reset_start(entries)
+    return [e for e in entries[start:] if isinstance(e, Run) and e.fingerprint == fingerprint and metric in e.metrics]

@@ -42,7 +42,7 @@ from .node import validate_node_name
 
 PROG = "pytest-llmperf"
 DEFAULT_BASELINE_DIR = "baselines"
-DEFAULT_NIGHTS = 5  # the reference's nights when --nights is not given: --llmperf-baseline=history's
+DEFAULT_NIGHTS = 10  # the reference's nights without --nights: --llmperf-baseline=history's (a test checks)
 ALPHA = 0.01  # of the change points and the trend, as the gate uses them
 
 

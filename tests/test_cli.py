@@ -83,11 +83,13 @@ def test_table(node):
     assert tok.split()[2:6] == ["12", "89.73", "tok/s", "2026-03-12"]
     # the step: dates and commits on both sides, its size
     assert f"2026-03-08..2026-03-09 07ababab..08ababab {step['change'] * 100:+.1f}%" in tok
-    assert tok.endswith("history:5 100 ±0.4%")  # nights 3-7, the regressed ones left out
+    ref = metric(listing(node), TOK, "tok_per_s")["reference"]
+    assert ref["raw_center"] == pytest.approx(100.0, rel=0.002)  # nights 0-7, the regressed ones left out
+    assert tok.endswith(f"history:8 {fmt_value(ref['raw_center'])} ±{ref['between_sd'] * 100:.1f}%")
     (lat,) = [line for line in lines if LAT in line]
     assert lat.split()[1:6] == ["latency", "12", "4.985", "ms", "2026-03-12"]
     ref = metric(listing(node), LAT, "latency")["reference"]
-    assert lat.endswith(f" -        -                                                 history:5 "
+    assert lat.endswith(f" -        -                                                 history:10 "
                         f"{fmt_value(ref['raw_center'])} ±{ref['between_sd'] * 100:.1f}%")
 
 
@@ -118,12 +120,15 @@ def test_json(node):
     assert step["before_run"]["commits"]["repo"]["commit"] == sha(7)
     assert step["after_run"]["commits"]["repo"]["commit"] == sha(8)
     assert step["change"] == pytest.approx(-0.10, abs=0.01)
-    ref = tok["reference"]  # the regressed nights are not the new normal: nights 3-7 at 100
-    assert ref["label"] == "history:5" and ref["runs"] == ["run03", "run04", "run05", "run06", "run07"]
+    ref = tok["reference"]  # the regressed nights are not the new normal: nights 0-7 at 100
+    assert ref["label"] == "history:8" and ref["runs"] == [f"run{i:02d}" for i in range(8)]
     assert ref["raw_center"] == pytest.approx(100.0, rel=0.005)
     lat = metric(data, LAT, "latency")
     assert lat["change_points"] == [] and lat["trend"] is None
-    assert lat["reference"]["runs"] == ["run07", "run08", "run09", "run10", "run11"]
+    assert lat["reference"]["label"] == "history:10"
+    assert lat["reference"]["runs"] == [f"run{i:02d}" for i in range(2, 12)]
+    five = metric(listing(node, "--nights", "5"), LAT, "latency")["reference"]
+    assert five["label"] == "history:5" and five["runs"] == [f"run{i:02d}" for i in range(7, 12)]
     assert set(metric(data, TOK, "mbu")) >= {"trend", "change_points", "reference"}
 
 
@@ -250,6 +255,13 @@ def test_the_command_does_not_import_pytest():
                           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest', 'torch')))"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_default_nights_are_the_plugins():
+    from pytest_llmperf import cli as cli_module
+    from pytest_llmperf import plugin_history
+
+    assert cli_module.DEFAULT_NIGHTS == plugin_history.DEFAULT_NIGHTS
 
 
 def test_the_console_script_is_declared():

@@ -305,6 +305,8 @@ def remove_stale_temp_files(node_dir: Path) -> list[Path]:
     temporary file found then belongs to a write that died. Returns what was removed."""
     removed = []
     for tmp in node_dir.rglob(TEMP_PATTERN):
+        if ".jsonl." in tmp.name:  # a history file's, whose writers hold the history's own lock
+            continue
         try:
             tmp.unlink()
             removed.append(tmp)

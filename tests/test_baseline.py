@@ -769,3 +769,16 @@ def test_store_lists_every_saved_test_with_its_metrics(tmp_path):
     assert BaselineStore(tmp_path, "n1").tests() == {
         "suites/test_a.py::test_x[1]": {"time", "tok_per_s"}, "test_b.py::TestK::test_y": {"time"}}
     assert BaselineStore(tmp_path, "nobody").tests() == {}
+
+
+def test_stale_temp_files_of_the_history_are_not_the_baselines_to_remove(tmp_path):
+    from pytest_llmperf.baseline import remove_stale_temp_files
+
+    node = tmp_path / "n1"
+    (node / "history").mkdir(parents=True)
+    mine = node / ".test_a.json.abc123.tmp"
+    theirs = node / "history" / ".test_a.jsonl.def456.tmp"
+    mine.write_text("x")
+    theirs.write_text("y")
+    assert remove_stale_temp_files(node) == [mine]
+    assert theirs.exists() and not mine.exists()

@@ -5,11 +5,11 @@ applies), with a standard error ``se`` of its logarithm (stats.ratio_of_medians:
 own uncertainty plus the session-to-session noise floor). Against paired rounds of a reference
 build it is the median of the paired ratios, without the floor (compare_paired); against the
 node's history, tonight's median over the multi-night reference with the measured spread between
-nights (reference.compare_history). One rule (decide) turns any of these estimates into the
-verdict, whichever reference it used (Verdict.reference). The change ``c`` = ratio - 1 is
-oriented so that positive means worse; ``t`` is the tolerance; [lo, hi] is the ``confidence``
-interval (99% by default) and ``up``/``down`` are the one-sided 75% bounds (``c`` moved 0.674 se
-towards / away from worse).
+nights (reference.compare_history; why that is sound, with the simulated figures, in reference's
+docstring). One rule (decide) turns any of these estimates into the verdict, whichever reference
+it used (Verdict.reference). The change ``c`` = ratio - 1 is oriented so that positive means
+worse; ``t`` is the tolerance; [lo, hi] is the ``confidence`` interval (99% by default) and
+``up``/``down`` are the one-sided 75% bounds (``c`` moved 0.674 se towards / away from worse).
 
 * regressed   lo > 0 and up > t: the data is convincing that the metric got worse (the 99%
               interval excludes no change), and a change beyond the tolerance is plausible (the

@@ -385,3 +385,12 @@ def test_compare_history_uses_the_one_decision_rule():
                             current=v.current, baseline=ref.raw_center, n_current=31, n_baseline=5, confidence=0.99,
                             raw_change=v.raw_change, reference="history:5", details=dict(v.details))
     assert compare.decide(known, est) == v
+
+
+def test_a_speed_adjusted_reference_and_a_run_without_probes_is_noisy_not_an_error():
+    p = point(1.2, adjusted=10.0, probe="python", share=0.95)
+    pts = [(run(i), p) for i in range(3)]
+    ref = reference_for(pts, time_metric(1.1, probes=[0.1] * 31, cpu_share=0.9), FLOOR)
+    assert ref is not None and ref.adjusted
+    v = compare_history("t", ref, time_metric(1.1), 0.05, 0.99, FLOOR)
+    assert v.status == NOISY and "no probes" in v.reason

@@ -101,13 +101,7 @@ def select(entries: Sequence[Entry], fingerprint: str, metric: str, limit: int) 
     a regression does not become the new normal by itself."""
     if limit < 1:
         raise ValueError(f"a history reference needs at least 1 night, got {limit}")
-    start, forced = 0, None
-    for i, entry in enumerate(entries):
-        if isinstance(entry, Run) and entry.reset:
-            start, forced = i, entry.run_id
-        elif isinstance(entry, Accept):
-            at = _index_of_run(entries, entry.run_id)
-            start, forced = (at, entry.run_id) if at is not None else (i + 1, None)
+    start, forced = reset_start(entries)
     chosen: list[tuple[Run, Point]] = []
     for entry in entries[start:]:
         if not isinstance(entry, Run) or entry.fingerprint != fingerprint or metric not in entry.metrics:
@@ -400,8 +394,9 @@ def compare_history(test: str, ref: Reference, cur: Metric, tolerance: float, co
 
 
 def reset_start(entries: Sequence[Entry]) -> tuple[int, str | None]:
-    """Where the reference starts again in ``entries``: (index, the run id that starts it or None),
-    by select()'s rule (the last reset: a run that saved the baseline, or an accept line)."""
+    """Where the reference starts again in ``entries``: (index, the run id that starts it or None).
+    The one place of select()'s rule: the last reset in file order, a run that saved the baseline
+    (itself), or an accept line (the run it names, wherever it is; else the entry after it)."""
     start, forced = 0, None
     for i, entry in enumerate(entries):
         if isinstance(entry, Run) and entry.reset:

@@ -394,3 +394,14 @@ def test_a_speed_adjusted_reference_and_a_run_without_probes_is_noisy_not_an_err
     assert ref is not None and ref.adjusted
     v = compare_history("t", ref, time_metric(1.1), 0.05, 0.99, FLOOR)
     assert v.status == NOISY and "no probes" in v.reason
+
+
+def test_since_reset_is_every_run_of_the_metric_since_the_last_reset_whatever_its_verdict():
+    entries = [run(0), run(1, reset=True), run(2, point(status=REGRESSED), outcome="failed"), run(3, fp="fp2"),
+               run(4, metric="other"), run(5)]
+    assert [r.run_id for r in reference.since_reset(entries, "fp1", "time")] == ["r1", "r2", "r5"]
+    assert reference.reset_start(entries) == (1, "r1")
+    entries += [accept(6, None), run(7)]
+    assert reference.reset_start(entries) == (7, None)
+    assert [r.run_id for r in reference.since_reset(entries, "fp1", "time")] == ["r7"]
+    assert reference.reset_start([run(0), run(1)]) == (0, None)

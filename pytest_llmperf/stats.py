@@ -261,6 +261,18 @@ def _regularized_beta(a: float, b: float, x: float) -> float:
     return 1.0 - math.exp(log_front) * _incomplete_beta_fraction(b, a, 1.0 - x) / b
 
 
+def t_two_sided(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom, I_{df/(df+t^2)}(df/2, 1/2):
+    computed as the tail itself, so a p-value of 1e-12 keeps its digits."""
+    if df <= 0:
+        raise ValueError(f"t distribution needs positive degrees of freedom, got {df}")
+    if math.isinf(t):
+        return 0.0
+    if math.isinf(df):
+        return 2.0 * _NORMAL.cdf(-abs(t))
+    return _regularized_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
 def t_cdf(x: float, df: float) -> float:
     """P(T <= x) for Student's t with ``df`` (> 0, not necessarily whole) degrees of freedom."""
     if df <= 0:

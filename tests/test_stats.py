@@ -375,3 +375,17 @@ def test_t_bad_arguments():
     for p in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="0 < p < 1"):
             stats.t_quantile(p, 3)
+
+
+@pytest.mark.parametrize(("t", "df"), [(0.5, 3), (2.0, 10), (4.0, 7.5), (1.0, 1)])
+def test_t_two_sided_is_both_tails_of_t_cdf(t, df):
+    assert stats.t_two_sided(t, df) == pytest.approx(2.0 * (1.0 - stats.t_cdf(t, df)), rel=1e-9)
+    assert stats.t_two_sided(-t, df) == stats.t_two_sided(t, df)
+
+
+def test_t_two_sided_keeps_a_tiny_tail_and_the_limits():
+    assert 0 < stats.t_two_sided(40.0, 30) < 1e-20
+    assert stats.t_two_sided(math.inf, 5) == 0.0
+    assert stats.t_two_sided(1.959963984540054, math.inf) == pytest.approx(0.05, rel=1e-9)
+    with pytest.raises(ValueError, match="positive degrees of freedom"):
+        stats.t_two_sided(1.0, 0)

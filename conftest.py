@@ -18,16 +18,18 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def run_isolated(pytester, *args: str, clear=(), env=None, timeout: float = 300):
-    """``pytester.runpytest_subprocess(*args)`` with the environment variables ``clear`` removed
-    and ``env`` set, in the subprocess only (the plugin reads LLMPERF_* variables, which a
-    developer's shell may have set)."""
+def run_isolated(pytester, *args: str, clear=(), env=None, timeout: float = 300, subprocess: bool = True):
+    """``pytester.runpytest_subprocess(*args)`` (or ``runpytest`` in this process, with
+    ``subprocess=False``) with the environment variables ``clear`` removed and ``env`` set, for
+    that run only (the plugin reads LLMPERF_* variables, which a developer's shell may have set)."""
     mp = pytest.MonkeyPatch()
     try:
         for key in clear:
             mp.delenv(key, raising=False)
         for key, value in (env or {}).items():
             mp.setenv(key, value)
+        if not subprocess:
+            return pytester.runpytest(*args)
         return pytester.runpytest_subprocess(*args, timeout=timeout)
     finally:
         mp.undo()

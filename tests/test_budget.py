@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from conftest import run_isolated
 from pytest_llmperf.config import Config, MarkerOptions, budget_for
 
 BASE = ["-p", "no:cacheprovider", "--llmperf-node=testnode"]
@@ -42,15 +43,7 @@ def budgets(pytester: pytest.Pytester, *args: str, env: dict[str, str] | None = 
     log = pytester.path / "budgets.jsonl"
     if log.exists():
         log.unlink()
-    mp = pytest.MonkeyPatch()
-    try:
-        for key in CLEAR:
-            mp.delenv(key, raising=False)
-        for key, value in (env or {}).items():
-            mp.setenv(key, value)
-        result = pytester.runpytest(*BASE, *args)
-    finally:
-        mp.undo()
+    result = run_isolated(pytester, *BASE, *args, clear=CLEAR, env=env, subprocess=False)
     result.assert_outcomes(passed=2)
     out = {}
     for line in log.read_text().splitlines():

@@ -64,15 +64,7 @@ TESTS = textwrap.dedent(
 
 
 def run(pytester: pytest.Pytester, *args: str, env: dict[str, str] | None = None) -> pytest.RunResult:
-    mp = pytest.MonkeyPatch()
-    try:
-        for key in CLEAR:
-            mp.delenv(key, raising=False)
-        for key, value in (env or {}).items():
-            mp.setenv(key, value)
-        return pytester.runpytest(*FAST, *args)
-    finally:
-        mp.undo()
+    return run_isolated(pytester, *FAST, *args, clear=CLEAR, env=env, subprocess=False)
 
 
 def report(pytester: pytest.Pytester, name: str = "r.json") -> dict:

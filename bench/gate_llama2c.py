@@ -161,7 +161,7 @@ def cmd_t1(args: argparse.Namespace) -> int:
     work, checkout = setup(args, args.divisor or DIVISOR_260K)
     code = old_worktree(Path(args.old_tree), OLD_REV) if old else snapshot_code(work / "code")
     print(f"code under test: {code.label}; pytest_llmperf imported from {check_import(code, work)}", flush=True)
-    bench = Bench(work, code, checkout, SELECT_260K, new_options=not old)
+    bench = Bench(work, code, checkout, args.select or SELECT_260K, new_options=not old)
     extra = [] if old else [f"--llmperf-llama2c-ref={checkout.shas['R']}", *args.extra]
     sessions: dict[str, list[Session]] = {}
     t0 = time.perf_counter()
@@ -186,7 +186,7 @@ def cmd_t2(args: argparse.Namespace) -> int:
     work, checkout = setup(args, args.divisor or DIVISOR_15M)
     code = snapshot_code(work / "code")
     print(f"code under test: {code.label}; pytest_llmperf imported from {check_import(code, work)}", flush=True)
-    bench = Bench(work, code, checkout, SELECT_15M, new_options=True)
+    bench = Bench(work, code, checkout, args.select or SELECT_15M, new_options=True)
     r_sha = checkout.shas["R"]
     modes: dict[str, dict[str, list[Session]]] = {}
     t0 = time.perf_counter()
@@ -227,7 +227,7 @@ def cmd_t4(args: argparse.Namespace) -> int:
     work, checkout = setup(args, args.divisor or DIVISOR_260K)
     code = snapshot_code(work / "code")
     print(f"code under test: {code.label}; pytest_llmperf imported from {check_import(code, work)}", flush=True)
-    bench = Bench(work, code, checkout, SELECT_260K, new_options=True)
+    bench = Bench(work, code, checkout, args.select or SELECT_260K, new_options=True)
     sessions = []
     t0 = time.perf_counter()
     with cpu_load(not args.no_load):
@@ -275,39 +275,48 @@ def cmd_t4(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_summarize(args: argparse.Namespace) -> int:
-    """Tables of a (killed or finished) run from its work dir: json/sessions.jsonl, or for a run started
-    before that log existed, its progress log (--log) with the session JSON files."""
+def logged_sessions(workdir: Path, log: str) -> list[tuple[str, Session]]:
+    """The sessions of a run's work dir: json/sessions.jsonl, or for a run started before that log
+    existed, its progress log with the session JSON files."""
     import re
 
-    from _common import load_sessions
+    from _common import load_sessions, row_id
 
-    jdir = Path(args.workdir) / "json"
+    jdir = workdir / "json"
     if (jdir / "sessions.jsonl").exists():
-        logged = load_sessions(jdir)
-    else:
-        lines = re.findall(r"\[\s*(\d+)/\d+\] (\S+)\s+exit (\d+)\s+([\d.]+) s", Path(args.log).read_text())
-        files = sorted(f for f in jdir.glob("*.json") if not f.name.startswith("001-"))
-        logged = []
-        for f, (_, label, rc, wall) in zip(files, lines[1:], strict=False):
-            data = json.loads(f.read_text())
-            vs = {r.split("[", 1)[1].rstrip("]"): v for v in data.get("verdicts", [])
-                  if v.get("metric") == "tok_per_s" for r in [v["test"]]}
-            logged.append((f.name, Session(label, int(rc), float(wall), vs)))
+        return load_sessions(jdir)
+    lines = re.findall(r"\[\s*(\d+)/\d+\] (\S+)\s+exit (\d+)\s+([\d.]+) s", Path(log).read_text())
+    files = sorted(f for f in jdir.glob("*.json") if not f.name.startswith("001-"))
+    out = []
+    for f, (_, label, rc, wall) in zip(files, lines[1:], strict=False):
+        data = json.loads(f.read_text())
+        vs = {row_id(v["test"]): v for v in data.get("verdicts", []) if v.get("metric") == "tok_per_s"}
+        out.append((f.name, Session(label, int(rc), float(wall), vs)))
+    return out
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    """Tables of (killed or finished) runs from their work dirs, side by side: one column pair per
+    work dir and session tag (``llmperf-gate-<cmd>-*/json/NNN-<tag>-<label>.json``)."""
     groups: dict[str, dict[str, list[Session]]] = {}
-    for name, s in logged:
-        tag = name[4:-5].rsplit("-", 1)[0]  # NNN-<tag>-<label>.json
-        if tag.startswith(("night", "save")):
-            continue
-        groups.setdefault(tag, {}).setdefault(s.label, []).append(s)
-    print(f"=== {args.workdir}: {sum(len(v) for g in groups.values() for v in g.values())} sessions ===")
+    logs = args.log or []
+    for k, workdir in enumerate(args.workdirs):
+        wd = Path(workdir)
+        cmd = wd.name.split("-")[2] if wd.name.count("-") >= 3 else wd.name
+        cmd = "-".join(wd.name.split("-")[2:-1]) or cmd
+        for name, s in logged_sessions(wd, logs[k] if k < len(logs) else ""):
+            tag = name[4:-5].rsplit("-", 1)[0]  # NNN-<tag>-<label>.json
+            if tag.startswith(("night", "save")):
+                continue
+            groups.setdefault(f"{cmd}/{tag}", {}).setdefault(s.label, []).append(s)
+    print(f"=== {', '.join(args.workdirs)}: {sum(len(v) for g in groups.values() for v in g.values())} sessions ===")
     print(side_by_side(groups))
     checks = []
     for tag, g in groups.items():
-        checks += gate_checks(tag, g.get("U", []), g.get("S", []), ok_frac=0.9 if tag == "t1" else None)
+        checks += gate_checks(tag, g.get("U", []), g.get("S", []), ok_frac=0.9 if tag.startswith("t1") else None)
     ok = print_checks(checks)
     if args.out:
-        write_json(Path(args.out), {"workdir": args.workdir, "groups": {k: doc_of(v) for k, v in groups.items()}})
+        write_json(Path(args.out), {"workdirs": args.workdirs, "groups": {k: doc_of(v) for k, v in groups.items()}})
     return 0 if ok else 1
 
 
@@ -319,6 +328,7 @@ def main() -> int:
         p.add_argument("--no-load", action="store_true", help="no CPU-heavy neighbour")
         p.add_argument("--divisor", type=int, default=0, help="slowed build: mat_vec + rows/DIVISOR")
         p.add_argument("--extra", action="append", default=[], help="extra pytest argument (repeatable)")
+        p.add_argument("--select", default="", help="-k expression instead of the target's")
         if name == "slowdown":
             p.add_argument("--model", default="stories260K")
             p.add_argument("--divisors", default="5,6,7")
@@ -335,8 +345,8 @@ def main() -> int:
             p.add_argument("--sessions", type=int, default=12)
             p.add_argument("--swap", type=int, default=8)
     p = sub.add_parser("summarize")
-    p.add_argument("workdir")
-    p.add_argument("--log", default="")
+    p.add_argument("workdirs", nargs="+")
+    p.add_argument("--log", action="append", help="progress log of a work dir without sessions.jsonl (in order)")
     p.add_argument("--out", default="")
     args = ap.parse_args()
     if args.cmd == "summarize":

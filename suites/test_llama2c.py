@@ -23,8 +23,13 @@ from pytest_llmperf.llama2c.session import FLAG_SETS
 from pytest_llmperf.native.build import uses_openmp
 
 # time budget per test (seconds, a baseline gets 3x): a 15M run takes a second or two on a small
-# board, a 260K run tens of milliseconds
-BUDGET = {"stories260K": 3.0, "stories15M": 8.0, "stories42M": 20.0, "stories110M": 40.0}
+# board, a 260K run tens of milliseconds. A round (--llmperf-llama2c-round, 0.3 s) is 4 runs of
+# 260K here, with the probe or a paired reference build interleaved: 0.5 s probed, 0.7 s paired on
+# an idle machine, 1.4 and 2.1 s on a loaded one; 8 s buys the ~10 rounds that make a paired
+# verdict on a 5% tolerance decisive here (3 s bought 4-5: noisy). Paired runs get the same budget
+# (the reference takes the probe's place; what the paired mode costs more per test is in
+# the llama2c fixture's bench docstring)
+BUDGET = {"stories260K": 8.0, "stories15M": 8.0, "stories42M": 20.0, "stories110M": 40.0}
 
 
 def _cases(config, program):

@@ -422,3 +422,28 @@ def test_a_subdirectory_checkout_reads_the_revision_at_its_path(tmp_path: Path) 
     assert ref.label == f"git {first[:12]}"
     assert ref.sources["run"].read_text() == FAST_C
     assert ref.missing == {"runq": f"no vendor/llama2c/runq.c at commit {first[:12]}"}
+
+
+def test_the_round_and_reference_options_parse_purely(tmp_path: Path) -> None:
+    from pytest_llmperf.api import Value
+    from pytest_llmperf.config import ConfigError
+    from pytest_llmperf.llama2c import options
+
+    assert options.parse_round(None) == options.DEFAULT_ROUND_TIME
+    assert options.parse_round("") == options.DEFAULT_ROUND_TIME
+    assert options.parse_round("0") == 0.0 and options.parse_round(0) == 0.0
+    assert options.parse_round("500ms") == 0.5 and options.parse_round("2s") == 2.0
+    with pytest.raises(ConfigError, match="^ini llmperf_llama2c_round: invalid value 'x'"):
+        options.parse_round("x", "ini llmperf_llama2c_round")
+    opt = next(o for o in options.OPTIONS if o.flag == "--llmperf-llama2c-ref")
+
+    def ref(raw, source="--llmperf-llama2c-ref"):
+        return options.parse_ref(Value(raw, source, opt, tmp_path))
+
+    assert ref(None, None) == ("auto", None, "--llmperf-llama2c-ref")
+    assert ref(" AUTO ") == ("auto", None, "--llmperf-llama2c-ref")
+    assert ref("Off") == ("off", None, "--llmperf-llama2c-ref")
+    # anything else is kept as given, with its path (relative to where it was given, normalized)
+    assert ref("../old/llama2.c", "LLMPERF_LLAMA2C_REF") == (
+        "../old/llama2.c", tmp_path.parent / "old" / "llama2.c", "LLMPERF_LLAMA2C_REF")
+    assert ref("HEAD~1") == ("HEAD~1", tmp_path / "HEAD~1", "--llmperf-llama2c-ref")

@@ -146,9 +146,18 @@ class Llama2c:
         (informational) in this test's ``llmperf`` recorder; returns the runner.Bench.
 
         A round runs the binary back to back until it lasts ``--llmperf-llama2c-round``. With a
-        paired reference (``--llmperf-llama2c-ref``; :meth:`pairing`) every round runs a round of the
-        reference build too, and ``tok_per_s`` is gated on the paired ratios; otherwise each round is
-        paired with a probe round of our reference runner at fixed flags (the machine's speed)."""
+        paired reference (``--llmperf-llama2c-ref``; :meth:`pairing`) the reference build runs as
+        often, interleaved with the binary's runs, and ``tok_per_s`` is gated on the paired ratios
+        (the verdict's reference ``paired:<what>``); otherwise our reference runner at fixed flags
+        runs between them as the machine-speed probe (on the same Q8_0 checkpoint for a runq row).
+
+        What paired mode costs: the reference's build, once per flag set and reference (cached:
+        about a second for our runner at -O3 here), and rounds that take longer, since the reference
+        runs the whole spec where the probe runs a shorter one; the budget is the same. Measured on
+        the suite's -O3 t1 rows here (suites/test_llama2c.py, 8 s budget, caches warm, two sessions
+        each, other work on the machine): stories260K 8.3-8.9 s a test in both modes (the budget
+        ends it), stories15M 26 s probed and 40-42 s paired (five kept rounds at least, each two
+        1.5-2 s runs where the probe mode runs one and a 24-step probe): +15 s."""
         from dataclasses import replace
 
         from ..native import bandwidth

@@ -17,8 +17,9 @@ DEFAULT_MODELS = ("stories260K", "stories15M")
 DEFAULT_RUN_TIMEOUT = 600.0
 MAX_THREADS = 1024  # OpenMP threads of one run; a larger count is a typo
 # the minimum length of a round (seconds of back-to-back runs of the binary), chosen by the
-# measurement in runner.py's docstring ("Rounds"); 0 runs the binary once per round
-DEFAULT_ROUND_TIME = 0.5
+# measurement in runner.py's docstring ("Rounds"): 4 runs of stories260K here; 0 runs the binary
+# once per round
+DEFAULT_ROUND_TIME = 0.3
 MAX_ROUND_TIME = 60.0
 REF_AUTO, REF_OFF = "auto", "off"
 
@@ -46,7 +47,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--llmperf-llama2c-round", metavar="SECONDS", env="LLMPERF_LLAMA2C_ROUND",
            help="minimum length of a round: the binary runs back to back until a round lasts this long, and the "
                 "round's tok/s is one sample (also env LLMPERF_LLAMA2C_ROUND); 0: one run per round; "
-                "default: 0.5"),
+                "default: 0.3"),
 )
 
 

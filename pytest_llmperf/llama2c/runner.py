@@ -15,6 +15,39 @@ process group or session escapes this).
 The binary's clock counts whole milliseconds, so a tok/s figure carries up to one millisecond of
 error over the timed part of the run; :func:`quantization` gives that relative error, which the
 suite keeps well under the tolerance by its choice of steps.
+
+Rounds (:class:`Rounds`, :func:`bench`). A stories260K run lasts about 90 ms here, and single runs
+vary by 15-60% (CV) on this 2-core machine shared with other work: too short to measure. A round
+therefore runs the binary k times back to back, with the other side of the comparison (the
+machine-speed probe, or a paired reference build) interleaved run by run in ABBA order, and its
+sample is the round's tok/s (all positions over all timed time). Measured with
+``bench/llama2c_rounds.py --only-il`` (stories260K synthetic, 512 steps, our runner at -O3 standing in for run.c, one
+thread, 24 blocks each cycling through k = 1, 2, 4, 8 so that every k sees the same background;
+CV and robust CV = 1.4826 MAD / median, in %; "loaded" adds ``python3 -c "while True: pass"``, and
+the other sessions on this machine ran throughout, load average 3-7 on 2 cores)::
+
+                  paired ratio (ref/cur)     probe-adjusted tok/s     seconds per round
+    k             idle        loaded         idle        loaded       (paired, loaded)
+    1          15.5 / 7.9   17.0 / 8.6    13.2 / 13.2   9.2 / 5.2         0.50
+    2          12.8 / 9.6    8.9 / 4.6    12.9 / 12.7  10.3 / 6.6         0.99
+    4           5.5 / 2.7    5.3 / 2.9    10.3 / 5.4    7.9 / 5.6         2.12
+    8           2.9 / 2.9    3.5 / 2.7     5.7 / 6.6    6.2 / 5.5         4.23
+
+Whole rounds back to back (R..R C..C) instead of interleaved runs did worse at k = 4-8 (loaded,
+paired: 18.6 / 14.0 at k = 4, 32.8 / 10.6 at k = 8; probe-adjusted 15.2 / 9.2 and 19.4 / 13.9):
+the two sides then see different moments of the machine. Per unit of time (CV x sqrt(seconds per
+round), the precision a fixed budget buys) k = 4 is the best paired figure idle and loaded (robust
+2.9 and 4.2, against 4.2 and 6.1 at k = 1 and 4.3 and 5.5 at k = 8), and among the best probed
+ones; hence the default round of 0.3 s (options.DEFAULT_ROUND_TIME): 4 runs of stories260K at
+512 steps, one run of stories15M (1.5 s).
+
+The int8 (runq) rows' probe (session.PROBE_KIND_Q8): the same rounds, runq.c played by our
+runner's Q8_0 path at -Ofast on a Q8_0 stories260K, probed by our runner at -O3 on the float32
+checkpoint (today's probe) or on the same Q8_0 one, interleaved block by block (24 blocks;
+``bench/llama2c_rounds.py --compare-probes --quantized --flags=-Ofast --ks 1,4``): robust
+CV of the probe-adjusted tok/s at k = 4 idle 10.6% (float32 probe) against 6.6% (Q8_0 probe),
+loaded 2.8% against 1.4% (plain CV 11.0% against 2.2%); at k = 1 about alike (17.3 / 18.1 idle,
+4.2 / 3.2 loaded).
 """
 
 from __future__ import annotations

@@ -447,3 +447,24 @@ def test_the_round_and_reference_options_parse_purely(tmp_path: Path) -> None:
     assert ref("../old/llama2.c", "LLMPERF_LLAMA2C_REF") == (
         "../old/llama2.c", tmp_path.parent / "old" / "llama2.c", "LLMPERF_LLAMA2C_REF")
     assert ref("HEAD~1") == ("HEAD~1", tmp_path / "HEAD~1", "--llmperf-llama2c-ref")
+
+
+def test_a_runq_row_is_probed_on_its_own_q8_checkpoint(pytester: pytest.Pytester, cache_dir: Path,
+                                                        tmp_path: Path) -> None:
+    src = tmp_path / "llama2.c"
+    src.mkdir()
+    (src / "run.c").write_text(FAST_C)
+    (src / "runq.c").write_text(FAST_C)  # our runner runs Q8_0 checkpoints with runq.c's arithmetic
+    pytester.makepyfile(test_q="""
+        def test_runq(llama2c):
+            binary = llama2c.build("-O3", program="runq")
+            llama2c.bench(binary, llama2c.model("stories260K", quantized=True), steps=64, threads=1, mbu=False)
+
+        def test_run(llama2c):
+            llama2c.bench(llama2c.build("-O3"), llama2c.model("stories260K"), steps=64, threads=1, mbu=False)
+    """)
+    result = run(pytester, cache_dir, f"--llmperf-llama2c-src={src}", "--llmperf-llama2c-ref=off")
+    result.assert_outcomes(passed=2)
+    runq, plain = metrics(pytester, "test_runq"), metrics(pytester, "test_run")
+    assert runq["probe_kind"] == "refrun-q8-O3" and len(runq["probes"]) == len(runq["samples"])
+    assert plain["probe_kind"] == "refrun-O3"

@@ -408,3 +408,44 @@ def test_header_whose_sizes_would_overflow_is_invalid(refrun, files, tmp_path):
     proc = run(refrun.path, path, "-z", files.tokenizer, "-n", 4)
     assert proc.returncode == 1
     assert proc.stderr.decode().strip() == f"refrun: checkpoint {path} has an invalid header"
+
+
+# -- Q8_0 (version 2) checkpoints: runq.c's int8 arithmetic, the probe of the runq rows -------------
+
+@pytest.fixture(scope="module")
+def q8(tmp_path_factory) -> SimpleNamespace:
+    d = tmp_path_factory.mktemp("q8")
+    path, other = d / "q80.bin", d / "q80-other.bin"
+    models.write_q8_checkpoint(path, CONFIG, seed=0)
+    models.write_q8_checkpoint(other, CONFIG, seed=1)
+    return SimpleNamespace(dir=d, path=path, other=other)
+
+
+def test_runs_a_q8_checkpoint_with_the_same_text_at_any_optimization(refrun, files, q8, tmp_path):
+    unoptimized = tmp_path / "refrun-O0"
+    subprocess.run(["cc", "-O0", "-o", str(unoptimized), str(SOURCE), "-lm"], check=True, timeout=120)
+    stats = tmp_path / "stats.txt"
+    fast = run(refrun.path, q8.path, "-z", files.tokenizer, "-n", 64, "-t", 0, stats=stats)
+    assert fast.returncode == 0, fast.stderr
+    assert read_stats(stats)["positions"] == 64
+    assert len(TOK_PER_S.findall(fast.stderr)) == 1
+    slow = run(unoptimized, q8.path, "-z", files.tokenizer, "-n", 64, "-t", 0)
+    assert slow.returncode == 0 and slow.stdout == fast.stdout and fast.stdout.strip()
+    # other weights, other text; the float32 file of the same shape is read as float32
+    other = run(refrun.path, q8.other, "-z", files.tokenizer, "-n", 64, "-t", 0)
+    assert other.returncode == 0 and other.stdout != fast.stdout
+    plain = run(refrun.path, files.shared, "-z", files.tokenizer, "-n", 64, "-t", 0)
+    assert plain.returncode == 0 and plain.stdout != fast.stdout
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda b: b[:100_000], b"is truncated"),
+    (lambda b: b[:20], b"shorter than its versioned header"),
+    (lambda b: b[:4] + (3).to_bytes(4, "little") + b[8:], b"not version 2 (Q8_0)"),
+    (lambda b: b[:37] + (5).to_bytes(4, "little") + b[41:], b"invalid Q8_0 header"),  # group size 5
+])
+def test_a_broken_q8_checkpoint_is_an_error_not_a_crash(refrun, files, q8, tmp_path, edit, message):
+    broken = tmp_path / "broken.bin"
+    broken.write_bytes(edit(q8.path.read_bytes()))
+    proc = run(refrun.path, broken, "-z", files.tokenizer, "-n", 4)
+    assert proc.returncode == 1 and message in proc.stderr and str(broken).encode() in proc.stderr

@@ -163,7 +163,7 @@ def test_a_newline_in_a_test_id_stays_inside_its_markdown_row():
     v = Verdict(test="test_a.py::test_x[line1\nline2|x]", metric="tok", status="ok", unit="tok/s",
                 higher_is_better=True, tolerance=0.05, current=1.0, baseline=1.0, change=0.0)
     rows = [line for line in report.markdown("n", [v]).splitlines() if line.startswith("| `test_a")]
-    assert rows == ["| `test_a.py::test_x[line1 line2\\|x]` | tok \u2191 | 1 tok/s | 1 tok/s | +0.0% | 5.0% | ok |"]
+    assert rows == ["| `test_a.py::test_x[line1 line2\\|x]` | tok \u2191 | saved | 1 tok/s | 1 tok/s | +0.0% | 5.0% | ok |"]
 
 
 # -- item 4: fingerprints of the wrong type -------------------------------------------------------

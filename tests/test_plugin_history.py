@@ -282,3 +282,14 @@ def test_a_test_of_the_history_that_skips_is_missing(project):
     result.stdout.fnmatch_lines(["*WARNING missing*test_other*no accelerator tonight*"])
     strict = _run(project, "--llmperf-strict", "--llmperf-report-only", SKIP="1")
     assert "missing" in strict.stdout.str()
+
+
+def test_under_xdist_the_controller_appends_every_test_once(project):
+    result = _run(project, "-p", "xdist", "-n", "2", "--llmperf-history-append")
+    assert result.ret == 0
+    lines = _lines(project)
+    assert sorted(line["nodeid"] for line in lines) == ["test_bench.py::test_other", "test_bench.py::test_tok"]
+    assert len({line["run"] for line in lines}) == 1
+    assert _run(project, "-p", "xdist", "-n", "2", "--llmperf-baseline=history", "--llmperf-json=x.json").ret == 0
+    found = {v["test"]: v["reference"] for v in json.loads((project.path / "x.json").read_text())["verdicts"]}
+    assert found == {"test_bench.py::test_tok": "history:1", "test_bench.py::test_other": "history:1"}

@@ -136,6 +136,17 @@ static void *alloc_or_die(size_t count, size_t size, const char *what) {
 
 /* the limits of pytest-llmperf's checker (models.py): beyond them the sizes below could
  * overflow, and no llama2.c model comes near them; sets head_size and kv_dim */
+/* open a checkpoint for reading and stat it, or die naming it */
+static int open_checkpoint(const char *path, struct stat *st) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) die("refrun: cannot open checkpoint %s", path);
+    if (fstat(fd, st) != 0) {
+        close(fd);
+        die("refrun: cannot stat checkpoint %s", path);
+    }
+    return fd;
+}
+
 static void check_shape(Shape *s, const char *path) {
     if (s->dim <= 0 || s->hidden <= 0 || s->layers <= 0 || s->heads <= 0 || s->kv_heads <= 0
         || s->vocab <= 0 || s->seq_len <= 0 || s->dim % s->heads != 0
@@ -201,13 +212,8 @@ static void load_model(Model *m, const char *path) {
     s->seq_len = hdr[6];
     check_shape(s, path);
 
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) die("refrun: cannot open checkpoint %s", path);
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        die("refrun: cannot stat checkpoint %s", path);
-    }
+    int fd = open_checkpoint(path, &st);
 
     /* tensor sizes in floats, in file order */
     size_t D = (size_t)s->dim, H = (size_t)s->hidden, L = (size_t)s->layers;
@@ -291,13 +297,8 @@ static void load_q8_model(Model *m, const char *path, const unsigned char *head)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) q8 += sizes[i] + sizes[i] / G * sizeof(float);
     uint64_t need = Q8_HEADER_BYTES + (2 * L * D + D) * sizeof(float) + q8;
 
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) die("refrun: cannot open checkpoint %s", path);
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        die("refrun: cannot stat checkpoint %s", path);
-    }
+    int fd = open_checkpoint(path, &st);
     if (st.st_size < 0 || (uint64_t)st.st_size < need || need > (uint64_t)SIZE_MAX) {
         close(fd);
         die("refrun: checkpoint %s is truncated (smaller than its header promises)", path);

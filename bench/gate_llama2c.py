@@ -162,20 +162,21 @@ def cmd_t1(args: argparse.Namespace) -> int:
     code = old_worktree(Path(args.old_tree), OLD_REV) if old else snapshot_code(work / "code")
     print(f"code under test: {code.label}; pytest_llmperf imported from {check_import(code, work)}", flush=True)
     bench = Bench(work, code, checkout, args.select or SELECT_260K, new_options=not old)
-    extra = [] if old else [f"--llmperf-llama2c-ref={checkout.shas['R']}", *args.extra]
+    ref = checkout.shas["R"] if args.ref == "R" else args.ref
+    extra = [] if old else [f"--llmperf-llama2c-ref={ref}", *args.extra]
     sessions: dict[str, list[Session]] = {}
     t0 = time.perf_counter()
     with cpu_load(not args.no_load):
         save = save_session(bench, [] if old else ["--llmperf-llama2c-ref=off", *args.extra], t0)
         series(bench, ["U", "S"], args.runs, extra, "t1", sessions, t0)
-    name = "today (62836fa, saved)" if old else "paired"
+    name = "today (62836fa, saved)" if old else ("paired" if args.ref == "R" else f"ref={args.ref}")
     print()
     print(f"=== target 1, {name}: stories260K rows, {args.runs} U and {args.runs} S sessions interleaved ===")
     print(side_by_side({name: sessions}))
     print(f"mean wall per session: {statistics.fmean(s.wall for ss in sessions.values() for s in ss):.1f} s "
           f"(8 rows); baseline save {save.wall:.1f} s")
     ok = print_checks(gate_checks(name, sessions.get("U", []), sessions.get("S", [])))
-    write_json(OUT / f"gate_{args.cmd}.json", {"code": code.label, "shas": checkout.shas, "divisor": checkout.divisor,
+    write_json(OUT / f"gate_{args.cmd}{'' if old or args.ref == 'R' else '-' + args.ref}.json", {"code": code.label, "shas": checkout.shas, "divisor": checkout.divisor,
                                                "extra": extra, "save": save.to_json(), "sessions": doc_of(sessions)})
     return 0 if ok else 1
 
@@ -337,6 +338,7 @@ def main() -> int:
         if name in ("t1-old", "t1-new"):
             p.add_argument("--runs", type=int, default=20)
             p.add_argument("--old-tree", default="/tmp/f-old")
+            p.add_argument("--ref", default="R", help="t1-new: --llmperf-llama2c-ref (R: the sha of R; off: the probe)")
         if name == "t2":
             p.add_argument("--runs", type=int, default=20)
             p.add_argument("--nights", type=int, default=5)

@@ -306,8 +306,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     logs = args.log or []
     for k, workdir in enumerate(args.workdirs):
         wd = Path(workdir)
-        cmd = wd.name.split("-")[2] if wd.name.count("-") >= 3 else wd.name
-        cmd = "-".join(wd.name.split("-")[2:-1]) or cmd
+        cmd = wd.name.removeprefix("llmperf-gate-")  # <cmd>-<random>: two runs of one cmd stay apart
         for name, s in logged_sessions(wd, logs[k] if k < len(logs) else ""):
             tag = name[4:-5].rsplit("-", 1)[0]  # NNN-<tag>-<label>.json
             if tag.startswith(("night", "save")):

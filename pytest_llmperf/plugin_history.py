@@ -335,8 +335,13 @@ class _Hooks:
 
 
 def reference_commit(config: pytest.Config, nodeid: str, source: str) -> str | None:
-    """The ``source`` commit of the newest accepted night of ``nodeid`` with this fingerprint."""
-    from . import reference
+    """The ``source`` commit of the newest accepted night of ``nodeid`` with this fingerprint
+    whose gated metrics were decided (not ``noisy``): a night that could not tell a slowed build
+    from an unchanged one is accepted into the history reference, but must not become the build
+    that later nights are paired against (measured: a noisy slowed night moved the reference
+    commit onto the slowed build, and pairing never caught it again). The run that starts the
+    reference (a saved baseline, an accept) counts whatever its verdicts."""
+    from . import compare, reference
     from .api import session
     from .history import Run
 
@@ -348,10 +353,13 @@ def reference_commit(config: pytest.Config, nodeid: str, source: str) -> str | N
     if not runs:
         return None
     digest = session(config).machine()[2]
-    for name in runs[-1].metrics:
-        chosen = reference.select(entries, digest, name, 1)
-        if chosen:
-            commit = chosen[-1][0].commits.get(source, {}).get("commit")
+    _start, forced = reference.reset_start(entries)
+    gated = [name for name, p in runs[-1].metrics.items() if p.gate] or list(runs[-1].metrics)
+    chosen = [run for run, _p in reference.select(entries, digest, gated[0], MAX_NIGHTS)]
+    for run in reversed(chosen):
+        decided = all(p.status != compare.NOISY for name, p in run.metrics.items() if name in gated)
+        if decided or run.run_id == forced:
+            commit = run.commits.get(source, {}).get("commit")
             return str(commit) if commit else None
     return None
 

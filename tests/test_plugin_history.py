@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# imported here, so that the in-process pytester runs below (which drop the modules they import when
+# they end) share one history.Run class with the reference module
+import pytest_llmperf.history
+import pytest_llmperf.reference  # noqa: F401
 from pytest_llmperf.api import Option, Value
 from pytest_llmperf.config import ConfigError
 from pytest_llmperf.plugin_history import DEFAULT_NIGHTS, OPTIONS, parse, parse_flag, parse_reference
@@ -94,6 +98,9 @@ TESTS = textwrap.dedent(
         return [100.0 * s * (1 + ((i * 7) % 11 - 5) / 1000.0) for i in range(30)]
 
     def test_tok(llmperf):
+        if os.environ.get("WIDE") == "1":  # three samples far apart: a verdict that cannot decide
+            llmperf.record("tok_per_s", [50.0, 100.0, 150.0], unit="tok/s", higher_is_better=True)
+            return
         llmperf.record("tok_per_s", samples(float(os.environ.get("TOK_SCALE", "1"))), unit="tok/s",
                        higher_is_better=True)
 
@@ -293,3 +300,29 @@ def test_under_xdist_the_controller_appends_every_test_once(project):
     assert _run(project, "-p", "xdist", "-n", "2", "--llmperf-baseline=history", "--llmperf-json=x.json").ret == 0
     found = {v["test"]: v["reference"] for v in json.loads((project.path / "x.json").read_text())["verdicts"]}
     assert found == {"test_bench.py::test_tok": "history:1", "test_bench.py::test_other": "history:1"}
+
+
+def test_a_noisy_night_does_not_become_the_commit_to_pair_against(project):
+    project.makeconftest(textwrap.dedent(
+        """
+        import os, pytest
+        from pytest_llmperf.api import session
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_configure(config):
+            session(config).sources["llama2c"] = {"path": "/src", "commit": os.environ["SRC_COMMIT"], "dirty": False}
+
+        def pytest_terminal_summary(terminalreporter, config):
+            answer = config.hook.pytest_llmperf_reference_commit(config=config, nodeid="test_bench.py::test_tok",
+                                                                 source="llama2c")
+            terminalreporter.write_line(f"REFERENCE-COMMIT {answer}")
+        """))
+    assert _run(project, "--llmperf-history-append", "--llmperf-save-baseline", SRC_COMMIT="a" * 40).ret == 0
+    noisy = _run(project, "--llmperf-history-append", SRC_COMMIT="b" * 40, WIDE="1")
+    assert noisy.ret == 0
+    assert _lines(project)[-2]["metrics"]["tok_per_s"]["status"] == "noisy"
+    noisy.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'a' * 40}"])
+    after = _run(project, "--llmperf-history-append", SRC_COMMIT="c" * 40)
+    after.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'a' * 40}"])  # the noisy night b is skipped
+    again = _run(project, SRC_COMMIT="d" * 40)
+    again.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'c' * 40}"])  # c was decided (ok)

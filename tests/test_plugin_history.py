@@ -260,21 +260,25 @@ def test_run_json_has_schema_time_commits_and_host(project):
     assert _lines(project)[0]["commits"]["repo"] == data["commits"]["repo"]
 
 
+# a llama2c checkout at $SRC_COMMIT, and what the reference-commit hook answers at the end
+HOOK_CONFTEST = textwrap.dedent(
+    """
+    import os, pytest
+    from pytest_llmperf.api import session
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(config):
+        session(config).sources["llama2c"] = {"path": "/src", "commit": os.environ["SRC_COMMIT"], "dirty": False}
+
+    def pytest_terminal_summary(terminalreporter, config):
+        answer = config.hook.pytest_llmperf_reference_commit(config=config, nodeid="test_bench.py::test_tok",
+                                                             source="llama2c")
+        terminalreporter.write_line(f"REFERENCE-COMMIT {answer}")
+    """)
+
+
 def test_reference_commit_hook_answers_from_the_history(project):
-    project.makeconftest(textwrap.dedent(
-        """
-        import os, pytest
-        from pytest_llmperf.api import session
-
-        @pytest.hookimpl(trylast=True)
-        def pytest_configure(config):
-            session(config).sources["llama2c"] = {"path": "/src", "commit": os.environ["SRC_COMMIT"], "dirty": False}
-
-        def pytest_terminal_summary(terminalreporter, config):
-            answer = config.hook.pytest_llmperf_reference_commit(config=config, nodeid="test_bench.py::test_tok",
-                                                                 source="llama2c")
-            terminalreporter.write_line(f"REFERENCE-COMMIT {answer}")
-        """))
+    project.makeconftest(HOOK_CONFTEST)
     first = _run(project, "--llmperf-history-append", SRC_COMMIT="a" * 40)
     first.stdout.fnmatch_lines(["REFERENCE-COMMIT None"])
     again = _run(project, "--llmperf-history-append", SRC_COMMIT="b" * 40)
@@ -303,20 +307,7 @@ def test_under_xdist_the_controller_appends_every_test_once(project):
 
 
 def test_a_noisy_night_does_not_become_the_commit_to_pair_against(project):
-    project.makeconftest(textwrap.dedent(
-        """
-        import os, pytest
-        from pytest_llmperf.api import session
-
-        @pytest.hookimpl(trylast=True)
-        def pytest_configure(config):
-            session(config).sources["llama2c"] = {"path": "/src", "commit": os.environ["SRC_COMMIT"], "dirty": False}
-
-        def pytest_terminal_summary(terminalreporter, config):
-            answer = config.hook.pytest_llmperf_reference_commit(config=config, nodeid="test_bench.py::test_tok",
-                                                                 source="llama2c")
-            terminalreporter.write_line(f"REFERENCE-COMMIT {answer}")
-        """))
+    project.makeconftest(HOOK_CONFTEST)
     assert _run(project, "--llmperf-history-append", "--llmperf-save-baseline", SRC_COMMIT="a" * 40).ret == 0
     noisy = _run(project, "--llmperf-history-append", SRC_COMMIT="b" * 40, WIDE="1")
     assert noisy.ret == 0

@@ -6,9 +6,7 @@ Imported by plugin.py at configure time in the process that reports, to register
 from __future__ import annotations
 
 import datetime as _dt
-import subprocess
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,14 +111,6 @@ def _error_line(report: pytest.TestReport) -> str:
     return line[:200]
 
 
-def _git_commit(root: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def verdicts(state: Session) -> list[Verdict]:
     return [v for r in state.results for v in r.verdicts]
 
@@ -189,8 +179,15 @@ def _meta(state: Session) -> dict[str, Any]:
     return {
         "saved_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "plugin_version": __version__,
-        "git_commit": _git_commit(state.pytest_config.rootpath),
+        "git_commit": _repo_commit(state),
     }
+
+
+def _repo_commit(state: Session) -> str | None:
+    from .plugin_history import commits
+
+    repo = commits(state).get("repo")
+    return str(repo["commit"]) if repo else None
 
 
 def _save(state: Session) -> None:

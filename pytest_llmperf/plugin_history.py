@@ -24,6 +24,7 @@ import pytest
 
 from .api import Option, Session, Value, add_options, read_options
 from .config import ConfigError, parse_positive_int
+from .config import parse_flag as config_parse_flag
 
 if TYPE_CHECKING:
     from .compare import Metric, Verdict
@@ -85,16 +86,8 @@ def parse_reference(raw: object, where: str) -> tuple[str, int]:
 
 
 def parse_flag(value: Value) -> bool:
-    """A flag that may come from the environment as text: 1/true/yes/on or 0/false/no/off."""
-    raw = value.raw
-    if isinstance(raw, bool) or raw is None:
-        return bool(raw)
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"{value.where}: invalid value {text[:40]!r}, expected 1/true/yes/on or 0/false/no/off")
+    """A flag that may come from the environment as text (config.parse_flag), named by its source."""
+    return config_parse_flag(value.raw, value.where)
 
 
 def history_directory(baseline_dir: Path, node: str, history_dir: Path | None) -> Path:
@@ -141,6 +134,7 @@ class NodeHistory:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # a history that cannot be read: said once, the history is left out
     appended: list[Path] = field(default_factory=list)  # the files this run was appended to
+    commits: dict[str, dict[str, Any] | None] | None = None  # plugin_history.commits(), once asked
 
     def _started(self) -> tuple[str, str]:
         if self._run is None:
@@ -400,13 +394,19 @@ def finish(state: Session, exitstatus: int) -> list[str]:
 
 
 def commits(state: Session) -> dict[str, dict[str, Any] | None]:
-    """The repository under test (the rootdir's work tree) and the features' source checkouts."""
+    """The repository under test (the rootdir's work tree) and the features' source checkouts;
+    git is asked once per session (the baseline, the run JSON and the history all record them)."""
+    hist = node_history(state.pytest_config)
+    if hist is not None and hist.commits is not None:
+        return hist.commits
     from . import gitinfo
 
     repo = gitinfo.commit_of(state.pytest_config.rootpath)
     out: dict[str, dict[str, Any] | None] = {"repo": dict(repo) if repo else None}
     for name, info in state.sources.items():
         out[name] = info
+    if hist is not None:
+        hist.commits = out
     return out
 
 

@@ -223,17 +223,17 @@ def node_history(config: pytest.Config) -> NodeHistory | None:
 # ------------------------------------------------------------------------------------------ verdicts
 
 
-def _series(entries: Sequence[Entry], fingerprint: str, metric: Metric) -> list[tuple[Run, float]]:
+def _series(entries: Sequence[Entry], fingerprint: str, metric: Metric) -> tuple[list[tuple[Run, float]], bool]:
     """The nights of ``metric`` since the last reset with this fingerprint, each with the value the
-    change-point check compares: the speed-adjusted median when every night and tonight have probes of
-    the same kind, else the plain median."""
+    change-point check compares, and whether that value is speed-adjusted: the speed-adjusted median
+    when every night and tonight have probes of the same kind, else the plain median."""
     from . import reference
 
     runs = reference.since_reset(entries, fingerprint, metric.name)
     points: list[tuple[Run, Point]] = [(r, r.metrics[metric.name]) for r in runs]
     adjusted = bool(metric.probes) and bool(points) and all(
         p.adjusted is not None and p.probe_kind == metric.probe_kind for _r, p in points)
-    return [(r, p.adjusted if adjusted and p.adjusted is not None else p.median) for r, p in points]
+    return [(r, p.adjusted if adjusted and p.adjusted is not None else p.median) for r, p in points], adjusted
 
 
 def _tonight(metric: Metric, adjusted: bool) -> float:
@@ -286,13 +286,11 @@ def changepoint_check(state: Session, nodeid: str, metric: Metric, verdict: Verd
     entries = hist.entries(nodeid)
     if not entries:
         return verdict, None
-    series = _series(entries, state.machine()[2], metric)
+    series, adjusted = _series(entries, state.machine()[2], metric)
     if len(series) < MIN_CHANGEPOINT_NIGHTS:
         return verdict, None
     from . import changepoint
 
-    adjusted = bool(metric.probes) and all(
-        r.metrics[metric.name].adjusted is not None for r, _v in series)
     values = [v for _r, v in series] + [_tonight(metric, adjusted)]
     runs: list[Run | None] = [r for r, _v in series] + [None]
     sign = 1.0 if metric.higher_is_better else -1.0  # a worse change is negative after the sign

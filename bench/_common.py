@@ -52,13 +52,68 @@ def cpu_load(enabled: bool = True) -> Iterator[int | None]:
 
 # -- the run.c checkout: R (reference night), U (R + a comment), S (R slowed) -------------------------
 
-def slowed_run_c(text: str, divisor: int) -> str:
-    """run.c with every mat_vec followed by a second one over ``rows / divisor`` of its rows
-    (bench/llama2c_gate.py's build, whose divisor is 5)."""
+STREAM_WRAPPER = """
+/* the slowed build's cold reads: a buffer as large as a model, read round-robin, rows / {divisor} of
+   every product's bytes after it (memory traffic, which a memory-bound model feels and a repeat of
+   rows just read, still in the cache, does not) */
+#define LLMPERF_COLD_WORDS ((size_t)1 << 24) /* 64 MiB */
+static uint32_t *llmperf_cold;
+static size_t llmperf_cold_at;
+uint32_t llmperf_bench_sink; /* external linkage: the sums cannot be dropped */
+static void {name}(float *out, const float *in, const float *mat, int cols, int rows) {{
+    {name}_base(out, in, mat, cols, rows);
+    if (!llmperf_cold) {{
+        llmperf_cold = malloc(LLMPERF_COLD_WORDS * sizeof(uint32_t));
+        if (!llmperf_cold) abort();
+        for (size_t i = 0; i < LLMPERF_COLD_WORDS; i++) llmperf_cold[i] = (uint32_t)i; /* real pages */
+    }}
+    size_t left = (size_t)cols * (size_t)(rows / {divisor});
+    uint32_t sum = 0;
+    while (left > 0) {{
+        size_t n = LLMPERF_COLD_WORDS - llmperf_cold_at < left ? LLMPERF_COLD_WORDS - llmperf_cold_at : left;
+        const uint32_t *p = llmperf_cold + llmperf_cold_at;
+        for (size_t i = 0; i < n; i++) sum += p[i];
+        left -= n;
+        llmperf_cold_at = (llmperf_cold_at + n) % LLMPERF_COLD_WORDS;
+    }}
+    llmperf_bench_sink += sum;
+}}
+"""
+
+
+def slowed_run_c(text: str, slowing: str | int) -> str:
+    """run.c slowed by ``slowing``: ``rows/D`` (an int D alone means this) makes every mat_vec
+    followed by a second one over ``rows / D`` of its rows (bench/llama2c_gate.py's build, whose D is
+    5): compute, which a model whose weights stay in the cache feels (stories260K); ``stream/D``
+    makes every mat_vec followed by a read of ``1/D`` of its weights' bytes from a cold 64 MiB
+    buffer: memory traffic, which a memory-bound model feels (stories15M: a repeat of rows just read
+    costs it nothing measurable, see ``slowdown``)."""
+    kind, divisor = parse_slowing(slowing)
+    if kind == "stream":
+        name = "mat_vec"
+        definition = re.search(rf"^static void {name}\(", text, re.MULTILINE)
+        forward = re.search(r"^static void forward\(", text, re.MULTILINE)
+        if not definition or not forward:
+            raise SystemExit(f"run.c: cannot find {name}() and forward() to make the slowed build")
+        text = text[:definition.start()] + f"static void {name}_base(" + text[definition.end():]
+        forward = re.search(r"^static void forward\(", text, re.MULTILINE)
+        assert forward is not None
+        return (text[:forward.start()] + STREAM_WRAPPER.format(name=name, divisor=divisor) + "\n"
+                + text[forward.start():])
     slow = slowed_source(text)
     if slow.count("rows / 5)") != 1:
         raise SystemExit("bench/llama2c_gate.py's slowed build changed: cannot set the row fraction")
     return slow.replace("rows / 5)", f"rows / {divisor})")
+
+
+def parse_slowing(slowing: str | int) -> tuple[str, int]:
+    """("rows" or "stream", D) of a slowing spec ``rows/D``, ``stream/D`` or a bare D (rows)."""
+    text = str(slowing)
+    kind, _, num = text.rpartition("/")
+    kind = kind or "rows"
+    if kind not in ("rows", "stream") or not num.isdigit() or int(num) < 1:
+        raise SystemExit(f"slowing {text!r}: expected rows/D or stream/D with D a positive integer")
+    return kind, int(num)
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -77,7 +132,7 @@ class Checkout:
 
     repo: Path
     shas: dict[str, str]
-    divisor: int
+    divisor: str  # the slowing of S: rows/D or stream/D (slowed_run_c)
 
     @property
     def r(self) -> Path:
@@ -95,7 +150,7 @@ class Checkout:
         return {"R": self.r, "U": self.u, "S": self.s}[label]
 
 
-def make_checkout(work: Path, refrun_text: str, divisor: int) -> Checkout:
+def make_checkout(work: Path, refrun_text: str, divisor: str | int) -> Checkout:
     repo = work / "llama2c"
     repo.mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
@@ -109,12 +164,12 @@ def make_checkout(work: Path, refrun_text: str, divisor: int) -> Checkout:
     shas["U"] = _git(repo, "rev-parse", "HEAD")
     _git(repo, "checkout", "-q", shas["R"], "--", "run.c")
     (repo / "run.c").write_text(slowed_run_c(refrun_text, divisor))
-    _git(repo, "commit", "-q", "-am", f"S: every mat_vec does rows/{divisor} more rows")
+    _git(repo, "commit", "-q", "-am", f"S: every mat_vec slowed by {divisor}")
     shas["S"] = _git(repo, "rev-parse", "HEAD")
     _git(repo, "checkout", "-q", "--detach", shas["R"])
     _git(repo, "worktree", "add", "-q", "--detach", str(work / "wt-U"), shas["U"])
     _git(repo, "worktree", "add", "-q", "--detach", str(work / "wt-S"), shas["S"])
-    return Checkout(repo, shas, divisor)
+    return Checkout(repo, shas, str(divisor))
 
 
 # -- the code under test: a frozen copy, or an old commit's worktree ----------------------------------

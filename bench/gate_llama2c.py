@@ -113,10 +113,10 @@ def refrun_text() -> str:
     return REFRUN.read_text()
 
 
-def setup(args: argparse.Namespace, divisor: int) -> tuple[Path, Checkout]:
+def setup(args: argparse.Namespace, divisor: str) -> tuple[Path, Checkout]:
     work = Path(tempfile.mkdtemp(prefix=f"llmperf-gate-{args.cmd}-"))
     checkout = make_checkout(work, refrun_text(), divisor)
-    print(f"work dir {work}; run.c commits {checkout.shas}; slowed: mat_vec + rows/{divisor}", flush=True)
+    print(f"work dir {work}; run.c commits {checkout.shas}; slowed: {checkout.divisor}", flush=True)
     return work, checkout
 
 
@@ -144,11 +144,11 @@ def cmd_slowdown(args: argparse.Namespace) -> int:
     text = refrun_text()
     results = {}
     with cpu_load(not args.no_load):
-        for d in (int(x) for x in args.divisors.split(",")):
-            r = true_slowdown({"R": text, "S": slowed_run_c(text, d)}, argv, args.pairs, work / f"d{d}",
+        for d in args.divisors.split(","):
+            r = true_slowdown({"R": text, "S": slowed_run_c(text, d)}, argv, args.pairs, work / d.replace("/", "-"),
                               flags=args.flags)
             results[d] = r
-            print(f"{args.model} {args.flags} rows/{d}: tok/s medians R {r['R']['tok_median']:.1f} "
+            print(f"{args.model} {args.flags} {d}: tok/s medians R {r['R']['tok_median']:.1f} "
                   f"S {r['S']['tok_median']:.1f}: {r.get('tok_ratio', 0) * 100:+.2f}% (pairwise median "
                   f"{r.get('paired_median_ratio', 0) * 100:+.2f}%); wall medians R {r['R']['wall_median']:.3f} s "
                   f"S {r['S']['wall_median']:.3f} s: {r['wall_ratio'] * 100:+.2f}%  ({args.pairs} pairs)", flush=True)
@@ -329,12 +329,13 @@ def main() -> int:
     for name in ("slowdown", "t1-old", "t1-new", "t2", "t4"):
         p = sub.add_parser(name)
         p.add_argument("--no-load", action="store_true", help="no CPU-heavy neighbour")
-        p.add_argument("--divisor", type=int, default=0, help="slowed build: mat_vec + rows/DIVISOR")
+        p.add_argument("--divisor", default="", help="slowed build: rows/D (mat_vec + rows/D of its rows) or "
+                                                      "stream/D (mat_vec + 1/D of its bytes read from a cold buffer)")
         p.add_argument("--extra", action="append", default=[], help="extra pytest argument (repeatable)")
         p.add_argument("--select", default="", help="-k expression instead of the target's")
         if name == "slowdown":
             p.add_argument("--model", default="stories260K")
-            p.add_argument("--divisors", default="5,6,7")
+            p.add_argument("--divisors", default="rows/4,rows/6", help="slowings, comma-separated (see --divisor)")
             p.add_argument("--pairs", type=int, default=60)
             p.add_argument("--flags", default="-O3")
         if name in ("t1-old", "t1-new"):

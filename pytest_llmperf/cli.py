@@ -16,9 +16,13 @@ their number, the newest value and date, the trend (changepoint.find_drift: rela
 night over its window, and its p-value), the change points (changepoint.find_steps: dates and
 commits on both sides, size), and the current reference (reference.select + reference.reference_for
 over the newest ``--nights`` accepted runs, the way ``--llmperf-baseline=history:N`` compares the
-next run: label, center, spread between nights). The series is the speed-adjusted medians when
-every run of it has one with the newest run's probe kind (what a comparison uses), else the plain
-medians. The command does not probe the machine: the newest run's fingerprint stands for it.
+next run: label, center, spread between nights). The series is what compares with the newest run
+(reference.comparable_nights, the change-point check's rule): the paired ratios of the runs paired
+with the newest run's reference build, else the speed-adjusted medians when every unpaired run has
+one of the newest run's probe kind, else the plain medians; runs that were ``oversubscribed`` are
+left out, and ``indices`` (JSON) says which runs of the window the series holds. A change point's
+``index`` is the run's place in the window. The command does not probe the machine: the newest
+run's fingerprint stands for it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any, NoReturn
 from tabulate import tabulate
 
 from . import changepoint, reference
-from .compare import Metric, fmt_value
+from .compare import PAIRED, Metric, fmt_value
 from .config import DEFAULT_NOISE_FLOOR
 from .errors import OneLine
 from .history import Entry, HistoryError, HistoryStore, Point, Run, node_history_dir
@@ -135,15 +139,6 @@ def _runs_of(entries: Sequence[Entry]) -> list[Run]:
     return [e for e in entries if isinstance(e, Run)]
 
 
-def _series(points: Sequence[Point]) -> tuple[str, list[float]]:
-    """("adjusted", ...) when every point has a speed-adjusted median of the newest's probe kind,
-    else ("median", the plain medians)."""
-    kind = points[-1].probe_kind
-    if kind is not None and all(p.adjusted is not None and p.probe_kind == kind for p in points):
-        return "adjusted", [float(p.adjusted or 0.0) for p in points]
-    return "median", [p.median for p in points]
-
-
 def _run_json(run: Run, point: Point) -> dict[str, Any]:
     return {"time": run.time, "run": run.run_id, "median": point.median, "adjusted": point.adjusted,
             "status": point.status, "change": point.change, "reference": point.reference,
@@ -179,12 +174,16 @@ def describe_metric(entries: Sequence[Entry], name: str, last: int | None, night
     window = [r for r in runs if r.fingerprint == newest.fingerprint]
     if last is not None:
         window = window[-last:]
-    points = [r.metrics[name] for r in window]
-    series, values = _series(points)
     newest_point = newest.metrics[name]
+    paired = newest_point.reference if (newest_point.reference or "").startswith(PAIRED) else None
+    chosen: list[int]
+    series, chosen, values = reference.comparable_nights([r.metrics[name] for r in window], paired,
+                                                         newest_point.probe_kind)
+    window = [window[i] for i in chosen]
     out: dict[str, Any] = {
         "metric": name, "unit": newest_point.unit, "direction": newest_point.direction,
         "fingerprint": newest.fingerprint, "nights": len(window), "series": series,
+        "indices": chosen,
         "newest": _run_json(newest, newest_point), "trend": None, "change_points": [], "reference": None,
     }
     if all(v > 0 and math.isfinite(v) for v in values):  # a count that can be zero has no ratios
@@ -195,14 +194,14 @@ def describe_metric(entries: Sequence[Entry], name: str, last: int | None, night
         for step in changepoint.find_steps(values, ALPHA):
             before, after = window[step.index - 1], window[step.index]
             out["change_points"].append({
-                "kind": step.kind, "index": step.index, "before": step.before, "after": step.after,
+                "kind": step.kind, "index": chosen[step.index], "before": step.before, "after": step.after,
                 "change": step.change, "p_value": step.p_value,
                 "before_run": _run_json(before, before.metrics[name]),
                 "after_run": _run_json(after, after.metrics[name]),
             })
-    chosen = reference.select(entries, newest.fingerprint, name, nights)
-    if chosen:
-        out["reference"] = _reference_json(reference.reference_for(chosen, _current(newest_point),
+    nights_chosen = reference.select(entries, newest.fingerprint, name, nights)
+    if nights_chosen:
+        out["reference"] = _reference_json(reference.reference_for(nights_chosen, _current(newest_point),
                                                                    DEFAULT_NOISE_FLOOR))
     return out
 

@@ -19,6 +19,10 @@ worse; ``t`` is the tolerance; [lo, hi] is the ``confidence`` interval (99% by d
               tell a real change from noise, and the plugin says so instead of guessing.
 * ok          everything else: within the tolerance, or a convincing change that is clearly
               inside it.
+* oversubscribed  the measurement says it did not get the machine it needs (Metric.unfit: an
+              OpenMP run whose threads had fewer CPUs than threads, because other work held the
+              rest): whatever the estimate, not decided (its barriers then wait on the scheduler,
+              and its speed says more of the neighbours than of the code); shown with its change.
 
 A deterministic metric (``exact``, e.g. an instruction count under valgrind, the same on every
 run) skips the statistics: regressed or improved when the change itself is beyond the tolerance.
@@ -46,7 +50,11 @@ NOISY = "noisy"
 INFO = "info"  # a metric recorded with gate=False: compared and shown, never failing
 # a test or metric of the node's baseline or history that was selected but did not record
 MISSING = "missing"
-STATUSES = (OK, REGRESSED, IMPROVED, NEW, NOT_COMPARED, NOISY, INFO, MISSING)
+# a measurement that did not get the CPUs it needs (Metric.unfit): shown, not decided
+OVERSUBSCRIBED = "oversubscribed"
+STATUSES = (OK, REGRESSED, IMPROVED, NEW, NOT_COMPARED, NOISY, INFO, MISSING, OVERSUBSCRIBED)
+# a verdict that compared the code (the others did not decide, or did not compare)
+DECIDED = (OK, REGRESSED, IMPROVED)
 PLAUSIBLE_Z = 0.6745  # the one-sided 75% bound
 
 
@@ -94,6 +102,9 @@ class Metric:
     # (same unit and direction, as many as samples); compared as paired ratios instead of a baseline
     paired: list[float] | None = None
     paired_ref: str = ""  # what the reference is: "git 1a2b3c4d", "dir /x/llama2.c", "binary /x/run"
+    # why this session's measurement cannot decide (the run did not get the CPUs it needs): its
+    # verdict is then OVERSUBSCRIBED with this reason (see :func:`unfit_verdict`)
+    unfit: str = ""
 
     @property
     def direction(self) -> str:
@@ -318,6 +329,15 @@ def compare_paired(test: str, cur: Metric, tolerance: float, confidence: float =
         return replace(decide_exact(ratio - 1.0, known), raw_change=raw_change)
     est = stats.ratio_estimate(ratio, stats.run_log_median_se(ratios), confidence)
     return decide(replace(known, raw_change=raw_change, adjusted=False), est)
+
+
+def unfit_verdict(v: Verdict, cur: Metric) -> Verdict:
+    """``v`` made OVERSUBSCRIBED with the metric's reason when the measurement says it did not get
+    the CPUs it needs (``cur.unfit``) and ``v`` decided something; else ``v`` unchanged. The change
+    and its interval stay, for the reader."""
+    if not cur.unfit or v.status not in DECIDED:
+        return v
+    return replace(v, status=OVERSUBSCRIBED, reason=cur.unfit, p_value=None)
 
 
 def decide_exact(change: float, known: Verdict) -> Verdict:

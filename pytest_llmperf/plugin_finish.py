@@ -13,7 +13,7 @@ import pytest
 
 from . import __version__
 from .api import Session
-from .compare import NOT_COMPARED, Verdict, fmt_pct
+from .compare import NOT_COMPARED, OVERSUBSCRIBED, Verdict, fmt_pct
 from .holes import Expectations, Expected, Hole, Outcome
 from .result import ResultError, TestResult
 
@@ -361,6 +361,9 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
             if v.status == NOT_COMPARED:
                 raw = f" (raw change of the medians {fmt_pct(v.raw_change)})" if v.raw_change is not None else ""
                 tr.write_line(f"llmperf: WARNING {v.test} {v.metric} not compared: {v.reason}{raw}", yellow=True)
+            elif v.status == OVERSUBSCRIBED:
+                tr.write_line(f"llmperf: WARNING {v.test} {v.metric} {v.reason} (change {fmt_pct(v.change)})",
+                              yellow=True)
             elif v.status == "improved" and not state.config.save_baseline:
                 tr.write_line(f"llmperf: {v.test} {v.metric} improved: consider --llmperf-save-baseline", green=True)
     _artifacts_summary(tr, state)

@@ -223,23 +223,22 @@ def node_history(config: pytest.Config) -> NodeHistory | None:
 # ------------------------------------------------------------------------------------------ verdicts
 
 
-def _series(entries: Sequence[Entry], fingerprint: str, metric: Metric) -> tuple[list[tuple[Run, float]], bool]:
-    """The nights of ``metric`` since the last reset with this fingerprint, each with the value the
-    change-point check compares, and whether that value is speed-adjusted: the speed-adjusted median
-    when every night and tonight have probes of the same kind, else the plain median."""
-    from . import reference
+def _series(entries: Sequence[Entry], fingerprint: str, metric: Metric,
+            verdict: Verdict) -> tuple[list[Run | None], list[float], str]:
+    """The nights of ``metric`` since the last reset with this fingerprint that compare with
+    tonight's (reference.comparable_nights), then tonight: (their runs, None for tonight; their
+    values; what the values are: "paired", "adjusted" or "median")."""
+    from . import compare, reference, stats
 
     runs = reference.since_reset(entries, fingerprint, metric.name)
-    points: list[tuple[Run, Point]] = [(r, r.metrics[metric.name]) for r in runs]
-    adjusted = bool(metric.probes) and bool(points) and all(
-        p.adjusted is not None and p.probe_kind == metric.probe_kind for _r, p in points)
-    return [(r, p.adjusted if adjusted and p.adjusted is not None else p.median) for r, p in points], adjusted
-
-
-def _tonight(metric: Metric, adjusted: bool) -> float:
-    from . import compare, stats
-
-    return stats.median(compare.adjusted_samples(metric) if adjusted else metric.samples)
+    points: list[Point] = [r.metrics[metric.name] for r in runs]
+    paired = verdict.reference if verdict.reference.startswith(compare.PAIRED) else None
+    kind, chosen, values = reference.comparable_nights(points, paired, metric.probe_kind if metric.probes else None)
+    if kind == "paired":
+        tonight = 1.0 + (verdict.change or 0.0)
+    else:
+        tonight = stats.median(compare.adjusted_samples(metric) if kind == "adjusted" else metric.samples)
+    return [runs[i] for i in chosen] + [None], values + [tonight], kind
 
 
 def _side(run: Run | None, time: str) -> str:
@@ -281,21 +280,24 @@ def changepoint_check(state: Session, nodeid: str, metric: Metric, verdict: Verd
     from . import compare
 
     hist = node_history(state.pytest_config)
-    if hist is None or not metric.gate or metric.exact or verdict.status == compare.REGRESSED:
+    if hist is None or not metric.gate or metric.exact or verdict.status in (compare.REGRESSED,
+                                                                             compare.OVERSUBSCRIBED):
         return verdict, None
     entries = hist.entries(nodeid)
     if not entries:
         return verdict, None
-    series, adjusted = _series(entries, state.machine()[2], metric)
-    if len(series) < MIN_CHANGEPOINT_NIGHTS:
+    if verdict.reference.startswith(compare.PAIRED) and verdict.change is None:
+        return verdict, None
+    runs, values, kind = _series(entries, state.machine()[2], metric, verdict)
+    if len(values) - 1 < MIN_CHANGEPOINT_NIGHTS:
         return verdict, None
     from . import changepoint
 
-    values = [v for _r, v in series] + [_tonight(metric, adjusted)]
-    runs: list[Run | None] = [r for r, _v in series] + [None]
     sign = 1.0 if metric.higher_is_better else -1.0  # a worse change is negative after the sign
     tol = verdict.tolerance
-    what = f"{metric.name} ({'speed-adjusted ' if adjusted else ''}nightly medians, {len(values)} nights)"
+    shown = {"paired": "paired ratios to the reference build", "adjusted": "speed-adjusted nightly medians",
+             "median": "nightly medians"}[kind]
+    what = f"{metric.name} ({shown}, {len(values)} nights)"
     for step in changepoint.find_steps(values, alpha=CHANGEPOINT_ALPHA):
         before, after = runs[step.index - 1], runs[step.index]
         text = (f"change point in {nodeid} {what}: {_side(before, hist.time)} -> {_side(after, hist.time)}: "
@@ -327,12 +329,17 @@ class _Hooks:
 
 
 def reference_commit(config: pytest.Config, nodeid: str, source: str) -> str | None:
-    """The ``source`` commit of the newest accepted night of ``nodeid`` with this fingerprint
-    whose gated metrics were decided (not ``noisy``): a night that could not tell a slowed build
-    from an unchanged one is accepted into the history reference, but must not become the build
-    that later nights are paired against (measured: a noisy slowed night moved the reference
-    commit onto the slowed build, and pairing never caught it again). The run that starts the
-    reference (a saved baseline, an accept) counts whatever its verdicts."""
+    """The ``source`` commit that tonight's build of ``nodeid`` is paired against: the commit of the
+    run that starts the reference (the saved baseline's run, or the run an accept names) when it
+    recorded one, with this fingerprint; else (no such run, or it has no commit of ``source``) the
+    newest accepted night whose gated metrics were decided (neither ``noisy`` nor
+    ``oversubscribed``).
+
+    Why the start of the reference: every night is then paired against the same build, so the
+    nightly paired ratios form one series that the change-point check can read (measured: pairing
+    each night against the night before made the ratios a chain whose errors add up, and a slowed
+    build that won one noisy night became the build later nights were paired against, which then
+    never caught it again). A regression stays one until a baseline is saved or a run accepted."""
     from . import compare, reference
     from .api import session
     from .history import Run
@@ -346,11 +353,17 @@ def reference_commit(config: pytest.Config, nodeid: str, source: str) -> str | N
         return None
     digest = session(config).machine()[2]
     _start, forced = reference.reset_start(entries)
+    for run in runs:
+        if forced is not None and run.run_id == forced and run.fingerprint == digest:
+            commit = run.commits.get(source, {}).get("commit")
+            if commit:
+                return str(commit)
     gated = [name for name, p in runs[-1].metrics.items() if p.gate] or list(runs[-1].metrics)
     chosen = [run for run, _p in reference.select(entries, digest, gated[0], MAX_NIGHTS)]
     for run in reversed(chosen):
-        decided = all(p.status != compare.NOISY for name, p in run.metrics.items() if name in gated)
-        if decided or run.run_id == forced:
+        decided = all(p.status not in (compare.NOISY, compare.OVERSUBSCRIBED)
+                      for name, p in run.metrics.items() if name in gated)
+        if decided:
             commit = run.commits.get(source, {}).get("commit")
             return str(commit) if commit else None
     return None

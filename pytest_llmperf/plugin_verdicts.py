@@ -101,6 +101,7 @@ def evaluate(state: Session, item: pytest.Item, metrics: list[compare.Metric]) -
             v = _not_compared(item.nodeid, base, metric, tol, diff_lines)
         else:
             v = compare.compare_metric(item.nodeid, base, metric, tol, cfg.confidence, cfg.noise_floor)
+        v = compare.unfit_verdict(v, metric)
         v, step_line = changepoint_check(state, item.nodeid, metric, v)
         verdicts.append(v)
         if cfg.save_baseline or cfg.report_only:

@@ -192,14 +192,15 @@ class Recorder:
 
     def record_rounds(self, name: str, m: _measure.Measurement, unit: str, higher_is_better: bool,
                       normalize: str | None = None, probe_kind: str = "python", paired_ref: str = "",
-                      note: str = "") -> None:
+                      note: str = "", unfit: str = "") -> None:
         """Record the samples of :func:`measure.run_rounds` (with their machine-speed probes, CPU
         share and warm-up), e.g. the tok/s a child process printed round by round.
 
         A paired measurement (``m.paired``: a reference build's value in each kept round) is
         recorded with those values as ``Metric.paired`` and ``paired_ref`` (what the reference is:
         "git 1a2b3c4d5e6f", "dir /x/llama2.c", "binary /x/run"), which it needs; it has no probes.
-        ``note`` is printed under the summary table (e.g. why a row is not paired)."""
+        ``note`` is printed under the summary table (e.g. why a row is not paired). ``unfit``: why
+        the measurement cannot decide (compare.Metric.unfit: its verdict is then oversubscribed)."""
         self._check_name(name)
         what = f"llmperf.record_rounds({name!r})"
         if name in self.metrics:
@@ -223,6 +224,7 @@ class Recorder:
             probes=list(m.probes) if m.probes else None, warmup=m.warmup,
             normalize=normalize or self._normalize, cpu_share=m.cpu_share, probe_kind=probe_kind,
             paired=paired, paired_ref=paired_ref if paired is not None else "", note=str(note),
+            unfit=str(unfit),
         )
 
     def rate(self, name: str, amount: float, unit: str, of: str = "time") -> None:

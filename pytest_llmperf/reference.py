@@ -98,7 +98,8 @@ def select(entries: Sequence[Entry], fingerprint: str, metric: str, limit: int) 
     reference counts whatever its verdict and outcome (saving or accepting it says it is the new
     normal). Every other run counts when it has this ``fingerprint``, recorded ``metric``, passed,
     and the metric was not ``regressed`` (a change point that failed the test says regressed too):
-    a regression does not become the new normal by itself."""
+    a regression does not become the new normal by itself; nor ``oversubscribed`` (a run that did
+    not get its CPUs measured the neighbours, not the code)."""
     if limit < 1:
         raise ValueError(f"a history reference needs at least 1 night, got {limit}")
     start, forced = reset_start(entries)
@@ -107,7 +108,8 @@ def select(entries: Sequence[Entry], fingerprint: str, metric: str, limit: int) 
         if not isinstance(entry, Run) or entry.fingerprint != fingerprint or metric not in entry.metrics:
             continue
         point = entry.metrics[metric]
-        if entry.run_id == forced or (entry.outcome == "passed" and point.status != compare.REGRESSED):
+        if entry.run_id == forced or (entry.outcome == "passed"
+                                      and point.status not in (compare.REGRESSED, compare.OVERSUBSCRIBED)):
             chosen.append((entry, point))
     return chosen[-limit:]
 
@@ -413,3 +415,31 @@ def since_reset(entries: Sequence[Entry], fingerprint: str, metric: str) -> list
     there, though never a reference)."""
     start, _forced = reset_start(entries)
     return [e for e in entries[start:] if isinstance(e, Run) and e.fingerprint == fingerprint and metric in e.metrics]
+
+
+def comparable_nights(points: Sequence[Point], paired_ref: str | None = None,
+                      probe_kind: str | None = None) -> tuple[str, list[int], list[float]]:
+    """The nights of one metric that can be set side by side with tonight's, and their values:
+    (what the values are, the indices of the points used, the values). The one place of that rule,
+    for the change-point check and the ``history`` listing alike.
+
+    - ``paired_ref`` (tonight was paired with that reference build, a Verdict.reference
+      ``paired:...``): the nights paired with the same reference, their paired ratio (1 + change):
+      "paired". Each ratio is of one session, both builds side by side, so a faster or slower
+      machine that night is not in it; raw medians of paired nights would carry the load of each
+      night.
+    - else, when tonight has probes of ``probe_kind`` and every night not paired has a speed-adjusted
+      median of that kind: those nights, "adjusted".
+    - else every night's plain median, "median".
+
+    A night whose metric was ``oversubscribed`` (it did not get its CPUs) is never used: its value
+    is the neighbours' doing."""
+    usable = [i for i, p in enumerate(points) if p.status != compare.OVERSUBSCRIBED]
+    if paired_ref:
+        chosen = [i for i in usable if points[i].reference == paired_ref and points[i].change is not None]
+        return "paired", chosen, [1.0 + float(points[i].change or 0.0) for i in chosen]
+    unpaired = [i for i in usable if not (points[i].reference or "").startswith(compare.PAIRED)]
+    if probe_kind is not None and unpaired and all(
+            points[i].adjusted is not None and points[i].probe_kind == probe_kind for i in unpaired):
+        return "adjusted", unpaired, [float(points[i].adjusted or 0.0) for i in unpaired]
+    return "median", usable, [points[i].median for i in usable]

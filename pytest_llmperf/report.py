@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from .result import TestResult
 
 COLUMNS = ["test", "metric", "reference", "baseline", "current", "change", "tolerance", "status"]
-STATUS_ORDER = {"regressed": 0, "missing": 1, "noisy": 2, "not-compared": 3, "new": 4, "improved": 5, "ok": 6,
-                "info": 7}
+STATUS_ORDER = {"regressed": 0, "missing": 1, "noisy": 2, "oversubscribed": 3, "not-compared": 4, "new": 5,
+                "improved": 6, "ok": 7, "info": 8}
 
 
 def _change_cell(v: Verdict) -> str:

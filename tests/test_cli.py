@@ -132,6 +132,29 @@ def test_json(node):
     assert set(metric(data, TOK, "mbu")) >= {"trend", "change_points", "reference"}
 
 
+def test_paired_nights_are_read_as_their_ratios_to_the_same_build(tmp_path):
+    """Night 0 probed (it saved the baseline), nights 1-11 paired with its build: the raw medians
+    carry each night's load (every third night the machine is 30% slower), the ratios do not, and
+    the step is the slowed build from night 8, at its place in the window."""
+    store = HistoryStore(node_history_dir(tmp_path / "baselines", "n1"))
+    runs = [night_run(TOK, 0, {"tok_per_s": Point(
+        name="tok_per_s", unit="tok/s", higher_is_better=True, median=100.0, n=20, se=0.002, adjusted=1.0,
+        probe_kind="refrun-O3", cpu_share=0.99, status="new", change=None, reference="saved")})]
+    for night in range(1, 12):
+        ratio = (0.9 if night >= 8 else 1.0) * (1 + WOBBLE[night])
+        load = 0.7 if night % 3 == 0 else 1.0
+        runs.append(night_run(TOK, night, {"tok_per_s": Point(
+            name="tok_per_s", unit="tok/s", higher_is_better=True, median=round(100.0 * ratio * load, 4), n=20,
+            se=0.002, adjusted=None, probe_kind=None, cpu_share=0.99, status="regressed" if night >= 8 else "ok",
+            change=round(ratio - 1, 6), reference=f"paired:git {sha(0)[:12]}")}))
+    store.append(runs)
+    m = metric(listing(tmp_path), TOK, "tok_per_s")
+    assert m["series"] == "paired" and m["indices"] == list(range(1, 12)) and m["nights"] == 11
+    (step,) = m["change_points"]
+    assert step["index"] == 8 and step["after_run"]["run"] == "run08"
+    assert step["change"] == pytest.approx(-0.1, abs=0.01)
+
+
 def test_filters_and_last(node):
     data = listing(node, "-k", "test_tok", "--metric", "tok_per_s")
     assert [(t["nodeid"], [m["metric"] for m in t["metrics"]]) for t in data["tests"]] == [(TOK, ["tok_per_s"])]

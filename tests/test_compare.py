@@ -683,3 +683,20 @@ def test_exact_paired_metric_compares_the_ratio_with_the_tolerance():
     assert v.status == REGRESSED and v.change == pytest.approx(0.01) and v.p_value is None
     assert v.reference == "paired:git abc"
     assert compare_metric("t", None, cur, 0.02).status == OK
+
+
+def test_an_unfit_measurement_is_oversubscribed_whatever_it_decided():
+    from pytest_llmperf.compare import OVERSUBSCRIBED, compare_metric, unfit_verdict
+
+    base = Metric("tok_per_s", "tok/s", True, [100.0, 101.0, 99.0, 100.5, 99.5] * 4)
+    slow = Metric("tok_per_s", "tok/s", True, [50.0, 51.0, 49.0, 50.5, 49.5] * 4, unfit="oversubscribed: 2 threads")
+    v = compare_metric("t", base, slow, 0.05)
+    assert v.status == "regressed"
+    u = unfit_verdict(v, slow)
+    assert u.status == OVERSUBSCRIBED and u.reason == "oversubscribed: 2 threads"
+    assert u.change == pytest.approx(v.change) and u.p_value is None
+    # a fit measurement, or a verdict that decided nothing, is left alone
+    fit = Metric("tok_per_s", "tok/s", True, list(slow.samples))
+    assert unfit_verdict(v, fit) is v
+    new = compare_metric("t", None, slow, 0.05)
+    assert unfit_verdict(new, slow) is new

@@ -139,6 +139,30 @@ def test_a_revision_as_reference_catches_the_slowed_commit(pytester: pytest.Pyte
     assert (cache_dir / "llama2c" / "ref" / fast / "run.c").read_text() == FAST_C
 
 
+PIN_CONFTEST = """
+import os
+
+def pytest_configure(config):
+    # one CPU for this session and what it starts: two OpenMP threads then share it
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+"""
+
+
+def test_threads_on_fewer_cpus_are_oversubscribed_not_regressed(pytester: pytest.Pytester, cache_dir: Path,
+                                                                checkout: tuple[Path, str, str]) -> None:
+    repo, fast, _slow = checkout
+    pytester.makeconftest(PIN_CONFTEST)
+    pytester.makepyfile(test_l=BENCH.replace('"-O3"', '"-O3 -fopenmp"').replace("threads=1", "threads=2"))
+    result = run(pytester, cache_dir, f"--llmperf-llama2c-src={repo}", "--llmperf-llama2c-ref=HEAD~1")
+    result.assert_outcomes(passed=1)  # the slowed commit, but measured on one CPU for two threads
+    v = verdicts(pytester)["test_run"]
+    assert v["reference"] == f"paired:git {fast[:12]}"
+    assert v["status"] == "oversubscribed", v
+    assert v["reason"].startswith("oversubscribed: 2 OpenMP threads got ") and v["change"] is not None
+    assert metrics(pytester, "test_run")["cpu_share"] < 1.5
+    result.stdout.fnmatch_lines(["*llmperf: WARNING *test_run tok_per_s oversubscribed: 2 OpenMP threads got*"])
+
+
 def test_the_same_source_on_both_sides_is_not_a_regression(pytester: pytest.Pytester, cache_dir: Path,
                                                            checkout: tuple[Path, str, str]) -> None:
     repo, _fast, slow = checkout

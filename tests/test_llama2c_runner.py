@@ -816,3 +816,14 @@ def test_bench_paired_with_a_reference_build() -> None:
     assert b.reference_rounds is not None and len(b.reference_rounds) == len(b.rounds) == m.rounds_total
     # two runs a side per round, interleaved ABBA; the reference first in even rounds
     assert order[:8] == ["R", "C", "C", "R", "C", "R", "R", "C"]
+
+
+def test_an_openmp_run_with_fewer_cpus_than_threads_is_unfit():
+    from pytest_llmperf.llama2c.runner import FIT_SHARE, unfit_reason
+
+    assert unfit_reason(2, 1.9) == "" and unfit_reason(4, 3.1) == ""
+    assert unfit_reason(1, 0.4) == ""  # one thread: the probe or the paired build is paced alike
+    assert unfit_reason(None, 0.4) == "" and unfit_reason(2, None) == ""
+    why = unfit_reason(2, 1.08)
+    assert why.startswith("oversubscribed: 2 OpenMP threads got 1.08 CPUs") and "not decided" in why
+    assert unfit_reason(2, 2 * FIT_SHARE - 0.01) != "" and unfit_reason(2, 2 * FIT_SHARE) == ""

@@ -316,4 +316,52 @@ def test_a_noisy_night_does_not_become_the_commit_to_pair_against(project):
     after = _run(project, "--llmperf-history-append", SRC_COMMIT="c" * 40)
     after.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'a' * 40}"])  # the noisy night b is skipped
     again = _run(project, SRC_COMMIT="d" * 40)
-    again.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'c' * 40}"])  # c was decided (ok)
+    again.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'a' * 40}"])  # the saved baseline's build, every night
+
+
+def test_without_a_saved_baseline_the_newest_decided_night_is_paired_against(project):
+    project.makeconftest(HOOK_CONFTEST)
+    hist = ("--llmperf-history-append", "--llmperf-baseline=history")
+    assert _run(project, *hist, SRC_COMMIT="a" * 40).ret == 0
+    assert _run(project, *hist, SRC_COMMIT="b" * 40).ret == 0
+    noisy = _run(project, *hist, SRC_COMMIT="c" * 40, WIDE="1")
+    noisy.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'b' * 40}"])
+    assert _lines(project)[-2]["metrics"]["tok_per_s"]["status"] == "noisy"
+    after = _run(project, "--llmperf-baseline=history", SRC_COMMIT="d" * 40)
+    after.stdout.fnmatch_lines([f"REFERENCE-COMMIT {'b' * 40}"])  # the noisy night c is skipped
+
+
+PAIRED_TESTS = textwrap.dedent(
+    """
+    import os
+    from pytest_llmperf.measure import Measurement
+
+    def test_tok(llmperf):
+        # paired rounds: the reference build's tok/s beside this build's in every round; LOAD moves
+        # both (the machine that night), RATIO is the code's own speed against the reference
+        load, ratio = float(os.environ.get("LOAD", "1")), float(os.environ.get("RATIO", "1"))
+        ref = [100.0 * load * (1 + ((i * 7) % 11 - 5) / 1000.0) for i in range(20)]
+        cur = [r * ratio * (1 + ((i * 5) % 7 - 3) / 1000.0) for i, r in enumerate(ref)]
+        m = Measurement(samples=cur, probes=None, iterations=len(cur), result=None, stop_reason="budget",
+                        elapsed=1.0, warmup={"discarded": 0, "first": cur[0], "steady": cur[0], "ratio": 1.0},
+                        paired=ref)
+        llmperf.record_rounds("tok_per_s", m, "tok/s", True, normalize="off", paired_ref="git 0123456789ab")
+    """
+)
+
+
+def test_paired_nights_are_checked_for_steps_in_their_ratios_not_their_load(project):
+    project.makepyfile(test_bench=PAIRED_TESTS)
+    for load in (1.0, 1.0, 1.0, 1.0, 1.0, 1.0):
+        assert _run(project, "--llmperf-history-append", LOAD=str(load)).ret == 0
+    # tonight the machine is 30% slower for both builds: the raw medians step, the ratios do not
+    slower = _run(project, "--llmperf-history-append", LOAD="0.7")
+    assert slower.ret == 0, slower.stdout.str()
+    assert "change point" not in slower.stdout.str()
+    assert _lines(project)[-1]["metrics"]["tok_per_s"]["ref"] == "paired:git 0123456789ab"
+    # a step in the ratios at the newest night that the paired verdict alone lets through (within
+    # the tolerance of 10%) is a note; the ratio series says where it is
+    small = _run(project, "--llmperf-history-append", "--llmperf-tolerance=tok_per_s=10%", LOAD="0.7", RATIO="0.94")
+    assert small.ret == 0
+    small.stdout.fnmatch_lines(["*change point in test_bench.py::test_tok tok_per_s (paired ratios to the "
+                                "reference build, 8 nights)*-6.0%*"])

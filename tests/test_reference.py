@@ -405,3 +405,41 @@ def test_since_reset_is_every_run_of_the_metric_since_the_last_reset_whatever_it
     assert reference.reset_start(entries) == (7, None)
     assert [r.run_id for r in reference.since_reset(entries, "fp1", "time")] == ["r7"]
     assert reference.reset_start([run(0), run(1)]) == (0, None)
+
+
+# -- comparable_nights --------------------------------------------------------------------------
+
+def _p(median: float, status: str | None = "ok", adjusted: float | None = None, probe: str | None = None,
+       ref: str | None = None, change: float | None = None) -> Point:
+    return Point(name="tok_per_s", unit="tok/s", higher_is_better=True, median=median, n=12, se=0.01,
+                 adjusted=adjusted, probe_kind=probe, cpu_share=1.0, status=status, change=change, reference=ref)
+
+
+def test_comparable_nights_of_a_paired_tonight_are_the_ratios_to_the_same_build():
+    points = [
+        _p(100, adjusted=1.0, probe="refrun-O3", ref="saved"),  # the probed night that saved the baseline
+        _p(80, ref="paired:git aaaa", change=0.01),  # a loaded night: raw median low, ratio fine
+        _p(120, ref="paired:git bbbb", change=-0.2),  # paired with another build: not comparable
+        _p(60, ref="paired:git aaaa", change=-0.09, status=compare.OVERSUBSCRIBED),
+        _p(110, ref="paired:git aaaa", change=-0.1, status=REGRESSED),
+    ]
+    kind, chosen, values = reference.comparable_nights(points, "paired:git aaaa", None)
+    assert kind == "paired" and chosen == [1, 4]
+    assert values == pytest.approx([1.01, 0.9])
+
+
+def test_comparable_nights_of_a_probed_tonight_leave_out_the_paired_nights():
+    points = [_p(100, adjusted=1.00, probe="refrun-O3"), _p(70, ref="paired:git aaaa", change=0.0),
+              _p(101, adjusted=1.02, probe="refrun-O3")]
+    assert reference.comparable_nights(points, None, "refrun-O3") == ("adjusted", [0, 2], [1.0, 1.02])
+    # a night probed with another kind: the plain medians of every night
+    mixed = [*points, _p(99, adjusted=0.5, probe="refrun-q8-O3")]
+    assert reference.comparable_nights(mixed, None, "refrun-O3") == ("median", [0, 1, 2, 3], [100, 70, 101, 99])
+    # no probes tonight: the plain medians, oversubscribed nights left out
+    points.append(_p(30, status=compare.OVERSUBSCRIBED))
+    assert reference.comparable_nights(points, None, None) == ("median", [0, 1, 2], [100, 70, 101])
+
+
+def test_an_oversubscribed_night_is_never_a_reference_night():
+    entries = [run(0), run(1, point(status=compare.OVERSUBSCRIBED)), run(2)]
+    assert ids(select(entries, "fp1", "time", 5)) == ["r0", "r2"]

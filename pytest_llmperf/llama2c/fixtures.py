@@ -161,7 +161,7 @@ class Llama2c:
         from dataclasses import replace
 
         from ..native import bandwidth
-        from .runner import RunError, Runner, bench, quantization
+        from .runner import RunError, Runner, bench, quantization, unfit_reason
         from .session import PROBE_KIND, PROBE_KIND_Q8, PROBE_STEPS
 
         recorder = self._request.getfixturevalue("llmperf")
@@ -213,8 +213,10 @@ class Llama2c:
                            round_time=options(self._request.config).round_time, reference_once=reference_once)
         except RunError as exc:
             _fail(f"llmperf: {exc}")
+        unfit = unfit_reason(spec.threads, result.measurement.cpu_share)
         recorder.record_rounds("tok_per_s", result.measurement, "tok/s", True, normalize=normalize,
-                               probe_kind=probe_kind, paired_ref=pairing.label, note=pairing.note)
+                               probe_kind=probe_kind, paired_ref=pairing.label, note=pairing.note, unfit=unfit)
+
         positions = result.results[0].positions or spec.steps
         rate = sorted(result.tok_per_s)[len(result.tok_per_s) // 2]
         q = quantization(rate, positions)

@@ -517,5 +517,23 @@ def bench(run_once: Callable[[], RunResult], settings: MeasureSettings,
                  probe_rounds=rounds.other_rounds if other is not None and not paired else None)
 
 
+# an OpenMP run whose threads got less than this share of a CPU each (median over the kept rounds)
+# waited on the scheduler: measured (stories260K at -O3 -fopenmp and -Ofast -fopenmp -march=native,
+# 30 runs each, on this 2-core machine): 2 threads alone use 1.90-1.92 CPUs (lowest run 1.57); with
+# ``python3 -c "while True: pass"`` beside them 1.06-1.11 (highest 1.26), and decode 6-11x slower
+FIT_SHARE = 0.75
+
+
+def unfit_reason(threads: int | None, cpu_share: float | None) -> str:
+    """Why a run of ``threads`` OpenMP threads that used ``cpu_share`` CPUs (CPU time over wall
+    time) cannot be gated, or "" when it can: each thread of a parallel region waits at the barrier
+    for the slowest, so a run with fewer free CPUs than threads is paced by the scheduler and by
+    the node's other work, not by the code (compare.Metric.unfit)."""
+    if not threads or threads < 2 or cpu_share is None or cpu_share >= FIT_SHARE * threads:
+        return ""
+    return (f"oversubscribed: {threads} OpenMP threads got {cpu_share:.2f} CPUs (other work held the rest of "
+            f"the node), so their speed says more of the neighbours than of the code: not decided")
+
+
 def describe(argv: Sequence[str]) -> str:
     return " ".join(a if a and " " not in a else repr(a) for a in argv)

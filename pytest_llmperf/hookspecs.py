@@ -35,6 +35,8 @@ def pytest_llmperf_bandwidth(config: pytest.Config) -> dict[str, object] | None:
 @pytest.hookspec(firstresult=True)
 def pytest_llmperf_reference_commit(config: pytest.Config, nodeid: str, source: str) -> str | None:
     """The commit of the source checkout ``source`` (``"llama2c"``: the ``--llmperf-llama2c-src``
-    checkout) that the reference of test ``nodeid`` was measured with: the newest accepted run of
-    this node's history with this machine's fingerprint, or None when the history has none. The
-    core answers it from the history; a feature asks it to build the reference of a paired run."""
+    checkout) that tonight's build of test ``nodeid`` is paired against: the commit of the run that
+    starts this node's history reference (the run that saved the baseline, or the run an accept
+    names), else the newest accepted and decided run with this machine's fingerprint, or None when
+    the history has none (plugin_history.reference_commit). The core answers it from the history;
+    a feature asks it to build the reference of a paired run."""

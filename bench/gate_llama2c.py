@@ -360,7 +360,7 @@ def main() -> int:
         if name == "t2":
             p.add_argument("--runs", type=int, default=20)
             p.add_argument("--nights", type=int, default=5)
-            p.add_argument("--modes", default="history:5,paired,saved")
+            p.add_argument("--modes", default="paired,history:5,saved")
         if name == "t4":
             p.add_argument("--sessions", type=int, default=12)
             p.add_argument("--swap", type=int, default=8)

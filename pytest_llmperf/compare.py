@@ -333,9 +333,10 @@ def compare_paired(test: str, cur: Metric, tolerance: float, confidence: float =
 
 def unfit_verdict(v: Verdict, cur: Metric) -> Verdict:
     """``v`` made OVERSUBSCRIBED with the metric's reason when the measurement says it did not get
-    the CPUs it needs (``cur.unfit``) and ``v`` decided something; else ``v`` unchanged. The change
-    and its interval stay, for the reader."""
-    if not cur.unfit or v.status not in DECIDED:
+    the CPUs it needs (``cur.unfit``) and ``v`` compared it (decided something, or found it noisy:
+    the busy machine is the reason then, and such a night must not become a reference night); else
+    ``v`` unchanged (new, not-compared). The change and its interval stay, for the reader."""
+    if not cur.unfit or v.status not in (*DECIDED, NOISY):
         return v
     return replace(v, status=OVERSUBSCRIBED, reason=cur.unfit, p_value=None)
 

@@ -700,3 +700,5 @@ def test_an_unfit_measurement_is_oversubscribed_whatever_it_decided():
     assert unfit_verdict(v, fit) is v
     new = compare_metric("t", None, slow, 0.05)
     assert unfit_verdict(new, slow) is new
+    noisy = replace(v, status="noisy")
+    assert unfit_verdict(noisy, slow).status == OVERSUBSCRIBED

@@ -101,6 +101,9 @@ TESTS = textwrap.dedent(
         if os.environ.get("WIDE") == "1":  # three samples far apart: a verdict that cannot decide
             llmperf.record("tok_per_s", [50.0, 100.0, 150.0], unit="tok/s", higher_is_better=True)
             return
+        if os.environ.get("WIDE") == "low":  # the same, around a median 20% low
+            llmperf.record("tok_per_s", [40.0, 80.0, 120.0], unit="tok/s", higher_is_better=True)
+            return
         llmperf.record("tok_per_s", samples(float(os.environ.get("TOK_SCALE", "1"))), unit="tok/s",
                        higher_is_better=True)
 
@@ -203,6 +206,15 @@ def test_a_step_at_the_newest_night_fails_the_test_with_dates(project):
     result.stdout.fnmatch_lines(["*llmperf: change point in test_bench.py::test_tok tok_per_s (nightly medians, 7 "
                                  "nights): 20*-*(tonight): -15.0%, worse beyond the tolerance 5.0% at the newest night*"])
     assert _run(project, scale=1.0).ret == 0
+
+
+def test_a_step_at_the_newest_night_that_tonight_cannot_tell_from_noise_is_a_note(project):
+    _nights(project, [1.0, 1.002, 0.998, 1.001, 0.999, 1.0])
+    result = _run(project, "--llmperf-baseline=history", WIDE="low")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*change point in test_bench.py::test_tok tok_per_s (nightly medians, 7 nights): "
+                                 "20*-20.0% at the newest night, but tonight's own interval [[]-*, +*[]] covers "
+                                 "no change: not failed*"])
 
 
 def test_a_slow_drift_fails_once_it_adds_up_beyond_the_tolerance(project):

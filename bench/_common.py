@@ -25,7 +25,7 @@ ROOT = HERE.parent
 OUT = HERE / "out"
 sys.path.insert(0, str(HERE))
 
-from llama2c_gate import slowed_source  # noqa: E402  (the slowed run.c: a second mat_vec over rows / 5)
+from llama2c_gate import slowed_source, wrap_mat_vec  # noqa: E402  (the slowed run.c: a second mat_vec over rows / 5)
 
 STATUSES = ("ok", "noisy", "regressed", "improved")
 
@@ -107,16 +107,7 @@ def slowed_run_c(text: str, slowing: str | int) -> str:
     kind, divisor = parse_slowing(slowing)
     if kind in ("stream", "spin"):
         wrapper = STREAM_WRAPPER if kind == "stream" else SPIN_WRAPPER
-        name = "mat_vec"
-        definition = re.search(rf"^static void {name}\(", text, re.MULTILINE)
-        forward = re.search(r"^static void forward\(", text, re.MULTILINE)
-        if not definition or not forward:
-            raise SystemExit(f"run.c: cannot find {name}() and forward() to make the slowed build")
-        text = text[:definition.start()] + f"static void {name}_base(" + text[definition.end():]
-        forward = re.search(r"^static void forward\(", text, re.MULTILINE)
-        assert forward is not None
-        return (text[:forward.start()] + wrapper.format(name=name, divisor=divisor) + "\n"
-                + text[forward.start():])
+        return wrap_mat_vec(text, wrapper.format(name="mat_vec", divisor=divisor))
     slow = slowed_source(text)
     if slow.count("rows / 5)") != 1:
         raise SystemExit("bench/llama2c_gate.py's slowed build changed: cannot set the row fraction")

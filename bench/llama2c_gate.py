@@ -50,6 +50,12 @@ static void {name}(float *out, const float *in, const float *mat, int cols, int 
 
 def slowed_source(text: str) -> str:
     """refrun.c with every mat_vec call doing 1/5 more rows of work."""
+    return wrap_mat_vec(text, SLOW_WRAPPER.format(name="mat_vec"))
+
+
+def wrap_mat_vec(text: str, wrapper: str) -> str:
+    """refrun.c with its mat_vec renamed mat_vec_base and ``wrapper`` (C code defining a new
+    mat_vec on top of it) put before forward()."""
     name = "mat_vec"
     definition = re.search(rf"^static void {name}\(", text, re.MULTILINE)
     forward = re.search(r"^static void forward\(", text, re.MULTILINE)
@@ -57,7 +63,8 @@ def slowed_source(text: str) -> str:
         raise SystemExit(f"{REFRUN}: cannot find {name}() and forward() to make the slowed build")
     text = text[:definition.start()] + f"static void {name}_base(" + text[definition.end():]
     forward = re.search(r"^static void forward\(", text, re.MULTILINE)
-    return text[:forward.start()] + SLOW_WRAPPER.format(name=name) + "\n" + text[forward.start():]
+    assert forward is not None
+    return text[:forward.start()] + wrapper + "\n" + text[forward.start():]
 
 
 def pytest_run(src: Path, base: Path, cache: Path, extra: list[str], json_out: Path) -> tuple[int, float]:

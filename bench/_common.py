@@ -103,8 +103,14 @@ def slowed_run_c(text: str, slowing: str | int) -> str:
     costs it nothing measurable, see ``slowdown``); ``spin/N`` makes every mat_vec followed by N
     steps of a dependent integer loop: a fixed time per product, whatever the memory does (measured:
     the slowdown of rows/D and stream/D on stories15M changes with the machine's load, from none to
-    7%)."""
+    7%); ``forward/K`` runs the forward pass of every K-th position twice (the same token at the
+    same position: the same output, the same cache entries): 1/K more of exactly the model's own
+    work, reads and compute alike, so the slowdown is K/(K+1) in tok/s whatever state the machine is
+    in (measured on stories15M: spin/N's relative cost moved from -3.5% to -33% with the machine's
+    state within an hour, being a fixed time next to a memory-bound step whose time moves)."""
     kind, divisor = parse_slowing(slowing)
+    if kind == "forward":
+        return repeat_forward(text, divisor)
     if kind in ("stream", "spin"):
         wrapper = STREAM_WRAPPER if kind == "stream" else SPIN_WRAPPER
         return wrap_mat_vec(text, wrapper.format(name="mat_vec", divisor=divisor))
@@ -114,13 +120,30 @@ def slowed_run_c(text: str, slowing: str | int) -> str:
     return slow.replace("rows / 5)", f"rows / {divisor})")
 
 
+FORWARD_CALL = "        else\n            forward(&model, token, pos);\n"
+
+
+def repeat_forward(text: str, every: int) -> str:
+    """run.c whose float forward pass runs twice at every position ``pos`` with ``pos % every ==
+    every - 1`` (``forward/K`` of :func:`slowed_run_c`). The call stays one call site, in a loop of
+    one or two trips: two call sites stop gcc from inlining ``forward`` into ``main``, and that
+    alone made refrun.c 15% faster on stories15M here (65 against 56 tok/s, -O3), more than the
+    slowing it was meant to add."""
+    if text.count(FORWARD_CALL) != 1:
+        raise SystemExit("refrun.c's generation loop changed: cannot repeat its forward pass")
+    twice = ("        else\n"
+             f"            for (int again = 0; again <= (pos % {every} == {every - 1}); again++)\n"
+             "                forward(&model, token, pos);\n")
+    return text.replace(FORWARD_CALL, twice)
+
+
 def parse_slowing(slowing: str | int) -> tuple[str, int]:
-    """(kind, D) of a slowing spec ``rows/D``, ``stream/D``, ``spin/N`` or a bare D (rows)."""
+    """(kind, D) of a slowing spec ``rows/D``, ``stream/D``, ``spin/N``, ``forward/K`` or a bare D (rows)."""
     text = str(slowing)
     kind, _, num = text.rpartition("/")
     kind = kind or "rows"
-    if kind not in ("rows", "stream", "spin") or not num.isdigit() or int(num) < 1:
-        raise SystemExit(f"slowing {text!r}: expected rows/D, stream/D or spin/N with a positive integer")
+    if kind not in ("rows", "stream", "spin", "forward") or not num.isdigit() or int(num) < 1:
+        raise SystemExit(f"slowing {text!r}: expected rows/D, stream/D, spin/N or forward/K with a positive integer")
     return kind, int(num)
 
 

@@ -63,9 +63,14 @@ SELECT_15M = "test_run and 15M-O3-t1"
 # stories15M: rows/D does not slow it measurably (rows/6 -1.0%, rows/10 -0.3%, 16 pairs: the repeated
 # rows are still in the cache, and the model is memory-bound), stream/D depends on the load (stream/4
 # -5.2% with a test suite running too, stream/8 +1.6%, 30 pairs); spin/N is fixed compute per product:
-# spin/15000 -2.5% (3 pairs), spin/30000 -6.0% (pairwise -6.1%, 20 pairs), so spin/25000 for about 5%
+# spin/15000 -2.5% (3 pairs), spin/30000 -6.0% (pairwise -6.1%, 20 pairs) one day and -3.5% the next,
+# spin/45000 -10.7% and spin/55000 -33.6% within the hour (a fixed time next to a step whose time
+# moves with the machine's state); forward/K repeats the model's own work (8 more forward passes in
+# 127 timed positions at K=16, -5.9% if the repeat cost as much as the first pass; measured -4.2%
+# (30 pairs; the repeat finds part of the weights still in the cache), forward/12 -5.8% (pairwise
+# -6.9%) and forward/10 -7.6% (24 pairs each), all beside the CPU hog)
 DIVISOR_260K = "rows/4"
-DIVISOR_15M = "spin/25000"
+DIVISOR_15M = "forward/12"
 
 
 class Bench:
@@ -344,8 +349,10 @@ def main() -> int:
     for name in ("slowdown", "t1-old", "t1-new", "t2", "t4"):
         p = sub.add_parser(name)
         p.add_argument("--no-load", action="store_true", help="no CPU-heavy neighbour")
-        p.add_argument("--divisor", default="", help="slowed build: rows/D (mat_vec + rows/D of its rows) or "
-                                                      "stream/D (mat_vec + 1/D of its bytes read from a cold buffer)")
+        p.add_argument("--divisor", default="", help="slowed build: rows/D (mat_vec + rows/D of its rows), "
+                                                      "stream/D (mat_vec + 1/D of its bytes read from a cold buffer), "
+                                                      "spin/N (mat_vec + N integer steps) or forward/K (every K-th "
+                                                      "position's forward pass twice)")
         p.add_argument("--extra", action="append", default=[], help="extra pytest argument (repeatable)")
         p.add_argument("--select", default="", help="-k expression instead of the target's")
         if name == "slowdown":

@@ -26,10 +26,15 @@ from pytest_llmperf.native.build import uses_openmp
 # board, a 260K run tens of milliseconds. A round (--llmperf-llama2c-round, 0.3 s) is 4 runs of
 # 260K here, with the probe or a paired reference build interleaved: 0.5 s probed, 0.7 s paired on
 # an idle machine, 1.4 and 2.1 s on a loaded one; 8 s buys the ~10 rounds that make a paired
-# verdict on a 5% tolerance decisive here (3 s bought 4-5: noisy). Paired runs get the same budget
-# (the reference takes the probe's place; what the paired mode costs more per test is in
-# the llama2c fixture's bench docstring)
-BUDGET = {"stories260K": 8.0, "stories15M": 8.0, "stories42M": 20.0, "stories110M": 40.0}
+# verdict on a 5% tolerance decisive here (3 s bought 4-5: noisy). A 15M round is one run, 2.4 s
+# here beside a CPU-heavy process (5 s paired): 8 s bought only the 5-round minimum, whose
+# distribution-free interval (the range of 5 values) reaches past the tolerance as soon as runs
+# scatter by 2-3%, so 15M rows came out noisy in 14 of 20 unchanged paired sessions (bench
+# gate_llama2c.py t2); 30 s allows up to 6 paired and 10 probed rounds, and the stop rule still ends
+# a test as soon as its verdict is decided. Paired runs get the same budget (the reference takes
+# the probe's place; what the paired mode costs more per test is in the llama2c fixture's bench
+# docstring)
+BUDGET = {"stories260K": 8.0, "stories15M": 30.0, "stories42M": 20.0, "stories110M": 40.0}
 
 
 def _cases(config, program):

@@ -275,6 +275,8 @@ def read_options(config: pytest.Config, options: Sequence[Option]) -> dict[str, 
     out = {}
     for opt in options:
         raw, source = option_value(config, opt.key, opt.env)
+        if source is not None and source.startswith("--"):
+            source = opt.flag  # the flag itself when its dest differs (--llmperf-save-baseline)
         base = config.rootpath if source is not None and source.startswith("ini ") else here
         out[opt.key] = Value(raw, source, opt, base)
     return out

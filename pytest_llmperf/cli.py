@@ -4,6 +4,7 @@
                            [--metric NAME] [--last N] [--nights N] [--json]
     pytest-llmperf history accept --node NODE [TEST ...] [--run RUN_ID] [--why TEXT]
     pytest-llmperf history compact --node NODE --keep N
+    pytest-llmperf markdown RUN.json [RUN.json ...] [-o OUT] [--cap N]
 
 Thin (parse, call the core, print): the history store (history), the change-point detector
 (changepoint) and the reference (reference) do the work; no pytest is imported. Exit status 2 for a
@@ -37,7 +38,7 @@ from typing import Any, NoReturn
 
 from tabulate import tabulate
 
-from . import changepoint, reference
+from . import changepoint, reference, report
 from .compare import PAIRED, Metric, fmt_value
 from .config import DEFAULT_NOISE_FLOOR
 from .errors import OneLine
@@ -112,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Retention: keep the newest N runs of each test (and the accept lines "
                                           "after the oldest of them); files rewritten atomically.")
     comp.add_argument("--keep", type=_positive, required=True, metavar="N", help="runs to keep per test")
+    md = commands.add_parser("markdown", help="merge several nodes' run JSONs into one Markdown report",
+                             description="Merge run JSONs (written by --llmperf-json, one per node) into one "
+                                         "Markdown report for a CI comment: one hidden marker, a section per "
+                                         "node, capped as a whole. Exit status 0 whatever the runs hold.")
+    md.add_argument("runs", nargs="+", type=Path, metavar="RUN.json", help="run JSONs, in the order to show them")
+    md.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
+                    help="write the report to OUT (default: print it)")
+    md.add_argument("--cap", type=_positive, default=report.DEFAULT_CAP, metavar="N",
+                    help=f"at most N characters (default {report.DEFAULT_CAP:,}, under GitHub's "
+                         f"{report.GITHUB_LIMIT:,} for a comment)")
+    md.set_defaults(handler=cmd_markdown)
     return parser
 
 
@@ -313,10 +325,39 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_markdown(args: argparse.Namespace) -> int:
+    """Read each run JSON (a file that cannot be read or parsed: a usage error naming it), merge
+    them (report.markdown_many: its ValueError names the file), print or write the report."""
+    runs: list[tuple[str, Any]] = []
+    for path in args.runs:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UsageError(f"{path}: cannot read the run JSON: {why}") from None
+        try:
+            runs.append((str(path), json.loads(text)))
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"{path}: not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") \
+                from None
+    where = ", ".join(f"`{path}`" for path, _data in runs)
+    md = report.markdown_many(runs, cap=args.cap, where=where)
+    if args.output is None:
+        sys.stdout.write(md)
+        return 0
+    try:
+        report.write_text(args.output, md)
+    except OSError as exc:
+        raise UsageError(f"{args.output}: cannot write the report: {exc.strerror or exc}") from None
+    print(f"wrote {args.output} ({len(md):,} characters, {len(runs)} run(s))")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     action = getattr(args, "action", None)
-    command = {None: cmd_history, "accept": cmd_accept, "compact": cmd_compact}[action]
+    command = getattr(args, "handler", None) or {None: cmd_history, "accept": cmd_accept,
+                                                 "compact": cmd_compact}[action]
     try:
         return command(args)
     except (UsageError, HistoryError) as exc:

@@ -388,3 +388,14 @@ def not_compared(test: str, cur: Metric, tolerance: float, differences: Sequence
         tolerance=tolerance, current=stats.median(cur.samples) if cur.samples else None,
         n_current=len(cur.samples), reason=f"{why}: " + "; ".join(differences),
     )
+
+
+def smoke_verdict(test: str, cur: Metric, tolerance: float) -> Verdict:
+    """A smoke run's metric (``--llmperf-smoke``: one round, a functional check): shown, never
+    compared, status ``info``."""
+    return Verdict(
+        test=test, metric=cur.name, status=INFO, unit=cur.unit, higher_is_better=cur.higher_is_better,
+        tolerance=tolerance, current=stats.median(cur.samples) if cur.samples else None,
+        n_current=len(cur.samples), reason="smoke run (--llmperf-smoke): one round, not compared",
+        reference="-",
+    )

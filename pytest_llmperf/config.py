@@ -270,6 +270,8 @@ class Config(NamedTuple):
     report_only: bool = False
     json_path: Path | None = None
     markdown_path: Path | None = None
+    bmf_path: Path | None = None  # --llmperf-bmf: Bencher Metric Format
+    gab_path: Path | None = None  # --llmperf-gab: github-action-benchmark's two custom files
     artifacts_dir: Path | None = None  # profiler outputs, <dir>/<node>/<test>/...; None: the default
     profilers: frozenset[str] = frozenset()  # --llmperf-profile: which profilers wrap the benchmarks
     profile_steps: int = DEFAULT_PROFILE_STEPS
@@ -277,6 +279,9 @@ class Config(NamedTuple):
     # or metric that did not record (see holes.py)
     strict: bool = False
     time_scale: float = 1.0  # --llmperf-time-scale: every budget, the markers' included, times this
+    skip: bool = False  # --llmperf-skip: the benchmark tests (marked llmperf) are skipped
+    # --llmperf-smoke: every benchmark runs one round, without warm-up; nothing compared, saved or appended
+    smoke: bool = False
     # where each option given came from (api.Value.source: "--llmperf-max-time", "LLMPERF_NODE",
     # "ini llmperf_max_time"), by dest; an option not given is absent
     sources: Mapping[str, str] = {}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .api import MARKER, RECORDER, STATE, Session, fail, option_value, parse_options, session
-from .config import BASELINE_TIME_FACTOR, ConfigError, MarkerOptions, budget_for, tolerance_for
+from .config import BASELINE_TIME_FACTOR, Config, ConfigError, MarkerOptions, budget_for, tolerance_for
 from .plugin_options import OPTIONS, add_options, build_config, native_options
 
 if TYPE_CHECKING:
@@ -55,15 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"llmperf: {exc}") from None
     native = parse_options(config, OPTIONS, native_options)
-    if not hasattr(config, "workerinput") and (cfg.json_path or cfg.markdown_path):
-        from .report import report_path_problem
-
-        for option, path in (("--llmperf-json", cfg.json_path), ("--llmperf-markdown", cfg.markdown_path)):
-            problem = report_path_problem(path) if path is not None else None
-            if problem:
-                raise pytest.UsageError(f"llmperf: {option} {path}: {problem}")
-        if cfg.json_path is not None and cfg.json_path == cfg.markdown_path:
-            raise pytest.UsageError(f"llmperf: --llmperf-json and --llmperf-markdown are the same file {cfg.json_path}")
+    if not hasattr(config, "workerinput"):
+        _check_report_paths(cfg)
     state = Session(cfg, config)
     state.native = native
     config.stash[STATE] = state
@@ -130,13 +123,60 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(STATE, None)
     if state is not None and state.config.save_baseline and items:
         _check_save_targets(state, items)
+    skip = state is not None and state.config.skip
     for item in items:
         if item.get_closest_marker("llmperf") is None:
-            continue
+            if not _uses_plugin_fixtures(item):
+                continue
+            item.add_marker(pytest.mark.llmperf)  # so that -m "not llmperf" leaves benchmarks out
+        if skip:
+            item.add_marker(pytest.mark.skip(reason="a benchmark test, and --llmperf-skip skips them"))
         try:
             item.stash[MARKER] = _marker_options(item)
         except ConfigError as exc:
             raise pytest.UsageError(f"llmperf: {exc}") from None
+
+
+def report_targets(cfg: Config) -> list[tuple[str, Path]]:
+    """(option, path) of every report file this session may write; github-action-benchmark's
+    option names two."""
+    targets = [(option, path) for option, path in (("--llmperf-json", cfg.json_path),
+                                                    ("--llmperf-markdown", cfg.markdown_path),
+                                                    ("--llmperf-bmf", cfg.bmf_path)) if path is not None]
+    if cfg.gab_path is not None:
+        from .exports import gab_paths
+
+        targets += [("--llmperf-gab", path) for path in gab_paths(cfg.gab_path)]
+    return targets
+
+
+def _check_report_paths(cfg: Config) -> None:
+    """Before any test runs: each report can be written, and no two reports share a file."""
+    targets = report_targets(cfg)
+    if not targets:
+        return
+    from .report import report_path_problem
+
+    seen: dict[Path, str] = {}
+    for option, path in targets:
+        problem = report_path_problem(path)
+        if problem:
+            raise pytest.UsageError(f"llmperf: {option} {path}: {problem}")
+        if path in seen and seen[path] != option:
+            raise pytest.UsageError(f"llmperf: {seen[path]} and {option} are the same file {path}")
+        seen[path] = option
+
+
+def _uses_plugin_fixtures(item: pytest.Item) -> bool:
+    """Whether the test asks for a fixture of this package (``llmperf``, ``llama2c``, the torch and
+    profiler fixtures, or one of a feature plugin's), directly or through another fixture."""
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(info, "name2fixturedefs", {}).values():
+        for fixturedef in defs:
+            module = getattr(getattr(fixturedef, "func", None), "__module__", "") or ""
+            if module == "pytest_llmperf" or module.startswith("pytest_llmperf."):
+                return True
+    return False
 
 
 def _check_save_targets(state: Session, items: list[pytest.Item]) -> None:
@@ -165,6 +205,9 @@ def _settings_for(state: Session, item: pytest.Item) -> MeasureSettings:
     cfg = state.config
     marker = item.stash.get(MARKER, None)
     max_time = budget_for(cfg, marker)  # command line, marker, ini, default; times --llmperf-time-scale
+    if cfg.smoke:  # one round, no warm-up: the benchmark runs, its figures are shown, nothing is judged
+        return MeasureSettings(warmup=0, min_rounds=1, max_time=0.0, adaptive=False, tolerance=cfg.tolerance,
+                               confidence=cfg.confidence)
     return MeasureSettings(
         warmup=marker.warmup if marker and marker.warmup is not None else cfg.warmup,
         min_rounds=marker.rounds if marker and marker.rounds is not None else cfg.min_rounds,
@@ -234,6 +277,40 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    report = yield
+    if call.when == "call":
+        _plain_properties(item)
+    return report
+
+
+def _plain_properties(item: pytest.Item) -> None:
+    """Once the call's report holds the result (it travels in that report's user_properties, also
+    from an xdist worker), put plain per-metric values in its place for the reports made later: the
+    teardown report is the one JUnit XML takes its properties from, and a JSON blob there would be
+    written as its Python repr. Per metric ``llmperf.<metric>.median``, ``.unit``, ``.status`` and
+    ``.change`` (relative, positive = higher; empty when not compared)."""
+    from .plugin_finish import FACTS, PROPERTY
+
+    plain: list[tuple[str, object]] = []
+    kept: list[tuple[str, object]] = []
+    for name, value in item.user_properties:
+        if name == FACTS:
+            continue
+        if name != PROPERTY:
+            kept.append((name, value))
+            continue
+        for v in value.get("verdicts", ()) if isinstance(value, dict) else ():
+            key = f"llmperf.{v.get('metric')}"
+            change = v.get("change")
+            plain += [(f"{key}.median", "" if v.get("current") is None else repr(float(v["current"]))),
+                      (f"{key}.unit", str(v.get("unit") or "")),
+                      (f"{key}.status", str(v.get("status") or "")),
+                      (f"{key}.change", "" if change is None else f"{float(change):.6g}")]
+    item.user_properties[:] = kept + plain
 
 
 def _where_in_test(exc: BaseException, item: pytest.Item) -> str:

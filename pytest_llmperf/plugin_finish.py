@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,7 +169,7 @@ def finish(session: pytest.Session, state: Session, exitstatus: int, collector: 
     from .plugin_history import finish as finish_history
 
     state.report_errors.extend(finish_history(state, exitstatus))
-    if cfg.json_path or cfg.markdown_path:
+    if cfg.json_path or cfg.markdown_path or cfg.bmf_path or cfg.gab_path:
         _write_reports(state, collector)
     failed = state.save_error or state.report_errors or (collector is not None and collector.missing_errors)
     if failed and session.exitstatus == pytest.ExitCode.OK:
@@ -265,25 +266,59 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
 
     def markdown_text() -> str:
         missing = [h.message() for h in collector.holes] if collector is not None else []
-        return report.markdown(cfg.node, found, [str(p) for p in state.saved], missing)
+        # the rows over the comment's cap are in the JSON report, when one is written
+        where = f"`{cfg.json_path}` (--llmperf-json)" if cfg.json_path else \
+            "the terminal summary, or the JSON report (--llmperf-json)"
+        return report.markdown(cfg.node, found, [str(p) for p in state.saved], missing, where=where)
 
-    for option, path, make in (("--llmperf-json", cfg.json_path, json_text),
-                               ("--llmperf-markdown", cfg.markdown_path, markdown_text)):
+    def bmf_text() -> str:
+        from . import exports
+
+        return exports.json_text(exports.bmf(found))
+
+    def write_one(path: Path, make: Callable[[], str]) -> list[Path]:
+        report.write_text(path, make())
+        return [path]
+
+    def write_gab(path: Path) -> list[Path]:
+        from . import exports
+
+        return exports.write_gab(path, found)
+
+    jobs: list[tuple[str, Path | None, Callable[[Path], list[Path]]]] = [
+        ("--llmperf-json", cfg.json_path, lambda p: write_one(p, json_text)),
+        ("--llmperf-markdown", cfg.markdown_path, lambda p: write_one(p, markdown_text)),
+        ("--llmperf-bmf", cfg.bmf_path, lambda p: write_one(p, bmf_text)),
+        ("--llmperf-gab", cfg.gab_path, write_gab),
+    ]
+    for option, path, write in jobs:
         if path is None:
             continue
         try:
-            report.write_text(path, make())
+            state.reports_written.extend(write(path))
         except (OSError, ValueError, TypeError) as exc:
             # what changed since the check at start (a directory that became a file) says more
             # than the errno of the failed call ("File exists")
             why = report.report_path_problem(path) or (
                 (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc))
             line = f"{option} {path}: cannot write the report: {why}"
-            if report.remove_stale(path):
+            if _remove_stale(option, path):
                 line += " (the previous run's file there was removed)"
             state.report_errors.append(line)
-        else:
-            state.reports_written.append(path)
+
+
+def _remove_stale(option: str, path: Path) -> bool:
+    """Remove what an earlier run left at the paths of a report that failed (github-action-benchmark's
+    option names two files); True when something was removed."""
+    from .report import remove_stale
+
+    paths = [path]
+    if option == "--llmperf-gab":
+        from .exports import gab_paths
+
+        paths = list(gab_paths(path))
+    removed = [remove_stale(p) for p in paths]  # each of them, not up to the first
+    return any(removed)
 
 
 def _artifacts_summary(tr: Any, state: Session) -> None:
@@ -338,8 +373,15 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
     missing = collector.missing if collector is not None else []
     found = verdicts(state) + missing
     if found:
+        import os
+        import shutil
+
         tr.write_sep("=", f"llmperf: node {state.config.node}")
-        tr.write_line(report.terminal_table(found))
+        # pytest's own width (COLUMNS, the terminal, else 80) and colour (--color, NO_COLOR)
+        width = getattr(getattr(tr, "_tw", None), "fullwidth", None) or shutil.get_terminal_size().columns
+        option = getattr(state.pytest_config.option, "color", "auto")
+        color = report.use_color(option, bool(getattr(tr, "hasmarkup", False)), os.environ)
+        tr.write_line(report.terminal_table(found, width=int(width), color=color))
         if any(v.adjusted for v in found):
             tr.write_line("* speed-adjusted: rounds divided by the machine-speed probe timed around them")
         warmups = [(r.nodeid, name, m["warmup"]) for r in state.results for name, m in r.metrics.items()

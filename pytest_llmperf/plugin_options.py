@@ -101,11 +101,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("--llmperf-time-scale", metavar="FACTOR", env="LLMPERF_TIME_SCALE",
            help="multiply every time budget, the markers' included, by FACTOR (e.g. 0.2 or 3; above 0, at most "
                 "100; also env LLMPERF_TIME_SCALE); default: 1"),
+    Option("--llmperf-skip", action="store_true", ini_type="bool", env="LLMPERF_SKIP",
+           help="skip the benchmark tests (every test that uses the plugin's fixtures is marked llmperf, so "
+                "-m 'not llmperf' deselects them instead); also env LLMPERF_SKIP=1"),
+    Option("--llmperf-smoke", action="store_true", ini=False, env="LLMPERF_SMOKE",
+           help="a fast functional check: every benchmark runs one round without warm-up, and nothing is "
+                "compared, gated, saved or appended to the history (also env LLMPERF_SMOKE=1)"),
     Option("--llmperf-report-only", action="store_true", ini=False,
            help="report verdicts but never fail a test on them"),
     Option("--llmperf-json", metavar="PATH", ini=False, help="write the run's results and verdicts as JSON"),
     Option("--llmperf-markdown", metavar="PATH", ini=False,
            help="write a Markdown summary (for a CI job summary or a PR comment)"),
+    Option("--llmperf-bmf", metavar="PATH", ini=False,
+           help="write the run's medians with their intervals in Bencher Metric Format (bencher run --adapter json)"),
+    Option("--llmperf-gab", metavar="PATH", ini=False,
+           help="write github-action-benchmark's custom input: PATH's stem + -bigger.json (customBiggerIsBetter) and "
+                "+ -smaller.json (customSmallerIsBetter), each when it has entries; a directory: llmperf-*.json in it"),
     Option("--llmperf-profile", metavar="NAMES",
            help="profile the benchmarks with these profilers, in runs separate from the timed ones: torch "
                 "(the PyTorch profiler's operator table), perf-stat (counters as metrics), perf-record (perf.data "
@@ -168,6 +179,15 @@ def build_config(config: pytest.Config) -> Config:
         return bool(values[dest].raw)
 
     strict = parse_flag(values["llmperf_strict"].raw, values["llmperf_strict"].where)
+    skip = parse_flag(values["llmperf_skip"].raw, values["llmperf_skip"].where)
+    smoke = parse_flag(values["llmperf_smoke"].raw, values["llmperf_smoke"].where)
+    if smoke:
+        for dest, on, what in (("llmperf_save", flag("llmperf_save"), "save a baseline"),
+                               ("llmperf_strict", strict, "be strict"),
+                               ("llmperf_require_baseline", flag("llmperf_require_baseline"), "require a baseline")):
+            if on:
+                raise ConfigError(f"{values['llmperf_smoke'].where}: a smoke run (one round, nothing compared) "
+                                  f"cannot {what}: drop {values[dest].where} or the smoke option")
     return Config(
         node=node,
         node_source=source or "automatic",
@@ -183,14 +203,18 @@ def build_config(config: pytest.Config) -> Config:
         normalize=parsed(parse_normalize, "llmperf_normalize", "auto"),
         force_compare=flag("llmperf_force_compare"),
         require_baseline=flag("llmperf_require_baseline") or strict,
-        report_only=flag("llmperf_report_only"),
+        report_only=flag("llmperf_report_only") or smoke,
         json_path=values["llmperf_json"].path(),
         markdown_path=values["llmperf_markdown"].path(),
+        bmf_path=values["llmperf_bmf"].path(),
+        gab_path=values["llmperf_gab"].path(),
         artifacts_dir=_rooted(config, values["llmperf_artifacts"], DEFAULT_ARTIFACTS_DIR),
         profilers=parsed(parse_profilers, "llmperf_profile", None),
         profile_steps=parsed(parse_positive_int, "llmperf_profile_steps", DEFAULT_PROFILE_STEPS),
         strict=strict,
         time_scale=parsed(parse_time_scale, "llmperf_time_scale", 1.0),
+        skip=skip,
+        smoke=smoke,
         sources={dest: value.source for dest, value in values.items() if value.source is not None},
     )
 

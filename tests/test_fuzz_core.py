@@ -251,6 +251,9 @@ def test_any_valid_samples_compare_and_report(base, cur, higher, tolerance, conf
     table = report.markdown("n", [verdict])
     assert sum(1 for line in table.splitlines() if line.startswith("| `")) == 1
     assert report.terminal_table([verdict])
+    for width in (80, 40):  # whatever the numbers, the fitted table keeps within the width
+        assert all(report.visible_width(line) <= width
+                   for line in report.terminal_table([verdict], width=width, color=True).splitlines())
     assert compare.verdict_message(verdict)
 
 

@@ -129,7 +129,7 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path) -
     # The tolerance is wide: this checks the compare path, not this machine's steadiness (the
     # other xdist worker may halve the runner's speed while this run compares)
     cached.unlink()
-    compared = run(pytester, cache_dir, "--llmperf-tolerance=tok_per_s=300%")
+    compared = run(pytester, cache_dir, "--llmperf-tolerance=tok_per_s=300%", env={"COLUMNS": "200"})
     compared.assert_outcomes(passed=1)
     assert compared.ret == 0
     compared.stdout.fnmatch_lines([

@@ -108,7 +108,7 @@ def test_save_then_compare_unchanged(rec: pytest.Pytester) -> None:
     assert tok["plugin_version"]
     saved.stdout.fnmatch_lines(["llmperf: saved baseline *testnode*test_rec.json"])
 
-    compared = run(rec)
+    compared = run(rec, env={"COLUMNS": "200"})  # the whole table on one line a row
     compared.assert_outcomes(passed=3)
     compared.stdout.fnmatch_lines([
         "*llmperf: node testnode*",

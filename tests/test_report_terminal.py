@@ -1,0 +1,229 @@
+"""The terminal table (report.terminal_table): rows by status, fitted to the terminal's width
+(grouped by file, then by test, columns folded or left out, names cut in the middle), the status
+coloured only when asked, widths measured without the escape codes; and the plugin's summary at
+COLUMNS=80 and with --color=yes."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from pytest_llmperf import report
+from pytest_llmperf.compare import Verdict
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def verdict(test: str, status: str = "ok", metric: str = "tok_per_s", **kw) -> Verdict:
+    values = {"unit": "tok/s", "higher_is_better": True, "tolerance": 0.05, "current": 1234.5, "baseline": 1250.0,
+              "change": -0.0124, "ci_low": -0.031, "ci_high": 0.006, "raw_change": -0.0124}
+    values.update(kw)
+    return Verdict(test=test, metric=metric, status=status, **values)
+
+
+LLAMA = "suites/test_llama2c.py::test_run"
+TORCH = "suites/test_transformer.py::test_step"
+
+
+def suite() -> list[Verdict]:
+    """Rows as the built-in suites write them, in run order (the regressions in the middle)."""
+    out = []
+    for flags in ("15M-Ofast-omp-native-t2", "15M-O3-omp-native-t1", "260K-Ofast-native-t2"):
+        out.append(verdict(f"{LLAMA}[{flags}]", "ok"))
+        out.append(verdict(f"{LLAMA}[{flags}]", "info", metric="mbu", unit="%", current=41.2, baseline=40.3,
+                           change=0.022, ci_low=None, ci_high=None, raw_change=0.022))
+    out.append(verdict(f"{LLAMA}[15M-Ofast-omp-native-t2]", "regressed", metric="peak_rss", unit="MiB",
+                       higher_is_better=False, current=88.5, baseline=70.25, change=0.26, ci_low=0.2, ci_high=0.31,
+                       raw_change=0.26))
+    for kind in ("forward", "forward_backward"):
+        for dtype in ("fp32", "bf16"):
+            test = f"{TORCH}[small-{kind}-{dtype}-ctx256]"
+            out.append(verdict(test, "ok", metric="ms_per_step", unit="ms", higher_is_better=False, current=123.4,
+                               baseline=121.9, change=0.0123, ci_low=-0.004, ci_high=0.028, raw_change=0.019,
+                               adjusted=True))
+    out.append(verdict(f"{TORCH}[small-forward-bf16-ctx256]", "noisy", metric="tok_per_s", current=9876.0,
+                       baseline=10234.0, change=-0.035, ci_low=-0.12, ci_high=0.04, raw_change=-0.04, adjusted=True))
+    out.append(verdict(f"{TORCH}[small-forward-fp32-ctx256]", "oversubscribed", metric="tok_per_s"))
+    return out
+
+
+def widths(text: str) -> list[int]:
+    return [report.visible_width(line) for line in text.splitlines()]
+
+
+def status_of(line: str) -> str | None:
+    last = line.split()[-1] if line.split() else ""
+    return last if last in report.STATUS_ORDER else None
+
+
+def test_without_a_width_it_is_the_full_table_by_status():
+    text = report.terminal_table(suite())
+    lines = text.splitlines()
+    assert lines[0].split() == ["test", "metric", "reference", "baseline", "current", "change", "raw", "change",
+                                "tolerance", "status"]
+    statuses = [status_of(line) for line in lines[2:]]
+    assert statuses == sorted(statuses, key=lambda s: report.STATUS_ORDER[s])
+    assert statuses[:3] == ["regressed", "noisy", "oversubscribed"]
+    assert lines[2].split()[:3] == [f"{LLAMA}[15M-Ofast-omp-native-t2]", "peak_rss", "\u2193"]
+    assert "+26.0% [+20.0%, +31.0%]" in lines[2] and "\x1b" not in text
+    assert max(widths(text)) > 120  # what the fitting is for
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 60, 45])
+def test_no_line_is_longer_than_the_width_and_regressions_come_first(width):
+    text = report.terminal_table(suite(), width=width)
+    assert max(widths(text)) <= width, text
+    statuses = [[w for w in line.split() if w in report.STATUS_ORDER] for line in text.splitlines()]
+    statuses = [found[0] for found in statuses if found]
+    assert statuses == ["regressed", "noisy", "oversubscribed"] + ["ok"] * 7 + ["info"] * 3
+
+
+def test_at_80_columns_rows_are_grouped_by_file_and_test_with_whole_numbers():
+    text = report.terminal_table(suite(), width=80)
+    lines = text.splitlines()
+    assert "suites/test_llama2c.py" in lines and "suites/test_transformer.py" in lines
+    assert "  test_run[15M-Ofast-omp-native-t2]" in lines
+    assert "  test_step[small-forward_backward-bf16-ctx256]" in lines
+    # a metric row under its test, the numbers whole
+    regressed = next(line for line in lines if line.endswith("regressed"))
+    assert regressed.startswith("    peak_rss \u2193")
+    assert "70.25 MiB" in regressed and "88.5 MiB" in regressed and "+26.0%" in regressed
+    assert lines[lines.index(regressed) - 1] == "  test_run[15M-Ofast-omp-native-t2]"
+    for value in ("1,250 tok/s", "1,234 tok/s", "123.4 ms", "121.9 ms", "9,876 tok/s", "10,234 tok/s"):
+        assert value in text
+    # the raw change stays (it differs where speed-adjusted), the interval goes, said under the table
+    assert "-4.0%" in text and "[-12.0%, +4.0%]" not in text
+    assert "every row: reference saved, tolerance 5.0% where it applies" in lines
+    assert "left out to fit 80 columns: the change's confidence interval" in lines
+
+
+def test_short_ids_stay_whole_on_their_row_when_they_fit():
+    verdicts = [verdict("t.py::test_a", "ok"), verdict("t.py::test_b", "regressed", change=-0.2, raw_change=-0.2)]
+    text = report.terminal_table(verdicts, width=100)
+    assert text.splitlines()[2].startswith("t.py::test_b  tok_per_s \u2191")
+    assert max(widths(text)) <= 100
+
+
+def test_a_name_longer_than_the_line_is_cut_in_the_middle():
+    long = f"suites/test_x.py::test_y[{'-'.join(f'p{i}' for i in range(60))}]"
+    text = report.terminal_table([verdict(long)], width=80)
+    assert max(widths(text)) <= 80
+    heading = next(line for line in text.splitlines() if "\u2026" in line)
+    assert heading.startswith("  test_y[p0-p1-") and heading.endswith("p58-p59]") and len(heading) == 80
+
+
+def test_a_newline_or_an_escape_in_a_test_id_neither_breaks_the_row_nor_acts():
+    text = report.terminal_table([verdict("t.py::test_x[a\nb\x1b[31m]", "regressed")], width=80, color=True)
+    assert "test_x[a b\\x1b[31m]" in text  # one line, the escape shown as its name
+    assert text.count("\x1b") == 2  # only the status's own codes: its colour and the reset
+    assert max(widths(text)) <= 80
+
+
+def test_a_very_narrow_terminal_still_gets_lines_within_its_width():
+    for width in (1, 10, 25, 35):
+        assert max(widths(report.terminal_table(suite(), width=width))) <= width
+
+
+def test_the_raw_change_column_only_when_it_says_something():
+    plain = [verdict("t.py::a"), verdict("t.py::b", "new", baseline=None, change=None, ci_low=None, ci_high=None,
+                                         raw_change=None)]
+    assert "raw change" not in report.terminal_table(plain)
+    adjusted = plain + [verdict("t.py::c", change=-0.01, raw_change=-0.05, adjusted=True)]
+    text = report.terminal_table(adjusted)
+    assert "raw change" in text and re.search(r"-1\.0% \[-3\.1%, \+0\.6%\] \*  +-5\.0% ", text)
+
+
+def test_color_only_when_asked_and_widths_ignore_it():
+    plain = report.terminal_table(suite(), width=80)
+    colored = report.terminal_table(suite(), width=80, color=True)
+    assert "\x1b[" not in plain
+    assert "\x1b[1;31mregressed\x1b[0m" in colored
+    assert "\x1b[33mnoisy\x1b[0m" in colored and "\x1b[33moversubscribed\x1b[0m" in colored
+    assert not re.search(r"\x1b\[[0-9;]*mok", colored)  # ok is plain
+    assert ANSI.sub("", colored) == plain  # the same table: the codes take no column
+    assert max(widths(colored)) <= 80 < max(len(line) for line in colored.splitlines())
+    assert "\x1b[32mimproved\x1b[0m" in report.terminal_table([verdict("t.py::a", "improved")], color=True)
+
+
+def test_visible_width_ignores_escape_codes_and_counts_wide_characters():
+    assert report.visible_width("\x1b[1;31mregressed\x1b[0m") == 9
+    assert report.visible_width("t[\u4e2d\u6587]") == 7
+    assert report.truncate_middle("abcdefghij", 5) == "ab\u2026ij"
+    assert report.truncate_middle("abc", 5) == "abc"
+
+
+@pytest.mark.parametrize("option, hasmarkup, env, expected", [
+    ("yes", False, {}, True),
+    ("yes", False, {"NO_COLOR": "1"}, True),  # the command line wins over the environment
+    ("no", True, {}, False),
+    ("auto", True, {}, True),
+    ("auto", False, {}, False),
+    ("auto", True, {"NO_COLOR": "1"}, False),
+    ("auto", True, {"NO_COLOR": ""}, True),  # NO_COLOR counts when not empty
+    ("auto", True, {"NO_COLOR": "1", "PY_COLORS": "1"}, True),
+])
+def test_use_color_follows_pytest_s_color_option_and_no_color(option, hasmarkup, env, expected):
+    assert report.use_color(option, hasmarkup, env) is expected
+
+
+SUITE = textwrap.dedent(
+    """
+    import os, pytest
+
+    @pytest.mark.parametrize("flags", ["15M-Ofast-omp-native-t2", "15M-O3-omp-native-t1"])
+    def test_run(llmperf, flags):
+        s = float(os.environ.get("TOK_SCALE", "1"))
+        llmperf.record("tok_per_s", [1234.5 * s + i % 7 / 100 for i in range(20)], unit="tok/s",
+                       higher_is_better=True)
+        llmperf.record("mbu", [41.0 + i % 3 / 100 for i in range(20)], unit="%", higher_is_better=True, gate=False)
+    """
+)
+
+
+FAST = ["-p", "no:cacheprovider", "--llmperf-node=testnode", "--llmperf-max-time=0.3"]
+
+
+@pytest.fixture
+def suites(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    (pytester.path / "suites").mkdir()
+    (pytester.path / "suites" / "test_llama2c.py").write_text(SUITE)
+    assert pytester.runpytest(*FAST, "--llmperf-save-baseline").ret == 0
+    monkeypatch.setenv("TOK_SCALE", "0.8")
+    return pytester
+
+
+def summary_table(lines: list[str]) -> list[str]:
+    """The lines of the verdict table: after the summary's separator, up to the first blank line."""
+    start = next(i for i, line in enumerate(lines) if "llmperf: node testnode" in line and line.startswith("="))
+    end = lines.index("", start)
+    return lines[start + 1:end]
+
+
+def test_the_summary_table_fits_80_columns(suites: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = suites.runpytest(*FAST)
+    assert result.ret == 1
+    table = summary_table(result.outlines)
+    assert max(len(line) for line in table) <= 80, "\n".join(table)
+    assert "suites/test_llama2c.py" in table and "  test_run[15M-Ofast-omp-native-t2]" in table
+    rows = [line for line in table if line.rstrip().endswith(("regressed", "info"))]
+    assert [line.split()[-1] for line in rows] == ["regressed", "regressed", "info", "info"]
+    assert "\x1b[" not in result.stdout.str()  # pytester's PY_COLORS=0 and --color=auto: plain
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = summary_table(suites.runpytest(*FAST).outlines)
+    assert wide[2].startswith("suites/test_llama2c.py::test_run[15M-Ofast-omp-native-t2]  tok_per_s")
+
+
+def test_color_yes_shows_the_regressed_status_red(suites: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = suites.runpytest(*FAST, "--color=yes")
+    assert result.ret == 1
+    table = summary_table([ANSI.sub("", line) for line in result.outlines])
+    assert max(len(line) for line in table) <= 80
+    assert result.stdout.str().count("\x1b[1;31mregressed\x1b[0m") == 2
+    plain = suites.runpytest(*FAST, "--color=no")
+    assert "\x1b[1;31mregressed" not in plain.stdout.str()

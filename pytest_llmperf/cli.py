@@ -5,6 +5,7 @@
     pytest-llmperf history accept --node NODE [TEST ...] [--run RUN_ID] [--why TEXT]
     pytest-llmperf history compact --node NODE --keep N
     pytest-llmperf markdown RUN.json [RUN.json ...] [-o OUT] [--cap N]
+    pytest-llmperf report [--baseline-dir DIR] [--history-dir DIR] [--node NODE ...] [RUN.json ...] -o OUT.html
 
 Thin (parse, call the core, print): the history store (history), the change-point detector
 (changepoint) and the reference (reference) do the work; no pytest is imported. Exit status 2 for a
@@ -124,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"at most N characters (default {report.DEFAULT_CAP:,}, under GitHub's "
                          f"{report.GITHUB_LIMIT:,} for a comment)")
     md.set_defaults(handler=cmd_markdown)
+    rep = commands.add_parser("report", help="one self-contained HTML report of run JSONs and nodes' history",
+                              description="Write one HTML file (inline CSS and SVG, nothing fetched): per node, "
+                                          "test and metric, regressed first, the trend over the history with the "
+                                          "reference band and change points, the samples against the baseline's, "
+                                          "the parameter tables. Exit status 0 whatever the runs hold.")
+    rep.add_argument("runs", nargs="*", type=Path, metavar="RUN.json", help="run JSONs (--llmperf-json)")
+    rep.add_argument("--node", dest="report_nodes", action="append", default=[], metavar="NODE",
+                     help="a node whose history to show (repeatable; a run's node is shown anyway)")
+    rep.add_argument("--baseline-dir", type=Path, default=Path(DEFAULT_BASELINE_DIR),
+                     help=f"the baseline directory (default ./{DEFAULT_BASELINE_DIR})")
+    rep.add_argument("--history-dir", type=Path, default=None, help="a history directory (--llmperf-history-dir)")
+    rep.add_argument("--nights", type=_positive, default=DEFAULT_NIGHTS, metavar="N",
+                     help=f"nights of the reference shown (default {DEFAULT_NIGHTS})")
+    rep.add_argument("--title", default=None, help="the page's title")
+    rep.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.html", help="where to write it")
+    rep.set_defaults(handler=cmd_report)
     return parser
 
 
@@ -350,6 +367,99 @@ def cmd_markdown(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"{args.output}: cannot write the report: {exc.strerror or exc}") from None
     print(f"wrote {args.output} ({len(md):,} characters, {len(runs)} run(s))")
+    return 0
+
+
+def history_data(directory: Path, nights: int = DEFAULT_NIGHTS) -> dict[str, Any]:
+    """The history of one node's directory as the HTML report draws it: :func:`listing`'s shape,
+    each metric's describe_metric with ``points`` added, ``[time, value, run id, commit]`` per
+    night of its series (the values the change points were found in: paired ratio, adjusted or
+    plain median, as ``series`` says). HistoryError for a file that cannot be read."""
+    store = HistoryStore(directory)
+    tests = []
+    for nodeid, entries in store.read_all().items():
+        runs = _runs_of(entries)
+        metrics = []
+        for name in sorted({n for r in runs for n in r.metrics}):
+            d = describe_metric(entries, name, None, nights)
+            if d is None:
+                continue
+            window = [r for r in runs if name in r.metrics and r.fingerprint == d["fingerprint"]]
+            points = []
+            for i in d["indices"]:
+                p = window[i].metrics[name]
+                value = (1.0 + (p.change or 0.0)) if d["series"] == "paired" else \
+                    (p.adjusted if d["series"] == "adjusted" and p.adjusted is not None else p.median)
+                points.append([window[i].time, value, window[i].run_id,
+                               _short_commit({"commits": window[i].commits})])
+            d["points"] = points
+            metrics.append(d)
+        if metrics:
+            tests.append({"nodeid": nodeid, "metrics": metrics})
+    return {"history_dir": str(store.directory), "tests": tests, "warnings": list(store.warnings)}
+
+
+def _read_run(path: Path) -> Any:
+    """A run JSON's content; a usage error naming the file (unreadable, not JSON, a history file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"{path}: cannot read the run JSON: {why}") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        try:
+            first = json.loads(text.split("\n", 1)[0])
+        except (ValueError, RecursionError):
+            first = None
+        if isinstance(first, dict) and first.get("schema") == "pytest-llmperf-history":
+            raise UsageError(f"{path}: a history file, not a run JSON (show a node's history with --node NODE)") \
+                from None
+        raise UsageError(f"{path}: not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") \
+            from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Read the run JSONs and the nodes' history (and baseline samples), then write the HTML
+    report (html_report.write); every input is read and checked before anything is written."""
+    from . import html_report
+    from .baseline import BaselineError
+
+    problem = report.report_path_problem(args.output)
+    if problem:
+        raise UsageError(f"{args.output}: cannot write the report: {problem}")
+    if not args.runs and not args.report_nodes:
+        raise UsageError("nothing to report: give run JSONs, or --node NODE for a node's history")
+    runs = [(str(path), _read_run(path)) for path in args.runs]
+    html_report.check_runs(runs)
+    nodes = list(dict.fromkeys([str(run["node"]) for _p, run in runs] + list(args.report_nodes)))
+    histories: dict[str, Any] = {}
+    baselines: dict[str, Any] = {}
+    for node in nodes:
+        try:
+            validate_node_name(node)
+        except ValueError as exc:
+            raise UsageError(f"node {node!r}: {exc}") from None
+        directory = node_history_dir(args.baseline_dir, node, args.history_dir)
+        if directory.is_dir():
+            histories[node] = history_data(directory, args.nights)
+        elif directory.exists():
+            raise UsageError(f"history dir {directory} is a file, not a directory")
+        elif node in args.report_nodes:
+            raise UsageError(f"no history for node {node!r}: {directory} does not exist")
+        nodeids = [t["nodeid"] for _p, run in runs if run["node"] == node for t in run.get("tests", [])]
+        if nodeids:
+            try:
+                baselines[node] = html_report.baseline_samples(args.baseline_dir, node, nodeids)
+            except BaselineError as exc:
+                raise UsageError(str(exc)) from None
+    title = args.title or html_report.DEFAULT_TITLE
+    try:
+        size = html_report.write(args.output, runs, histories, baselines, title)
+    except OSError as exc:
+        raise UsageError(f"{args.output}: cannot write the report: {exc.strerror or exc}") from None
+    print(f"wrote {args.output} ({size:,} bytes, {len(nodes)} node(s), {len(runs)} run(s))")
     return 0
 
 

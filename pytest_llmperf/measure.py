@@ -16,6 +16,7 @@ speed probe: the reference is its own probe.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +26,26 @@ from typing import Any, TypedDict
 from . import stats
 
 PROBE_LOOPS = 600
+# progress: a line per round at DEBUG, one per measurement at INFO (pytest --log-cli-level=INFO shows
+# them live, under the test's name)
+log = logging.getLogger("pytest_llmperf.measure")
+
+
+def precision(samples: list[float], confidence: float = 0.99) -> float:
+    """The half-width of the ``confidence`` interval of the median of ``samples``, as a relative
+    amount (what the stop rule compares with the tolerance); inf with too few samples."""
+    se = stats.run_log_median_se(samples) if len(samples) >= stats.MIN_SAMPLES else math.inf
+    z = stats._NORMAL.inv_cdf((1.0 + confidence) / 2.0)
+    return math.expm1(z * se) if math.isfinite(se) else math.inf
+
+
+def _progress(phase: str, n: int, samples: list[float], settings: MeasureSettings, elapsed: float) -> None:
+    if not log.isEnabledFor(logging.DEBUG) or not samples:
+        return
+    target = settings.tolerance * settings.precision_factor
+    log.debug("llmperf: %s round %d: median %.6g, precision +-%.1f%% (target +-%.1f%%), %.1f s of %.1f s left",
+              phase, n, stats.median(samples), 100 * precision(samples, settings.confidence), 100 * target,
+              max(0.0, settings.max_time - elapsed), settings.max_time)
 
 
 def speed_probe() -> int:
@@ -345,9 +366,15 @@ def run_rounds(
                             stop_reason = "precise and decisive"
                             break
         one_round()
+        _progress("measured", len(values) - warm_end, values[warm_end:], settings, clock() - start)
     if around:
         take_probe()
     samples, speeds, dropped = kept(warm_end)
+    if log.isEnabledFor(logging.INFO):
+        log.info("llmperf: %d rounds (%d warm-up) in %.1f s, median %.6g, precision +-%.1f%%, stopped: %s",
+                 len(samples), warm_end, clock() - start, stats.median(samples),
+                 100 * precision(samples, settings.confidence),
+                 stop_reason)
     steady = stats.median(samples)
     warmup: WarmupInfo = {
         "discarded": warm_end,

@@ -97,6 +97,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     except ValueError:
         where = cfg.baseline_dir / cfg.node
     mode = "saving baselines" if cfg.save_baseline else ("report only" if cfg.report_only else "gating")
+    if cfg.smoke:
+        mode = "smoke run (one round per benchmark, nothing compared or saved)"
     if cfg.strict and not cfg.save_baseline:
         mode += " (strict)"
     if cfg.time_scale != 1.0:
@@ -108,6 +110,25 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"llmperf: node {cfg.node} ({cfg.node_source}), baselines {where} ({state.baseline_files} files), "
         f"tolerance {cfg.tolerance:.1%}, warmup {cfg.warmup}, {mode}{profiling}"
     ]
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """How many benchmark tests were selected, and the sum of their time budgets: the longest the
+    measurements can take (the stop rule ends most earlier; builds and profiler runs come on top)."""
+    state = config.stash.get(STATE, None)
+    if state is None or state.config.skip:
+        return []
+    cfg = state.config
+    bench = [item for item in items if MARKER in item.stash]
+    if not bench:
+        return []
+    if cfg.smoke:
+        return [f"llmperf: {len(bench)} benchmark tests, one round each (--llmperf-smoke)"]
+    factor = BASELINE_TIME_FACTOR if cfg.save_baseline else 1
+    total = sum(budget_for(cfg, item.stash[MARKER]) * factor for item in bench)
+    minutes = f" ({total / 60:.0f} min)" if total >= 120 else ""
+    seconds = f"{total:.1f}" if total < 10 else f"{total:.0f}"
+    return [f"llmperf: {len(bench)} benchmark tests, time budgets {seconds} s{minutes} at most"]
 
 
 def _marker_options(item: pytest.Item) -> MarkerOptions:

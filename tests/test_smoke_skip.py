@@ -101,3 +101,16 @@ def test_smoke_refuses_what_it_cannot_do(suite: pytest.Pytester, other: str) -> 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     lines = [line for line in result.stderr.lines if "smoke" in line]
     assert len(lines) == 1 and other in lines[0] and "--llmperf-smoke" in lines[0], result.stderr.str()
+
+
+def test_collection_line_and_progress_log(suite: pytest.Pytester) -> None:
+    result = suite.runpytest(*FAST, "--log-cli-level=DEBUG", "-k", "measured or plain")
+    assert result.ret == 0, result.stdout.str()
+    # one benchmark test selected, 0.3 s of budget (--llmperf-max-time)
+    result.stdout.fnmatch_lines(["llmperf: 1 benchmark tests, time budgets 0.3 s at most"])
+    result.stdout.fnmatch_lines(["*llmperf: measured round 1: median *, precision +-inf% (target +-0.8%), "
+                                 "* s of 0.3 s left*"])
+    result.stdout.fnmatch_lines(["*llmperf: * rounds (* warm-up) in * s, median *, stopped: *"])
+    smoke = suite.runpytest(*FAST, "--llmperf-smoke")
+    smoke.stdout.fnmatch_lines(["llmperf: 3 benchmark tests, one round each (--llmperf-smoke)",
+                                "llmperf: node testnode*smoke run*"][::-1])

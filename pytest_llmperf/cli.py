@@ -133,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="*", type=Path, metavar="RUN.json", help="run JSONs (--llmperf-json)")
     rep.add_argument("--node", dest="report_nodes", action="append", default=[], metavar="NODE",
                      help="a node whose history to show (repeatable; a run's node is shown anyway)")
-    rep.add_argument("--baseline-dir", type=Path, default=Path(DEFAULT_BASELINE_DIR),
+    rep.add_argument("--baseline-dir", type=Path, default=Path(DEFAULT_BASELINE_DIR), metavar="DIR",
                      help=f"the baseline directory (default ./{DEFAULT_BASELINE_DIR})")
-    rep.add_argument("--history-dir", type=Path, default=None, help="a history directory (--llmperf-history-dir)")
+    rep.add_argument("--history-dir", type=Path, default=None, metavar="DIR",
+                     help="a history directory given to the plugin (--llmperf-history-dir): <dir>/<node>")
     rep.add_argument("--nights", type=_positive, default=DEFAULT_NIGHTS, metavar="N",
                      help=f"nights of the reference shown (default {DEFAULT_NIGHTS})")
     rep.add_argument("--title", default=None, help="the page's title")
@@ -345,18 +346,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_markdown(args: argparse.Namespace) -> int:
     """Read each run JSON (a file that cannot be read or parsed: a usage error naming it), merge
     them (report.markdown_many: its ValueError names the file), print or write the report."""
-    runs: list[tuple[str, Any]] = []
-    for path in args.runs:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise UsageError(f"{path}: cannot read the run JSON: {why}") from None
-        try:
-            runs.append((str(path), json.loads(text)))
-        except (ValueError, RecursionError) as exc:
-            raise UsageError(f"{path}: not JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") \
-                from None
+    runs: list[tuple[str, Any]] = [(str(path), _read_run(path)) for path in args.runs]
     where = ", ".join(f"`{path}`" for path, _data in runs)
     md = report.markdown_many(runs, cap=args.cap, where=where)
     if args.output is None:

@@ -272,6 +272,7 @@ class Config(NamedTuple):
     markdown_path: Path | None = None
     bmf_path: Path | None = None  # --llmperf-bmf: Bencher Metric Format
     gab_path: Path | None = None  # --llmperf-gab: github-action-benchmark's two custom files
+    html_path: Path | None = None  # --llmperf-html: the self-contained HTML report
     artifacts_dir: Path | None = None  # profiler outputs, <dir>/<node>/<test>/...; None: the default
     profilers: frozenset[str] = frozenset()  # --llmperf-profile: which profilers wrap the benchmarks
     profile_steps: int = DEFAULT_PROFILE_STEPS

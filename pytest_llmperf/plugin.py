@@ -163,7 +163,8 @@ def report_targets(cfg: Config) -> list[tuple[str, Path]]:
     option names two."""
     targets = [(option, path) for option, path in (("--llmperf-json", cfg.json_path),
                                                     ("--llmperf-markdown", cfg.markdown_path),
-                                                    ("--llmperf-bmf", cfg.bmf_path)) if path is not None]
+                                                    ("--llmperf-bmf", cfg.bmf_path),
+                                                    ("--llmperf-html", cfg.html_path)) if path is not None]
     if cfg.gab_path is not None:
         from .exports import gab_paths
 

@@ -15,6 +15,7 @@ import pytest
 from . import __version__
 from .api import Session
 from .compare import NOT_COMPARED, OVERSUBSCRIBED, Verdict, fmt_pct
+from .errors import OneLine
 from .holes import Expectations, Expected, Hole, Outcome
 from .result import ResultError, TestResult
 
@@ -169,7 +170,7 @@ def finish(session: pytest.Session, state: Session, exitstatus: int, collector: 
     from .plugin_history import finish as finish_history
 
     state.report_errors.extend(finish_history(state, exitstatus))
-    if cfg.json_path or cfg.markdown_path or cfg.bmf_path or cfg.gab_path:
+    if cfg.json_path or cfg.markdown_path or cfg.bmf_path or cfg.gab_path or cfg.html_path:
         _write_reports(state, collector)
     failed = state.save_error or state.report_errors or (collector is not None and collector.missing_errors)
     if failed and session.exitstatus == pytest.ExitCode.OK:
@@ -252,7 +253,7 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
     cfg = state.config
     found = verdicts(state) + (collector.missing if collector is not None else [])
 
-    def json_text() -> str:
+    def run_json() -> dict[str, Any]:
         fields, digest = None, None
         if state.results:
             try:
@@ -262,7 +263,23 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
         meta = {**run_meta(state), "mode": "save" if cfg.save_baseline else "compare",
                 "strict": cfg.strict, "saved_baselines": [str(p) for p in state.saved],
                 "missing": [h.to_dict() for h in collector.holes] if collector is not None else []}
-        return report.json_text(report.to_json(cfg.node, fields, digest, state.results, found, meta))
+        return report.to_json(cfg.node, fields, digest, state.results, found, meta)
+
+    def json_text() -> str:
+        return report.json_text(run_json())
+
+    def html_text() -> str:
+        # after the history's append (finish): tonight is the newest point of each trend
+        from . import html_report
+        from .cli import history_data
+        from .plugin_history import node_history
+
+        hist = node_history(state.pytest_config)
+        where = hist.options.directory if hist is not None else None
+        history = history_data(where) if where is not None and where.is_dir() else None
+        baseline = html_report.baseline_samples(cfg.baseline_dir, cfg.node, [r.nodeid for r in state.results]) \
+            if state.baseline_files else None
+        return html_report.render_session(run_json(), history, baseline)
 
     def markdown_text() -> str:
         missing = [h.message() for h in collector.holes] if collector is not None else []
@@ -289,6 +306,7 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
         ("--llmperf-json", cfg.json_path, lambda p: write_one(p, json_text)),
         ("--llmperf-markdown", cfg.markdown_path, lambda p: write_one(p, markdown_text)),
         ("--llmperf-bmf", cfg.bmf_path, lambda p: write_one(p, bmf_text)),
+        ("--llmperf-html", cfg.html_path, lambda p: write_one(p, html_text)),
         ("--llmperf-gab", cfg.gab_path, write_gab),
     ]
     for option, path, write in jobs:
@@ -296,7 +314,8 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
             continue
         try:
             state.reports_written.extend(write(path))
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, OneLine) as exc:
+            # (OneLine: the HTML report's unreadable history or baseline file, named in its message)
             # what changed since the check at start (a directory that became a file) says more
             # than the errno of the failed call ("File exists")
             why = report.report_path_problem(path) or (

@@ -112,6 +112,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--llmperf-json", metavar="PATH", ini=False, help="write the run's results and verdicts as JSON"),
     Option("--llmperf-markdown", metavar="PATH", ini=False,
            help="write a Markdown summary (for a CI job summary or a PR comment)"),
+    Option("--llmperf-html", metavar="PATH", ini=False,
+           help="write a self-contained HTML report: per test and metric the history's trend with the reference "
+                "band and change points, tonight's point, baseline vs current samples, regressions first"),
     Option("--llmperf-bmf", metavar="PATH", ini=False,
            help="write the run's medians with their intervals in Bencher Metric Format (bencher run --adapter json)"),
     Option("--llmperf-gab", metavar="PATH", ini=False,
@@ -207,6 +210,7 @@ def build_config(config: pytest.Config) -> Config:
         json_path=values["llmperf_json"].path(),
         markdown_path=values["llmperf_markdown"].path(),
         bmf_path=values["llmperf_bmf"].path(),
+        html_path=values["llmperf_html"].path(),
         gab_path=values["llmperf_gab"].path(),
         artifacts_dir=_rooted(config, values["llmperf_artifacts"], DEFAULT_ARTIFACTS_DIR),
         profilers=parsed(parse_profilers, "llmperf_profile", None),

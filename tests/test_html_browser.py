@@ -14,10 +14,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from test_html_report import run_json, write_history
 
 from pytest_llmperf import cli, html_report
-
-from .test_html_report import run_json, write_history
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-headless-shell")
 RED = (0xC6, 0x28, 0x28)  # the regressed card's border and badge (html_report.CSS)

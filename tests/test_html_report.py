@@ -275,3 +275,34 @@ def test_the_module_imports_no_pytest():
 
     code = "import sys, pytest_llmperf.html_report; sys.exit('pytest' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+# -- the plugin's --llmperf-html, end to end ------------------------------------------------------
+
+_SESSION = """
+import os
+
+def test_tok(llmperf):
+    scale = float(os.environ.get("TOK_SCALE", "1.0"))
+    llmperf.record("tok_per_s", [100.0 * scale * (1 + ((i * 7) % 11 - 5) / 1000.0) for i in range(20)],
+                   unit="tok/s", higher_is_better=True)
+"""
+
+
+def test_plugin_writes_the_html_report(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    pytester.makepyfile(test_h=_SESSION)
+    args = ["-p", "no:cacheprovider", "--llmperf-node=hnode", "--llmperf-max-time=0.3"]
+    assert pytester.runpytest(*args, "--llmperf-save-baseline", "--llmperf-history-append").ret == 0
+    for _ in range(2):
+        assert pytester.runpytest(*args, "--llmperf-history-append").ret == 0
+    monkeypatch.setenv("TOK_SCALE", "0.8")
+    result = pytester.runpytest(*args, "--llmperf-history-append", "--llmperf-html=out/r.html")
+    assert result.ret == 1  # the 20% regression fails; the report is written all the same
+    text = (pytester.path / "out" / "r.html").read_text()
+    assert "test_h.py::test_tok" in text and "regressed" in text and "<svg" in text
+    assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
+    (pytester.path / "adir").mkdir()
+    bad = pytester.runpytest(*args, "--llmperf-html=adir")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["ERROR: llmperf: --llmperf-html */adir: is a directory"])

@@ -154,10 +154,11 @@ class Llama2c:
         What paired mode costs: the reference's build, once per flag set and reference (cached:
         about a second for our runner at -O3 here), and rounds that take longer, since the reference
         runs the whole spec where the probe runs a shorter one; the budget is the same. Measured on
-        the suite's -O3 t1 rows here (suites/test_llama2c.py, 8 s budget, caches warm, two sessions
-        each, other work on the machine): stories260K 8.3-8.9 s a test in both modes (the budget
-        ends it), stories15M 26 s probed and 40-42 s paired (five kept rounds at least, each two
-        1.5-2 s runs where the probe mode runs one and a 24-step probe): +15 s."""
+        the suite's -O3 t1 rows here (suites/test_llama2c.py, caches warm, other work on the
+        machine): stories260K (8 s budget) 8.3-8.9 s a test in both modes (the budget ends it);
+        stories15M (30 s budget; bench/gate_llama2c.py t2, 20 + 20 sessions per mode beside a CPU
+        hog) 31-32 s a session probed and 33-35 s paired, with 7 paired rounds (two 2.4 s runs
+        each) where the probe mode has 11 (one run and a 24-step probe each)."""
         from dataclasses import replace
 
         from ..native import bandwidth

@@ -29,7 +29,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,6 @@ HISTORY_ONLY = "history"  # the status of a metric the history holds and no run 
 W, H = 640, 150  # the trend chart's viewBox
 PAD_L, PAD_R, PAD_T, PAD_B = 64, 10, 10, 22
 DW, DH = 640, 74  # the distribution's viewBox
-
-_VERDICT_FIELDS = {f.name for f in fields(Verdict)}
-_NUMBERS = ("tolerance", "current", "baseline", "change", "ci_low", "ci_high", "confidence", "p_value",
-            "raw_change")
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:16px 24px;color:#222;background:#fff}
@@ -83,31 +79,6 @@ def _e(text: object) -> str:
 # ------------------------------------------------------------------------------------ input
 
 
-def _verdict(data: object, where: str) -> Verdict:
-    """A verdict of a run JSON (Verdict.to_dict), checked enough to be shown."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: not an object")
-    for key in ("test", "metric", "status"):
-        if not isinstance(data.get(key), str):
-            raise ValueError(f"{where}: {key!r} is not a string")
-    for key in _NUMBERS:
-        value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{where}: {key!r} is not a number")
-    known = {k: v for k, v in data.items() if k in _VERDICT_FIELDS}
-    known.setdefault("unit", "")
-    known.setdefault("higher_is_better", True)
-    known.setdefault("tolerance", 0.0)
-    known.setdefault("current", None)
-    for key in ("unit", "reason", "reference"):
-        if not isinstance(known.get(key, ""), str):
-            raise ValueError(f"{where}: {key!r} is not a string")
-    if not isinstance(known.get("details") or {}, dict):
-        raise ValueError(f"{where}: 'details' is not an object")
-    known["details"] = dict(known.get("details") or {})
-    return Verdict(**known)
-
-
 def check_runs(runs: Sequence[tuple[str, Any]]) -> None:
     """ValueError, one line naming the file, for a run that is not a run JSON (``--llmperf-json``)
     or runs of different ``schema``/``schema_version`` given together."""
@@ -127,7 +98,7 @@ def check_runs(runs: Sequence[tuple[str, Any]]) -> None:
         if not isinstance(run.get("tests", []), list):
             raise ValueError(f"{path}: \"tests\" is not a list")
         for i, v in enumerate(run["verdicts"]):
-            _verdict(v, f"{path}: verdicts[{i}]")
+            report.verdict_from_json(v, f"{path}: verdicts[{i}]")
         for i, t in enumerate(run.get("tests", [])):
             if not isinstance(t, Mapping) or not isinstance(t.get("nodeid"), str) \
                     or not isinstance(t.get("metrics"), Mapping):
@@ -391,7 +362,7 @@ def _items(node: str, runs: Sequence[Mapping[str, Any]], history: Mapping[str, A
                 item = items.setdefault((t["nodeid"], name), _Item(t["nodeid"], name, "info"))
                 item.result, item.run = t, run
         for raw in run["verdicts"]:
-            v = _verdict(raw, "verdict")
+            v = report.verdict_from_json(raw, "verdict")
             item = items.setdefault((v.test, v.metric), _Item(v.test, v.metric, v.status))
             item.verdict, item.status = v, v.status
             if item.run is None:

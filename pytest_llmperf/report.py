@@ -654,8 +654,9 @@ _NUMBERS = ("tolerance", "current", "baseline", "change", "ci_low", "ci_high", "
             "raw_change")
 
 
-def _verdict(data: object, where: str) -> Verdict:
-    """A verdict of a run JSON (Verdict.to_dict), checked enough to be shown."""
+def verdict_from_json(data: object, where: str) -> Verdict:
+    """A verdict of a run JSON (Verdict.to_dict), checked enough to be shown (ValueError naming
+    ``where``); the Markdown merge and the HTML report read run JSONs through it."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: not an object")
     for key in _REQUIRED:
@@ -670,10 +671,12 @@ def _verdict(data: object, where: str) -> Verdict:
     known.setdefault("higher_is_better", True)
     known.setdefault("tolerance", 0.0)
     known.setdefault("current", None)
-    if not isinstance(known["unit"], str) or not isinstance(known.get("reference", "saved"), str):
-        raise ValueError(f"{where}: 'unit' and 'reference' must be strings")
+    for key in ("unit", "reason", "reference"):
+        if not isinstance(known.get(key, ""), str):
+            raise ValueError(f"{where}: {key!r} is not a string")
     if not isinstance(known.get("details") or {}, dict):
         raise ValueError(f"{where}: 'details' is not an object")
+    known["details"] = dict(known.get("details") or {})
     return Verdict(**known)
 
 
@@ -711,7 +714,7 @@ def markdown_many(runs: Sequence[tuple[str | Path, Mapping[str, Any]]], *, cap: 
         node = run.get("node")
         if not isinstance(node, str) or not node:
             raise ValueError(f"{path}: \"node\" is not a name")
-        verdicts = [_verdict(v, f"{path}: verdicts[{i}]") for i, v in enumerate(run["verdicts"])]
+        verdicts = [verdict_from_json(v, f"{path}: verdicts[{i}]") for i, v in enumerate(run["verdicts"])]
         missing = run.get("missing") or []
         saved = run.get("saved_baselines") or []
         if not isinstance(missing, list) or not isinstance(saved, list):

@@ -86,15 +86,7 @@ def check_runs(runs: Sequence[tuple[str, Any]]) -> None:
         return
     first_path, first = runs[0]
     for path, run in runs:
-        if not isinstance(run, Mapping) or not isinstance(run.get("verdicts"), list):
-            raise ValueError(f"{path}: not a pytest-llmperf run JSON (no \"verdicts\" list; written by --llmperf-json)")
-        for key in ("schema", "schema_version"):
-            if run.get(key) != first.get(key):
-                raise ValueError(f"{path}: {key} {run.get(key)!r} differs from {first.get(key)!r} of {first_path}: "
-                                 "give runs written by one plugin version")
-        node = run.get("node")
-        if not isinstance(node, str) or not node:
-            raise ValueError(f"{path}: \"node\" is not a name")
+        report.check_run(path, run, first_path, first)
         if not isinstance(run.get("tests", []), list):
             raise ValueError(f"{path}: \"tests\" is not a list")
         for i, v in enumerate(run["verdicts"]):

@@ -692,6 +692,22 @@ def _hole_line(data: object, where: str) -> str:
                 ).message()
 
 
+def check_run(path: str | Path, run: Any, first_path: str | Path, first: Mapping[str, Any]) -> str:
+    """The node of a run JSON given with others (``first``, the first of them, read from
+    ``first_path``); ValueError, one line naming the file: not a run JSON (``--llmperf-json``), a
+    ``schema``/``schema_version`` that differs from the first's, no node name."""
+    if not isinstance(run, Mapping) or not isinstance(run.get("verdicts"), list):
+        raise ValueError(f"{path}: not a pytest-llmperf run JSON (no \"verdicts\" list; written by --llmperf-json)")
+    for key in ("schema", "schema_version"):
+        if run.get(key) != first.get(key):
+            raise ValueError(f"{path}: {key} {run.get(key)!r} differs from {first.get(key)!r} of {first_path}: "
+                             "give runs written by one plugin version")
+    node = run.get("node")
+    if not isinstance(node, str) or not node:
+        raise ValueError(f"{path}: \"node\" is not a name")
+    return node
+
+
 def markdown_many(runs: Sequence[tuple[str | Path, Mapping[str, Any]]], *, cap: int | None = DEFAULT_CAP,
                   where: str | None = None) -> str:
     """Several nodes' run JSONs (``--llmperf-json``: ``(path, parsed JSON)`` pairs) as one Markdown
@@ -705,15 +721,7 @@ def markdown_many(runs: Sequence[tuple[str | Path, Mapping[str, Any]]], *, cap: 
     sections = []
     nodes = []
     for path, run in runs:
-        if not isinstance(run, Mapping) or not isinstance(run.get("verdicts"), list):
-            raise ValueError(f"{path}: not a pytest-llmperf run JSON (no \"verdicts\" list; written by --llmperf-json)")
-        for key in ("schema", "schema_version"):
-            if run.get(key) != first.get(key):
-                raise ValueError(f"{path}: {key} {run.get(key)!r} differs from {first.get(key)!r} of {first_path}: "
-                                 "merge runs written by one plugin version")
-        node = run.get("node")
-        if not isinstance(node, str) or not node:
-            raise ValueError(f"{path}: \"node\" is not a name")
+        node = check_run(path, run, first_path, first)
         verdicts = [verdict_from_json(v, f"{path}: verdicts[{i}]") for i, v in enumerate(run["verdicts"])]
         missing = run.get("missing") or []
         saved = run.get("saved_baselines") or []

@@ -40,7 +40,7 @@ def precision(samples: list[float], confidence: float = 0.99) -> float:
 
 
 def _progress(phase: str, n: int, samples: list[float], settings: MeasureSettings, elapsed: float) -> None:
-    if not log.isEnabledFor(logging.DEBUG) or not samples:
+    if not samples:
         return
     target = settings.tolerance * settings.precision_factor
     log.debug("llmperf: %s round %d: median %.6g, precision +-%.1f%% (target +-%.1f%%), %.1f s of %.1f s left",
@@ -366,7 +366,8 @@ def run_rounds(
                             stop_reason = "precise and decisive"
                             break
         one_round()
-        _progress("measured", len(values) - warm_end, values[warm_end:], settings, clock() - start)
+        if log.isEnabledFor(logging.DEBUG):  # no copy of the values per round when nobody listens
+            _progress("measured", len(values) - warm_end, values[warm_end:], settings, clock() - start)
     if around:
         take_probe()
     samples, speeds, dropped = kept(warm_end)

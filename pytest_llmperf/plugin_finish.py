@@ -408,7 +408,7 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
         if warmups:
             tr.write_line("")
             tr.write_line("warm-up (first round vs steady median):")
-            tr.write_line(report.warmup_table(warmups))
+            tr.write_line(report.warmup_table(warmups, width=int(width)))
         for function, headers, rows in report.params_tables(state.results):
             tr.write_line("")
             tr.write_line(f"{function} by parameters (medians):")

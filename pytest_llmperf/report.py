@@ -409,13 +409,25 @@ def warmup_rows(warmups: list[tuple[str, str, Mapping[str, Any]]]) -> list[list[
     return out
 
 
-def warmup_table(warmups: list[tuple[str, str, Mapping[str, Any]]]) -> str:
+WARMUP_HEADERS = ["test", "metric", "discarded", "first round", "steady median", "first/steady"]
+WARMUP_SHORT = ["test", "metric", "disc.", "first", "steady", "ratio"]
+
+
+def warmup_table(warmups: list[tuple[str, str, Mapping[str, Any]]], width: int | None = None) -> str:
+    """The warm-up table; with ``width``, fitted to it: short headers, then the test ids cut in the
+    middle (their start names the file, their end the parameters), then the lines cut."""
     from tabulate import tabulate
 
-    return str(tabulate(
-        warmup_rows(warmups), headers=["test", "metric", "discarded", "first round", "steady median", "first/steady"],
-        tablefmt="simple", disable_numparse=True,
-    ))
+    rows = warmup_rows(warmups)
+    text = str(tabulate(rows, headers=WARMUP_HEADERS, tablefmt="simple", disable_numparse=True))
+    if width is None or max(visible_width(line) for line in text.splitlines()) <= width:
+        return text
+    # tabulate's column: its widest cell, and at least its header and 2
+    others = [max(len(h) + 2, *(visible_width(r[i]) for r in rows)) for i, h in enumerate(WARMUP_SHORT) if i]
+    room = max(12, width - sum(others) - 2 * len(others))
+    cut = [[truncate_middle(r[0], room), *r[1:]] for r in rows]
+    text = str(tabulate(cut, headers=WARMUP_SHORT, tablefmt="simple", disable_numparse=True))
+    return "\n".join(_clip(line, width) for line in text.splitlines())
 
 
 def params_tables(results: Sequence[TestResult]) -> list[tuple[str, list[str], list[list[str]]]]:

@@ -227,3 +227,16 @@ def test_color_yes_shows_the_regressed_status_red(suites: pytest.Pytester, monke
     assert result.stdout.str().count("\x1b[1;31mregressed\x1b[0m") == 2
     plain = suites.runpytest(*FAST, "--color=no")
     assert "\x1b[1;31mregressed" not in plain.stdout.str()
+
+
+def test_warmup_table_fits_the_width() -> None:
+    warmups = [(f"suites/test_llama2c.py::test_run[260K-Ofast-omp-native-t{i}]", "tok_per_s",
+                {"discarded": 2, "first": 4236.0, "steady": 5283.0, "ratio": 0.8018}) for i in range(3)]
+    wide = report.warmup_table(warmups)
+    assert max(len(line) for line in wide.splitlines()) > 80  # the suites' ids make it wider than 80
+    fitted = report.warmup_table(warmups, width=80)
+    lines = fitted.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "ratio" in lines[0] and "0.80x" in lines[2]
+    assert "suites/test_l" in lines[2] and "native-t0]" in lines[2] and "\u2026" in lines[2]
+    assert report.warmup_table(warmups, width=200) == wide

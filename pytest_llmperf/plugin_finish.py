@@ -288,14 +288,14 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
             "the terminal summary, or the JSON report (--llmperf-json)"
         return report.markdown(cfg.node, found, [str(p) for p in state.saved], missing, where=where)
 
-    def bmf_text() -> str:
-        from . import exports
-
-        return exports.json_text(exports.bmf(found))
-
     def write_one(path: Path, make: Callable[[], str]) -> list[Path]:
         report.write_text(path, make())
         return [path]
+
+    def write_bmf(path: Path) -> list[Path]:
+        from . import exports
+
+        return [exports.write_bmf(path, found)]
 
     def write_gab(path: Path) -> list[Path]:
         from . import exports
@@ -305,7 +305,7 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
     jobs: list[tuple[str, Path | None, Callable[[Path], list[Path]]]] = [
         ("--llmperf-json", cfg.json_path, lambda p: write_one(p, json_text)),
         ("--llmperf-markdown", cfg.markdown_path, lambda p: write_one(p, markdown_text)),
-        ("--llmperf-bmf", cfg.bmf_path, lambda p: write_one(p, bmf_text)),
+        ("--llmperf-bmf", cfg.bmf_path, write_bmf),
         ("--llmperf-html", cfg.html_path, lambda p: write_one(p, html_text)),
         ("--llmperf-gab", cfg.gab_path, write_gab),
     ]

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from .recorder import Recorder
     from .result import TestResult
 
-__all__ = ["MARKER", "RECORDER", "STATE", "Option", "Session", "Value", "add_options", "artifact_dir", "fail",
-           "feature_options", "not_json", "option_value", "parse_options", "read_options", "register_ini", "session"]
+__all__ = ["CORE_FIXTURES", "CORE_OFF", "MARKER", "MARKER_HELP", "RECORDER", "STATE", "Option", "Session", "Value",
+           "add_options", "artifact_dir", "fail", "feature_options", "not_json", "option_value", "parse_options",
+           "read_options", "register_ini", "session", "uses_plugin_fixtures", "without_core"]
 
 IniType = Literal["string", "paths", "pathlist", "args", "linelist", "bool", "int", "float"]
 T = TypeVar("T")
@@ -196,9 +197,61 @@ MARKER = pytest.StashKey[MarkerOptions]()
 RECORDER: pytest.StashKey[Recorder] = pytest.StashKey()
 
 
+CORE_OFF = "pytest-llmperf is switched off (-p no:llmperf): its benchmark tests skip"
+CORE_FIXTURES = frozenset({"llmperf"})  # the core's own fixtures (plugin.py)
+MARKER_HELP = (
+    "llmperf(tolerance=, tolerances=, rounds=, warmup=, max_time=, normalize=, profile=): per-test settings "
+    "of pytest-llmperf; tolerance '5%' or 'tok_per_s=3%', tolerances {'metric': '3%'}, rounds = minimum "
+    "measured rounds, warmup N or 'auto', max_time seconds, normalize auto/on/off, profile 'perf-stat,"
+    "instructions' (profilers added to --llmperf-profile's)"
+)
+_CORE_OFF_DONE = pytest.StashKey[bool]()
+
+
 def session(config: pytest.Config) -> Session:
-    """The plugin's session of this pytest run."""
-    return config.stash[STATE]
+    """The plugin's session of this pytest run. With the core switched off (``-p no:llmperf``, the
+    features still loaded) a skip: in a fixture it skips the test, in a suite's
+    ``pytest_generate_tests`` the module (one line saying why, not a KeyError)."""
+    state = config.stash.get(STATE, None)
+    if state is None:
+        pytest.skip(CORE_OFF, allow_module_level=True)
+    return state
+
+
+def uses_plugin_fixtures(item: pytest.Item) -> bool:
+    """Whether the test asks for a fixture of this package (``llmperf``, ``llama2c``, the torch and
+    profiler fixtures, or one of a feature plugin's), directly or through another fixture; the
+    core's fixtures count by name, so that they are found with the core switched off too."""
+    if CORE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(info, "name2fixturedefs", {}).values():
+        for fixturedef in defs:
+            module = getattr(getattr(fixturedef, "func", None), "__module__", "") or ""
+            if module == "pytest_llmperf" or module.startswith("pytest_llmperf."):
+                return True
+    return False
+
+
+def without_core(config: pytest.Config, items: list[pytest.Item] | None = None) -> None:
+    """What a feature plugin does when the core is switched off (``-p no:llmperf``): at configure
+    time (``items`` None) register the ``llmperf`` marker (the suites use it; ``--strict-markers``
+    would refuse it unknown); at collection, mark every test that uses a fixture of the package
+    ``llmperf`` and skip it, saying why (else each would be an error: fixture 'llmperf' not
+    found). Once per session, whichever feature plugin calls first."""
+    if STATE in config.stash:
+        return
+    if items is None:
+        if MARKER_HELP not in config.getini("markers"):
+            config.addinivalue_line("markers", MARKER_HELP)
+        return
+    if config.stash.get(_CORE_OFF_DONE, False):
+        return
+    config.stash[_CORE_OFF_DONE] = True
+    for item in items:
+        if item.get_closest_marker("llmperf") is not None or uses_plugin_fixtures(item):
+            item.add_marker(pytest.mark.llmperf)
+            item.add_marker(pytest.mark.skip(reason=CORE_OFF))
 
 
 def fail(message: str) -> NoReturn:

@@ -341,7 +341,7 @@ def distribution_svg(item: _Item) -> str:
 # ------------------------------------------------------------------------------------ the page
 
 
-def _rank(status: str) -> int:
+def rank(status: str) -> int:
     return report.STATUS_ORDER.get(status, len(report.STATUS_ORDER))
 
 
@@ -378,7 +378,7 @@ def _items(node: str, runs: Sequence[Mapping[str, Any]], history: Mapping[str, A
         samples = ((baselines or {}).get(nodeid) or {}).get(name)
         if samples:
             item.baseline = list(samples)
-    return sorted(items.values(), key=lambda it: _rank(it.status))
+    return sorted(items.values(), key=lambda it: rank(it.status))
 
 
 def _history_text(d: Mapping[str, Any]) -> str:
@@ -440,10 +440,10 @@ def _params_html(runs: Sequence[Mapping[str, Any]], where: str) -> str:
         except ResultError as exc:
             raise ValueError(f"{where}: tests[{i}]: {exc}") from None
     out = []
-    for function, headers, rows in report.params_tables(results):
-        out.append(f"<h4>{_e(function)} by parameters (medians)</h4><table><tr>"
-                   + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
-                   + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    for table in report.params_tables(results):
+        out.append(f"<h4>{_e(table.function)} by parameters (medians)</h4><table><tr>"
+                   + "".join(f"<th>{_e(h)}</th>" for h in table.headers) + "</tr>"
+                   + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in table.rows)
                    + "</table>")
     return "".join(out)
 

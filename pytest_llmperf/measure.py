@@ -39,13 +39,33 @@ def precision(samples: list[float], confidence: float = 0.99) -> float:
     return math.expm1(z * se) if math.isfinite(se) else math.inf
 
 
-def _progress(phase: str, n: int, samples: list[float], settings: MeasureSettings, elapsed: float) -> None:
+# the live line's listeners (the plugin adds one while a test runs with its progress shown): each
+# gets every round's figures (dict: phase "warm-up"/"measured"/"done", round, median, precision,
+# target, left, budget; "done" adds stopped); a listener must not raise
+listeners: list[Callable[[dict[str, Any]], None]] = []
+
+
+def _watched() -> bool:
+    return bool(listeners) or log.isEnabledFor(logging.DEBUG)
+
+
+def _progress(phase: str, n: int, samples: list[float], settings: MeasureSettings, elapsed: float,
+              stopped: str = "") -> None:
+    """A round's figures to the listeners and, at DEBUG, to the log (callers check _watched())."""
     if not samples:
         return
-    target = settings.tolerance * settings.precision_factor
-    log.debug("llmperf: %s round %d: median %.6g, precision +-%.1f%% (target +-%.1f%%), %.1f s of %.1f s left",
-              phase, n, stats.median(samples), 100 * precision(samples, settings.confidence), 100 * target,
-              max(0.0, settings.max_time - elapsed), settings.max_time)
+    figures: dict[str, Any] = {
+        "phase": phase, "round": n, "median": stats.median(samples),
+        "precision": precision(samples, settings.confidence), "target": settings.tolerance * settings.precision_factor,
+        "left": max(0.0, settings.max_time - elapsed), "budget": settings.max_time}
+    if stopped:
+        figures["stopped"] = stopped
+    for listener in list(listeners):
+        listener(figures)
+    if phase != "done":
+        log.debug("llmperf: %s round %d: median %.6g, precision +-%.1f%% (target +-%.1f%%), %.1f s of %.1f s left",
+                  phase, n, figures["median"], 100 * figures["precision"], 100 * figures["target"], figures["left"],
+                  settings.max_time)
 
 
 def speed_probe() -> int:
@@ -325,6 +345,8 @@ def run_rounds(
     warmup_note = ""
     while True:
         one_round()
+        if _watched():
+            _progress("warm-up", len(values), values, settings, clock() - start)
         if calibrate is not None:
             calibrate(values[-1])
         if fixed is not None:
@@ -366,11 +388,13 @@ def run_rounds(
                             stop_reason = "precise and decisive"
                             break
         one_round()
-        if log.isEnabledFor(logging.DEBUG):  # no copy of the values per round when nobody listens
+        if _watched():  # no copy of the values per round when nobody listens
             _progress("measured", len(values) - warm_end, values[warm_end:], settings, clock() - start)
     if around:
         take_probe()
     samples, speeds, dropped = kept(warm_end)
+    if listeners:
+        _progress("done", len(samples), samples, settings, clock() - start, stop_reason or "?")
     if log.isEnabledFor(logging.INFO):
         log.info("llmperf: %d rounds (%d warm-up) in %.1f s, median %.6g, precision +-%.1f%%, stopped: %s",
                  len(samples), warm_end, clock() - start, stats.median(samples),

@@ -16,7 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .api import MARKER, RECORDER, STATE, Session, fail, option_value, parse_options, session
+from .api import (
+    MARKER,
+    MARKER_HELP,
+    RECORDER,
+    STATE,
+    Session,
+    fail,
+    option_value,
+    parse_options,
+    session,
+    uses_plugin_fixtures,
+)
 from .config import BASELINE_TIME_FACTOR, Config, ConfigError, MarkerOptions, budget_for, tolerance_for
 from .plugin_options import OPTIONS, add_options, build_config, native_options
 
@@ -43,13 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "llmperf(tolerance=, tolerances=, rounds=, warmup=, max_time=, normalize=, profile=): per-test settings "
-        "of pytest-llmperf; tolerance '5%' or 'tok_per_s=3%', tolerances {'metric': '3%'}, rounds = minimum "
-        "measured rounds, warmup N or 'auto', max_time seconds, normalize auto/on/off, profile 'perf-stat,"
-        "instructions' (profilers added to --llmperf-profile's)",
-    )
+    config.addinivalue_line("markers", MARKER_HELP)
     try:
         cfg = build_config(config)
     except ConfigError as exc:
@@ -66,8 +71,13 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = config.stash[COLLECTOR] = Collector(state)
         config.pluginmanager.register(collector, "llmperf-collector")
     from .plugin_history import configure as configure_history
+    from .plugin_progress import configure as configure_progress
 
     configure_history(config, state)
+    try:
+        configure_progress(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"llmperf: {exc}") from None
     if not state.is_worker:
         from .plugin_history import expected
 
@@ -147,7 +157,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     skip = state is not None and state.config.skip
     for item in items:
         if item.get_closest_marker("llmperf") is None:
-            if not _uses_plugin_fixtures(item):
+            if not uses_plugin_fixtures(item):
                 continue
             item.add_marker(pytest.mark.llmperf)  # so that -m "not llmperf" leaves benchmarks out
         if skip:
@@ -187,18 +197,6 @@ def _check_report_paths(cfg: Config) -> None:
         if path in seen and seen[path] != option:
             raise pytest.UsageError(f"llmperf: {seen[path]} and {option} are the same file {path}")
         seen[path] = option
-
-
-def _uses_plugin_fixtures(item: pytest.Item) -> bool:
-    """Whether the test asks for a fixture of this package (``llmperf``, ``llama2c``, the torch and
-    profiler fixtures, or one of a feature plugin's), directly or through another fixture."""
-    info = getattr(item, "_fixtureinfo", None)
-    for defs in getattr(info, "name2fixturedefs", {}).values():
-        for fixturedef in defs:
-            module = getattr(getattr(fixturedef, "func", None), "__module__", "") or ""
-            if module == "pytest_llmperf" or module.startswith("pytest_llmperf."):
-                return True
-    return False
 
 
 def _check_save_targets(state: Session, items: list[pytest.Item]) -> None:
@@ -273,8 +271,11 @@ def llmperf(request: pytest.FixtureRequest) -> Recorder:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    from .plugin_progress import around_test
+
     try:
-        result = yield
+        with around_test(item.config, item.nodeid):
+            result = yield
     except (pytest.skip.Exception, KeyboardInterrupt):
         raise
     except BaseException as exc:

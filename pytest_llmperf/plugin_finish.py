@@ -387,7 +387,7 @@ def has_news(state: Session, collector: Collector | None) -> bool:
 def terminal_summary(tr: Any, state: Session, collector: Collector | None = None) -> None:
     if not has_news(state, collector):
         return  # nothing recorded: import nothing, print nothing
-    from . import report
+    from . import report, report_terminal
 
     missing = collector.missing if collector is not None else []
     found = verdicts(state) + missing
@@ -399,8 +399,8 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
         # pytest's own width (COLUMNS, the terminal, else 80) and colour (--color, NO_COLOR)
         width = getattr(getattr(tr, "_tw", None), "fullwidth", None) or shutil.get_terminal_size().columns
         option = getattr(state.pytest_config.option, "color", "auto")
-        color = report.use_color(option, bool(getattr(tr, "hasmarkup", False)), os.environ)
-        tr.write_line(report.terminal_table(found, width=int(width), color=color))
+        color = report_terminal.use_color(option, bool(getattr(tr, "hasmarkup", False)), os.environ)
+        tr.write_line(report_terminal.terminal_table(found, width=int(width), color=color))
         if any(v.adjusted for v in found):
             tr.write_line("* speed-adjusted: rounds divided by the machine-speed probe timed around them")
         warmups = [(r.nodeid, name, m["warmup"]) for r in state.results for name, m in r.metrics.items()
@@ -408,11 +408,11 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
         if warmups:
             tr.write_line("")
             tr.write_line("warm-up (first round vs steady median):")
-            tr.write_line(report.warmup_table(warmups, width=int(width)))
-        for function, headers, rows in report.params_tables(state.results):
+            tr.write_line(report_terminal.warmup_table(warmups, width=int(width)))
+        for table in report.params_tables(state.results):
             tr.write_line("")
-            tr.write_line(f"{function} by parameters (medians):")
-            tr.write_line(report.params_table_text(headers, rows))
+            tr.write_line(report_terminal.truncate_middle(f"{table.function} by parameters (medians):", int(width)))
+            tr.write_line(report_terminal.params_table_text(table, int(width)))
         summary = ", ".join(f"{n} {s}" for s, n in report.counts(found).items())
         tr.write_line("")
         tr.write_line(f"llmperf: {summary}")

@@ -107,6 +107,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--llmperf-smoke", action="store_true", ini=False, env="LLMPERF_SMOKE",
            help="a fast functional check: every benchmark runs one round without warm-up, and nothing is "
                 "compared, gated, saved or appended to the history (also env LLMPERF_SMOKE=1)"),
+    Option("--llmperf-progress", metavar="auto|on|off", env="LLMPERF_PROGRESS",
+           help="a live line per running benchmark (test, round, median, precision against the stop rule's "
+                "target, time left): auto shows it when output is not captured (-s), on also with capture, "
+                "off never (also env LLMPERF_PROGRESS); default: auto"),
     Option("--llmperf-report-only", action="store_true", ini=False,
            help="report verdicts but never fail a test on them"),
     Option("--llmperf-json", metavar="PATH", ini=False, help="write the run's results and verdicts as JSON"),

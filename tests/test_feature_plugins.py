@@ -143,3 +143,45 @@ def test_a_suite_of_a_feature_switched_off_is_a_usage_error(pytester: pytest.Pyt
     assert "KeyError" not in result.stdout.str()
     result = run_isolated(pytester, "-p", "no:cacheprovider", "--llmperf-node=n1", clear=ENV)
     result.assert_outcomes(passed=2)
+
+
+def test_with_the_core_off_benchmark_tests_skip_saying_why(pytester: pytest.Pytester) -> None:
+    """-p no:llmperf with the suites' shapes: a test asking for ``llmperf``, one asking for a
+    feature's fixture, a suite that parametrizes from the llama2.c session, a marked test: each
+    skips with one reason (no 'fixture not found' error, no KeyError, the marker known under
+    --strict-markers); a plain test still runs."""
+    pytester.makepyfile(test_mixed="""
+        import pytest
+
+        def test_plain():
+            assert True
+
+        def test_core(llmperf):
+            llmperf.record("x", [1.0, 2.0], unit="s")
+
+        def test_feature(llama2c):
+            pass
+
+        @pytest.mark.llmperf(max_time=1)
+        def test_marked():
+            pass
+        """)
+    pytester.makepyfile(test_generated="""
+        from pytest_llmperf.llama2c.fixtures import llama2c_session
+
+        def pytest_generate_tests(metafunc):
+            metafunc.parametrize("model", sorted(llama2c_session(metafunc.config).models()))
+
+        def test_model(model):
+            pass
+        """)
+    result = run_isolated(pytester, "-p", "no:llmperf", "-p", "no:cacheprovider", "--strict-markers", "-rs",
+                          clear=ENV)
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, out
+    result.assert_outcomes(passed=1, skipped=4)
+    assert out.count("pytest-llmperf is switched off (-p no:llmperf): its benchmark tests skip") == 3  # 3 + the module
+    assert "test_generated.py: pytest-llmperf is switched off" in out or "api.py" in out
+    assert "not found" not in out and "KeyError" not in out and "PytestUnknownMarkWarning" not in out
+    result = run_isolated(pytester, "-p", "no:llmperf", "-p", "no:cacheprovider", "-m", "not llmperf", clear=ENV)
+    result.assert_outcomes(passed=1, skipped=1, deselected=3)  # the generated module skips at collection

@@ -14,7 +14,7 @@ from pathlib import Path
 from fuzzing import fuzz, only_raises
 from hypothesis import strategies as st
 
-from pytest_llmperf import compare, config, report
+from pytest_llmperf import compare, config, report, report_terminal
 from pytest_llmperf.baseline import BaselineError, BaselineFile, metric_from_json, metric_to_json
 from pytest_llmperf.compare import STATUSES, Metric, compare_metric
 from pytest_llmperf.config import ConfigError, MarkerOptions
@@ -250,10 +250,10 @@ def test_any_valid_samples_compare_and_report(base, cur, higher, tolerance, conf
     assert verdict.status in STATUSES
     table = report.markdown("n", [verdict])
     assert sum(1 for line in table.splitlines() if line.startswith("| `")) == 1
-    assert report.terminal_table([verdict])
+    assert report_terminal.terminal_table([verdict])
     for width in (80, 40):  # whatever the numbers, the fitted table keeps within the width
-        assert all(report.visible_width(line) <= width
-                   for line in report.terminal_table([verdict], width=width, color=True).splitlines())
+        assert all(report_terminal.visible_width(line) <= width
+                   for line in report_terminal.terminal_table([verdict], width=width, color=True).splitlines())
     assert compare.verdict_message(verdict)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pytest_llmperf"
 API = {"api", "hookspecs"}
-GLUE = {"plugin", "plugin_options", "plugin_verdicts", "plugin_finish", "plugin_history"}
+GLUE = {"plugin", "plugin_options", "plugin_verdicts", "plugin_finish", "plugin_history", "plugin_progress"}
 FEATURES = {"llama2c", "torch_models", "profilers"}
 # known exceptions, each with its reason (none today)
 ALLOWED: dict[str, str] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..api import STATE, add_options, parse_options, session
+from ..api import STATE, add_options, parse_options, session, without_core
 from .fixtures import OPTIONS_KEY, llama2c, llama2c_session
 from .options import GROUP, OPTIONS, REF_AUTO, REF_OFF, parse
 
@@ -22,6 +22,7 @@ def pytest_configure(config: pytest.Config) -> None:
     options = parse_options(config, OPTIONS, parse)
     config.stash[OPTIONS_KEY] = options
     if STATE not in config.stash:  # the core is switched off (-p no:llmperf): nothing to bench for
+        without_core(config)
         return
     if options.src is not None:
         from .. import gitinfo
@@ -34,3 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # a checkout without run.c, and a --llmperf-llama2c-ref that cannot be used, are usage errors
         # now, not in the first test
         llama2c_session(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    without_core(config, items)  # the core off (-p no:llmperf): the benchmark tests skip, saying why

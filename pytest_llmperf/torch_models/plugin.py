@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..api import add_options, parse_options
+from ..api import add_options, parse_options, without_core
 from .fixtures import torch_decode, torch_device, torch_lm
 from .options import GROUP, OPTIONS, parse
 from .session import OPTIONS_KEY
@@ -22,3 +22,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(trylast=True)  # after the core's: the session is there
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = parse_options(config, OPTIONS, parse)
+    without_core(config)  # the core off (-p no:llmperf): the llmperf marker registered
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    without_core(config, items)  # the core off (-p no:llmperf): the benchmark tests skip, saying why

@@ -252,7 +252,9 @@ def trend_svg(item: _Item) -> str:
     pad = (hi - lo) * 0.06
     y = _Scale(lo - pad, hi + pad, H - PAD_B, PAD_T)
     x = _Scale(min(all_t), max(all_t), PAD_L, W - PAD_R)
-    unit = str(d.get("unit") or "")
+    # a speed-adjusted value is the metric over the probe's speed, a paired one a ratio: neither is in
+    # the metric's unit, so the axis says which it is instead
+    unit = str(d.get("unit") or "") if series == "median" else {"paired": "ratio"}.get(series, "adjusted")
     label = {"paired": "paired ratio", "adjusted": "speed-adjusted median", "median": "median"}.get(series, series)
     out = [f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
            f'aria-label="{_e(item.metric)} trend">',

@@ -306,3 +306,22 @@ def test_plugin_writes_the_html_report(pytester: pytest.Pytester, monkeypatch: p
     bad = pytester.runpytest(*args, "--llmperf-html=adir")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["ERROR: llmperf: --llmperf-html */adir: is a directory"])
+
+
+def test_a_speed_adjusted_trend_is_not_labelled_with_the_metric_s_unit(tmp_path):
+    """Adjusted values (the metric over the probe's speed, e.g. 3.5 for 213 tok/s) are not in tok/s:
+    the axis says 'adjusted' (a real 30-night history drew 1.574-3.488 labelled tok/s)."""
+    store = HistoryStore(node_history_dir(tmp_path / "baselines", "n1"))
+    runs = []
+    for night in range(12):
+        p = Point(name="tok_per_s", unit="tok/s", higher_is_better=True, median=213.0 * (1 + WOBBLE[night]), n=20,
+                  se=0.002, adjusted=3.4 * (1 + WOBBLE[night]), probe_kind="loop", cpu_share=0.99, status="ok",
+                  change=0.0, reference="history:5")
+        runs.append(night_run(TOK, night, {"tok_per_s": p}))
+    store.append(runs)
+    data = cli.history_data(store.directory)
+    assert data["tests"][0]["metrics"][0]["series"] == "adjusted"
+    page = html_report.render([], {"n1": data})
+    (svg,) = re.findall(r'<svg viewBox[^>]*aria-label="tok_per_s trend">.*?</svg>', page, re.S)
+    axis = re.findall(r'text-anchor="end">([^<]*)</text>', svg)
+    assert "adjusted" in axis and "tok/s" not in axis

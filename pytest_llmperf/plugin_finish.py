@@ -394,6 +394,7 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
     if found:
         import os
         import shutil
+        import textwrap
 
         tr.write_sep("=", f"llmperf: node {state.config.node}")
         # pytest's own width (COLUMNS, the terminal, else 80) and colour (--color, NO_COLOR)
@@ -417,7 +418,10 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
         tr.write_line("")
         tr.write_line(f"llmperf: {summary}")
         for line in report.notes(found):
-            tr.write_line(f"llmperf: note: {line}")
+            # wrapped to the width, not cut: a note is prose, every word of it counts
+            for part in textwrap.wrap(f"llmperf: note: {line}", max(40, int(width)), subsequent_indent="    ",
+                                      break_on_hyphens=False):
+                tr.write_line(part)
         for v in found:
             if v.status == NOT_COMPARED:
                 raw = f" (raw change of the medians {fmt_pct(v.raw_change)})" if v.raw_change is not None else ""

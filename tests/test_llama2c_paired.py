@@ -190,7 +190,8 @@ def test_a_directory_as_reference(pytester: pytest.Pytester, cache_dir: Path, tm
 
 
 def test_an_executable_as_reference_of_the_run_rows(pytester: pytest.Pytester, cache_dir: Path,
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # the note on one line (notes wrap to the width)
     exe = tmp_path / "bin" / "fastrun"
     exe.parent.mkdir()
     subprocess.run(["cc", "-O3", "-o", str(exe), str(REFERENCE_SOURCE), "-lm"], check=True)

@@ -73,7 +73,8 @@ def test_bench(llama2c, flags, threads):
 """
 
 
-def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path) -> None:
+def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # the note on one line (notes wrap to the width)
     pytester.makepyfile(test_llama=BENCH)
     saved = run(pytester, cache_dir, "--llmperf-save-baseline")
     saved.assert_outcomes(passed=1)

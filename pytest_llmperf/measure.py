@@ -45,13 +45,33 @@ def precision(samples: list[float], confidence: float = 0.99) -> float:
 listeners: list[Callable[[dict[str, Any]], None]] = []
 
 
-def _watched() -> bool:
-    return bool(listeners) or log.isEnabledFor(logging.DEBUG)
+LISTEN_EVERY = 0.2  # seconds: the listeners get a round's figures at most this often (and the last)
+
+
+class _Watch:
+    """Whether a round's figures are wanted: every round at DEBUG, else at most every LISTEN_EVERY
+    seconds while there are listeners (the figures cost a sort of the samples: thousands of
+    rounds of a fast function would pay it every round)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.last = -math.inf
+
+    def __call__(self) -> bool:
+        if log.isEnabledFor(logging.DEBUG):
+            return True
+        if not listeners:
+            return False
+        now = self.clock()
+        if now - self.last < LISTEN_EVERY:
+            return False
+        self.last = now
+        return True
 
 
 def _progress(phase: str, n: int, samples: list[float], settings: MeasureSettings, elapsed: float,
               stopped: str = "") -> None:
-    """A round's figures to the listeners and, at DEBUG, to the log (callers check _watched())."""
+    """A round's figures to the listeners and, at DEBUG, to the log (callers ask a _Watch first)."""
     if not samples:
         return
     figures: dict[str, Any] = {
@@ -262,6 +282,7 @@ def run_rounds(
     in place of the probe times.
     """
     probe = settings.probe and not paired
+    watched = _Watch(clock)
     around = probe and not probe_in_round  # probes taken before each round and after the last
     start = clock()
     values: list[float] = []  # one entry per round, warm-up rounds included
@@ -345,7 +366,7 @@ def run_rounds(
     warmup_note = ""
     while True:
         one_round()
-        if _watched():
+        if watched():
             _progress("warm-up", len(values), values, settings, clock() - start)
         if calibrate is not None:
             calibrate(values[-1])
@@ -388,7 +409,7 @@ def run_rounds(
                             stop_reason = "precise and decisive"
                             break
         one_round()
-        if _watched():  # no copy of the values per round when nobody listens
+        if watched():  # no copy of the values per round when nobody listens
             _progress("measured", len(values) - warm_end, values[warm_end:], settings, clock() - start)
     if around:
         take_probe()

@@ -123,6 +123,7 @@ def live_lines(result: pytest.RunResult) -> list[str]:
 
 def test_a_session_with_s_shows_the_lines_and_one_without_does_not(pytester, monkeypatch):
     monkeypatch.setattr(plugin_progress, "PIPE_EVERY", 0.2)
+    monkeypatch.setattr(measure, "LISTEN_EVERY", 0.05)
     for key in ENV:
         monkeypatch.delenv(key, raising=False)
     pytester.makepyfile(test_bench=SUITE)
@@ -153,3 +154,15 @@ def test_a_bad_progress_value_is_a_usage_error_naming_it(pytester):
     result = run_isolated(pytester, "-p", "no:cacheprovider", "--llmperf-node=n1", clear=ENV,
                           env={"LLMPERF_PROGRESS": "sometimes"})
     assert "LLMPERF_PROGRESS: 'sometimes' is not one of auto, on, off" in result.stderr.str()
+
+
+def test_listeners_get_the_figures_at_most_every_listen_every_seconds(monkeypatch):
+    """Thousands of rounds of a fast function do not pay for the figures (a sort) every round."""
+    got: list[dict[str, object]] = []
+    monkeypatch.setattr(measure, "listeners", [got.append])
+    settings = measure.MeasureSettings(max_time=0.6, min_rounds=5, warmup=1, adaptive=False)
+    result = measure.run_rounds(lambda: (1.0, 0.0001, 0.0001), settings)
+    rounds = len(result.samples)
+    assert rounds > 1000
+    assert 2 <= len(got) <= 0.6 / measure.LISTEN_EVERY + 3  # the first, one per 0.2 s, and "done"
+    assert got[-1]["phase"] == "done" and got[-1]["round"] == rounds

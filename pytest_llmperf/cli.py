@@ -33,7 +33,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -88,9 +88,11 @@ def _common() -> _Parser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Read and manage pytest-llmperf's per-node history.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def build_parser(extend: Callable[[Any, type[argparse.ArgumentParser]], None] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``extend(subcommands, parser class)`` adds the commands of a layer above the
+    core (commands.py adds ``fleet``), so that one ``--help`` lists them all."""
+    parser = _Parser(prog=PROG, description="Read and manage pytest-llmperf's per-node history and reports.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = _common()
     hist = commands.add_parser("history", parents=[common], help="list a node's metrics with their trend, "
                                "change points and reference",
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--title", default=None, help="the page's title")
     rep.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.html", help="where to write it")
     rep.set_defaults(handler=cmd_report)
+    if extend is not None:
+        extend(commands, _Parser)
     return parser
 
 
@@ -454,7 +458,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out a parsed command line of the core's commands."""
     action = getattr(args, "action", None)
     command = getattr(args, "handler", None) or {None: cmd_history, "accept": cmd_accept,
                                                  "compact": cmd_compact}[action]

@@ -4,6 +4,7 @@ atomic write. No pytest."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import time
@@ -40,11 +41,24 @@ def executable_problem(path: str) -> str | None:
     return None
 
 
+class LockUnsupported(OSError):
+    """The file system refuses ``flock`` (Lustre mounted without ``-o flock`` answers ENOSYS; an
+    NFSv3 mount without lockd, ENOLCK): one line naming the lock file and the remedy."""
+
+    def __init__(self, lock_path: Path, code: int) -> None:
+        super().__init__(code, f"cannot lock {lock_path}: its file system refuses flock ({os.strerror(code)}); "
+                               "mount Lustre with -o flock, and NFSv3 with lockd running (not nolock)")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 @contextlib.contextmanager
 def exclusive_lock(lock_path: Path, timeout: float = 600.0) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` (created if missing) for the ``with`` block: an
     ``fcntl.flock`` where there is one, else an exclusive-create marker file polled until
-    ``timeout`` (TimeoutError)."""
+    ``timeout`` (TimeoutError). LockUnsupported when the file system refuses flock: on a shared
+    file system the lock must hold across hosts (fleet/shared.py says what NFS and Lustre need)."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -52,7 +66,12 @@ def exclusive_lock(lock_path: Path, timeout: float = 600.0) -> Iterator[None]:
         except ImportError:  # Windows
             pass
         else:  # an exception raised in the block is not caught by the except above
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):
+                    raise LockUnsupported(lock_path, exc.errno) from None
+                raise
             try:
                 yield
             finally:

@@ -453,12 +453,13 @@ def _params_html(runs: Sequence[Mapping[str, Any]], where: str) -> str:
 def render(runs: Sequence[tuple[str, Mapping[str, Any]]],
            histories: Mapping[str, Mapping[str, Any]] | None = None,
            baselines: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]] | None = None,
-           title: str = DEFAULT_TITLE) -> str:
+           title: str = DEFAULT_TITLE, preface: str = "") -> str:
     """The report of ``runs`` (``(label, run JSON)`` pairs, as ``--llmperf-json`` writes them) and
     ``histories`` ({node: cli.history_data(...)}), with ``baselines`` ({node: {nodeid: {metric:
     samples}}}, baseline_samples) drawn under the runs' samples. A node is shown when a run or a
     history names it: the runs' nodes in their order, then the histories'. ValueError, one line
-    naming the file, for a run that is not a run JSON (check_runs)."""
+    naming the file, for a run that is not a run JSON (check_runs). ``preface``, HTML the caller
+    escaped (the fleet's nodes and matrix), goes under the title."""
     check_runs(runs)
     histories = histories or {}
     by_node: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
@@ -493,7 +494,7 @@ def render(runs: Sequence[tuple[str, Mapping[str, Any]]],
             body.append(params)
     head = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
             f"<meta name=\"viewport\" content=\"width=device-width\"><style>{CSS}</style></head><body>"
-            f"<h1>{_e(title)}</h1><p class=\"meta\">{len(by_node)} node(s), {n} metric(s)</p>")
+            f"<h1>{_e(title)}</h1><p class=\"meta\">{len(by_node)} node(s), {n} metric(s)</p>") + preface
     attention = (f"<h2>needs attention</h2><ul>{''.join(toc)}</ul>" if toc else "<p>nothing needs attention</p>")
     return head + attention + "".join(body) + "</body></html>\n"
 
@@ -501,10 +502,10 @@ def render(runs: Sequence[tuple[str, Mapping[str, Any]]],
 def write(path: Path, runs: Sequence[tuple[str, Mapping[str, Any]]],
           histories: Mapping[str, Mapping[str, Any]] | None = None,
           baselines: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]] | None = None,
-          title: str = DEFAULT_TITLE) -> int:
+          title: str = DEFAULT_TITLE, preface: str = "") -> int:
     """Render and write the report atomically (fileutil.atomic_write); returns its size in bytes.
     Nothing is written when rendering fails."""
-    text = render(runs, histories, baselines, title).encode("utf-8")
+    text = render(runs, histories, baselines, title, preface).encode("utf-8")
     atomic_write(Path(path), text)
     return len(text)
 

@@ -274,7 +274,7 @@ def test_history_dir_is_a_file(tmp_path):
 
 
 def test_the_command_does_not_import_pytest():
-    out = subprocess.run([sys.executable, "-c", "import sys, pytest_llmperf.cli; "
+    out = subprocess.run([sys.executable, "-c", "import sys, pytest_llmperf.commands; "
                           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest', 'torch')))"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
@@ -289,7 +289,7 @@ def test_the_default_nights_are_the_plugins():
 
 def test_the_console_script_is_declared():
     text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    assert '[project.scripts]\n# the history of a node' in text and 'pytest-llmperf = "pytest_llmperf.cli:main"' in text
+    assert '[project.scripts]\n# the history of a node' in text and 'pytest-llmperf = "pytest_llmperf.commands:main"' in text
 
 
 def test_main_in_process_returns_the_status(node, monkeypatch, capsys):

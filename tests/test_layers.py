@@ -8,6 +8,8 @@ contracts in pyproject.toml, which check the same rule and cycles.)
 - the core glue (plugin*.py) never imports a feature; no feature imports the glue, and no module
   imports a private name (``_x``) from another package;
 - only torch_models imports torch;
+- the fleet (a feature without a pytest plugin) and the console script (commands.py, which
+  dispatches to the core's commands and the fleet's) import no pytest;
 - no two modules import each other, directly or through others.
 """
 
@@ -19,7 +21,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "pytest_llmperf"
 API = {"api", "hookspecs"}
 GLUE = {"plugin", "plugin_options", "plugin_verdicts", "plugin_finish", "plugin_history", "plugin_progress"}
-FEATURES = {"llama2c", "torch_models", "profilers"}
+FEATURES = {"llama2c", "torch_models", "profilers", "fleet"}
+# the console script, above the core and the features: it dispatches to the core's commands and the fleet's
+ENTRY = {"commands"}
+# the parts that run without pytest: the fleet runs pytest as a process on each node
+NO_PYTEST = ("core", "entry", "feature:fleet")
 # known exceptions, each with its reason (none today)
 ALLOWED: dict[str, str] = {}
 
@@ -63,6 +69,8 @@ def _layer(module: str) -> str | None:
         return "api"
     if top in GLUE:
         return "glue"
+    if top in ENTRY:
+        return "entry"
     return "core"
 
 
@@ -78,12 +86,16 @@ def _violations() -> list[str]:
                 found.append(f"{where}: only torch_models imports torch")
             if module == "pytest" and mine == "core":
                 found.append(f"{where}: the core does not import pytest")
+            elif module == "pytest" and mine in NO_PYTEST:
+                found.append(f"{where}: the fleet and the console script do not import pytest")
             if theirs is None:
                 continue
             if mine == "core" and theirs != "core":
                 found.append(f"{where}: the core imports only the core")
             if mine == "api" and theirs not in ("core", "api"):
                 found.append(f"{where}: the API imports only the core")
+            if mine == "entry" and theirs in ("api", "glue"):
+                found.append(f"{where}: the console script imports the core and the features only")
             if mine.startswith("feature:") and theirs == "glue":
                 found.append(f"{where}: a feature never imports the glue")
             if mine == "glue" and theirs.startswith("feature:"):

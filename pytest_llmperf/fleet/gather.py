@@ -91,8 +91,10 @@ def headline(test: Mapping[str, Any]) -> str | None:
     return str(next(iter(metrics)))
 
 
-def cells(run: Mapping[str, Any], where: str) -> dict[str, Cell]:
-    """The headline cell of every test of a run JSON; ValueError naming ``where`` for a bad verdict."""
+def cells(run: Mapping[str, Any], where: str) -> tuple[dict[str, Cell], dict[str, int]]:
+    """The headline cell of every test of a run JSON, and the counts of its verdicts by status
+    (counted here, not taken from the file's ``counts``); ValueError naming ``where`` for a bad
+    verdict."""
     verdicts: dict[tuple[str, str], Verdict] = {}
     for i, data in enumerate(run.get("verdicts") or []):
         v = report.verdict_from_json(data, f"{where}: verdicts[{i}]")
@@ -116,7 +118,7 @@ def cells(run: Mapping[str, Any], where: str) -> dict[str, Cell]:
     for (nodeid, _metric), v in verdicts.items():
         if v.status == "regressed" and nodeid in out and out[nodeid].status != "regressed":
             out[nodeid].status = "regressed"
-    return out
+    return out, report.counts(verdicts.values())
 
 
 def node_result(run: Run, job: Job) -> NodeResult:
@@ -131,12 +133,10 @@ def node_result(run: Run, job: Job) -> NodeResult:
     result = NodeResult(job.node, job, "ok", "", path if data is not None else None, data, wall)
     if data is not None:
         try:
-            result.cells = cells(data, str(path))
+            result.cells, result.counts = cells(data, str(path))
         except ValueError as exc:
             data, why = None, f"its run JSON is damaged: {exc}"
             result.run, result.run_path = None, None
-    if data is not None:
-        result.counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items() if isinstance(v, int)}
     regressed = result.counts.get("regressed", 0)
     if job.state != "COMPLETED" and not (job.state == "FAILED" and data is not None):
         result.status = "failed"

@@ -4,7 +4,10 @@
                                                # save-baseline then run; the report, per-node wall,
                                                # and the overhead over the same jobs run by hand
     python3 bench/fleet.py tiny --nodes 8      # the same on 8 node daemons with a tiny suite
-    python3 bench/fleet.py merge --nodes 64    # gather and render 64 simulated nodes' run JSONs
+    python3 bench/fleet.py merge --nodes 64 --template RUN.json
+                                               # gather and render 64 simulated nodes' run JSONs
+    python3 bench/fleet.py overhead --counts 2 8 --repeat 5
+                                               # empty jobs: the fleet's wall against srun by hand
 
 "By hand" is what a user did before the fleet: one ``srun --exclusive -w NODE`` per node, started
 together, each running the same pytest command with its own --llmperf-node and --llmperf-json,
@@ -48,14 +51,17 @@ def fleet(env, cwd, *args):
     return out, time.perf_counter() - t0
 
 
-def by_hand(cluster, cwd, jobs, command, outdir):
-    """The same jobs as srun --exclusive per node, started together; wall time until all ended."""
+def by_hand(cluster, cwd, jobs, command, outdir, tool="srun"):
+    """The same jobs as ``srun --exclusive`` (or ``sbatch --wait --exclusive``) per node, started
+    together; wall time until all ended."""
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     procs = []
     for node, partition in jobs:
-        argv = ["srun", "--exclusive", f"--nodelist={node}", f"--partition={partition}", *command,
-                f"--llmperf-node={node}", f"--llmperf-json={outdir}/{node}.json"]
+        head = ["srun"] if tool == "srun" else ["sbatch", "--wait", f"--output={outdir}/{node}.out", "--wrap"]
+        tail = [*command, f"--llmperf-node={node}", f"--llmperf-json={outdir}/{node}.json"]
+        argv = [*head[:1], "--exclusive", f"--nodelist={node}", f"--partition={partition}", *head[1:],
+                *(tail if tool == "srun" else [" ".join(tail)])]
         procs.append(subprocess.Popen(argv, cwd=cwd, env=cluster.env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
     codes = [p.wait() for p in procs]
@@ -82,9 +88,10 @@ def cluster_figures(args, suite_command, nodes, partitions, work):
         data = json.loads((work / "llmperf-fleet" / "night" / "report.json").read_text())
         walls = {n["node"]: n["wall_s"] for n in data["nodes"]}
         print("per-node wall (SLURM RunTime):", ", ".join(f"{k} {v:.0f} s" for k, v in sorted(walls.items())))
-        t_hand, codes = by_hand(cluster, work, pairs, suite_command, work / "by-hand")
-        print(f"by hand (srun per node, together): {t_hand:.1f} s, exit codes {codes}")
-        print(f"fleet overhead over by hand: {t_run - t_hand:+.1f} s ({(t_run - t_hand) / t_hand * 100:+.1f}%)")
+        for tool in ("srun", "sbatch"):
+            t_hand, codes = by_hand(cluster, work, pairs, suite_command, work / f"by-hand-{tool}", tool)
+            print(f"by hand ({tool} --exclusive per node, together): {t_hand:.1f} s, exit codes {codes}; "
+                  f"fleet overhead over it: {t_run - t_hand:+.1f} s ({(t_run - t_hand) / t_hand * 100:+.1f}%)")
         out2, t_rep = fleet(env, work, "report", "--run-id", "night", "--width", "100")
         print(f"fleet report (rebuild from the results directory): {t_rep:.2f} s, exit {out2.returncode}")
 
@@ -98,7 +105,7 @@ def cmd_llama(args):
     partitions: dict[str, list[str]] = {}
     for n in nodes:
         partitions.setdefault("mcimone-nodes" if n.startswith("sifive") else "mcimone-milkvs", []).append(n)
-    command = [sys.executable, "-m", "pytest", "suites/test_llama2c.py", "-k", "260K", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", "suites/test_llama2c.py", "-k", "260K and t1", "-p", "no:cacheprovider",
                "-q", "--llmperf-baseline-dir=baselines"]
     print(f"work dir {work}")
     cluster_figures(args, command, nodes, partitions, work)
@@ -114,6 +121,36 @@ def cmd_tiny(args):
                "--llmperf-max-time=0.1", "--llmperf-baseline-dir=baselines"]
     print(f"work dir {work}")
     cluster_figures(args, command, nodes, partitions, work)
+
+
+def cmd_overhead(args):
+    """What the fleet adds around empty jobs (``true``): its wall time against srun by hand, per
+    node count and poll interval, the median of --repeat runs each."""
+    import statistics
+
+    from slurm_cluster import Cluster
+
+    for count in args.counts:
+        work = Path(tempfile.mkdtemp(prefix=f"fleet-overhead-{count}-"))
+        nodes = [f"n{i}" for i in range(1, count + 1)]
+        with Cluster(work / "slurm", {"p": nodes}) as cluster:
+            pairs = [(n, "p") for n in nodes]
+            hand = [by_hand(cluster, work, pairs, ["true"], work / "hand")[0] for _ in range(args.repeat)]
+            batch = [by_hand(cluster, work, pairs, ["true"], work / "hand", "sbatch")[0] for _ in range(args.repeat)]
+            line = [f"{count} nodes: by hand, srun true per node together {statistics.median(hand):.2f} s, "
+                    f"sbatch --wait {statistics.median(batch):.2f} s"]
+            for poll in (2.0, 0.5):
+                walls = []
+                for k in range(args.repeat):
+                    out, wall = fleet(cluster.env, work, "run", "--partition", "p", "--run-id", f"o{poll}-{k}",
+                                      "--poll", str(poll), "--", "true")
+                    # an empty job writes no run JSON (so the fleet exits 1): only the jobs' states count here
+                    rep = json.loads((work / "llmperf-fleet" / f"o{poll}-{k}" / "report.json").read_text())
+                    assert all(n["state"] == "COMPLETED" for n in rep["nodes"]), out.stdout + out.stderr
+                    walls.append(wall)
+                med = statistics.median(walls)
+                line.append(f"fleet --poll {poll:g}: {med:.2f} s (+{med - statistics.median(hand):.2f} s)")
+            print("; ".join(line))
 
 
 def cmd_merge(args):
@@ -169,11 +206,14 @@ def main():
     for name, default in (("llama", 2), ("tiny", 8)):
         s = sub.add_parser(name)
         s.add_argument("--nodes", type=int, default=default)
+    o = sub.add_parser("overhead")
+    o.add_argument("--counts", type=int, nargs="+", default=[2, 8])
+    o.add_argument("--repeat", type=int, default=5)
     m = sub.add_parser("merge")
     m.add_argument("--nodes", type=int, default=64)
     m.add_argument("--template", required=True, help="a real run JSON (--llmperf-json) to copy per node")
     args = p.parse_args()
-    {"llama": cmd_llama, "tiny": cmd_tiny, "merge": cmd_merge}[args.what](args)
+    {"llama": cmd_llama, "tiny": cmd_tiny, "merge": cmd_merge, "overhead": cmd_overhead}[args.what](args)
 
 
 if __name__ == "__main__":

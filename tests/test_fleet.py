@@ -133,7 +133,7 @@ def test_a_run_on_two_nodes_gathers_one_report(cluster, project, overtime):
         data = json.loads((project / "baselines" / node / "test_tiny.json").read_text())
         assert sorted(data["tests"]) == ["test_steered", "test_wait[1]", "test_wait[2]"]
     out = fleet(cluster, project, "run", "--partition", "mcimone-nodes", "--nodelist", "milkv-1",
-                "--run-id", "night1", "--width", "100", *command())
+                "--run-id", "night1", "--width", "100", *command("--llmperf-history-append"))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "pytest-llmperf fleet run night1: 2 nodes: 2 ok, 0 regressed, 0 failed" in out.stdout
     assert "sifive-1: job" in out.stdout and "submitted to mcimone-nodes" in out.stdout
@@ -149,6 +149,10 @@ def test_a_run_on_two_nodes_gathers_one_report(cluster, project, overtime):
     directory = project / "llmperf-fleet" / "night1"
     assert "| `test_tiny.py::test_wait[2]` |" in (directory / "report.md").read_text()
     assert "<h2>fleet</h2>" in (directory / "report.html").read_text()
+    # both nodes appended their night to their history in the one baselines directory
+    for node in ("sifive-1", "milkv-1"):
+        lines = (project / "baselines" / node / "history" / "test_tiny.jsonl").read_text().splitlines()
+        assert len(lines) >= 3 and all(json.loads(line) for line in lines)
     # rebuilt from the results directory alone
     again = fleet(cluster, project, "report", "--run-id", "night1", "--width", "100")
     assert again.returncode == 0 and report(project, "night1") == data
@@ -210,7 +214,7 @@ def test_a_job_cancelled_from_outside_is_named(cluster, project):
 
 def test_a_node_set_down_while_its_job_waits_fails_that_node(cluster, project):
     blocker = cluster.run("sbatch", "--parsable", "--nodelist=milkv-1", "--partition=mcimone-milkvs",
-                          "--exclusive", "--wrap", "sleep 300").stdout.strip()
+                          "--exclusive", "--output=/dev/null", "--wrap", "sleep 300").stdout.strip()
     assert _until(lambda: cluster.run("squeue", "--noheader", "--jobs", blocker, "--format=%T").stdout.strip()
                   == "RUNNING", 30)
     proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", "--nodelist",
@@ -319,3 +323,19 @@ def test_a_job_over_its_time_limit_is_named(cluster, overtime):
     assert node["node"] == "sifive-9" and node["state"] == "TIMEOUT" and node["status"] == "failed"
     assert node["reason"].startswith(f"job {node['job_id']} TIMEOUT: TimeLimit"), node["reason"]
     assert "sifive-9: job" in text and "timeout" in text
+
+
+def test_eight_node_daemons_run_one_fleet(tmp_path):
+    nodes = [f"board-{i}" for i in range(1, 9)]
+    with Cluster(tmp_path / "slurm8", {"lab-a": nodes[:4], "lab-b": nodes[4:]}) as big:
+        (tmp_path / "test_tiny.py").write_text(SUITE)
+        out = fleet(big, tmp_path, "run", "--partition", "lab-a", "--nodelist", "board-[5-8]", "--run-id", "n8",
+                    "--width", "100", *command())
+        assert out.returncode == 0, out.stdout + out.stderr
+        data = report(tmp_path, "n8")
+        assert sorted(n["node"] for n in data["nodes"]) == nodes
+        assert all(n["state"] == "COMPLETED" and n["status"] == "ok" for n in data["nodes"])
+        assert all(len(row) == 8 for row in data["matrix"].values())
+        text = (tmp_path / "llmperf-fleet" / "n8" / "report.txt").read_text()
+        assert all(len(line) <= 100 for line in text.splitlines())
+        assert "pytest-llmperf fleet run n8: 8 nodes: 8 ok, 0 regressed, 0 failed" in text

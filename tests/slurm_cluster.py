@@ -1,51 +1,424 @@
-"""A real SLURM cluster on this one machine, for the fleet's tests and bench scripts: one slurmctld
-and one slurmd per node (``slurmd -N NAME``; each node has ``NodeHostname=localhost`` and a port of
-its own), from Debian's slurm-wlm and munge packages. Root is needed (slurmd runs jobs as their
-user). No accounting daemon: finished jobs stay visible to ``scontrol show job`` for MinJobAge.
+"""A real SLURM cluster on this one machine, for the tests and bench scripts: one slurmctld and one
+slurmd per node (``slurmd -N NAME``: every node has ``NodeHostname=localhost`` and a port of its
+own), from Debian's slurm-wlm and munge packages. Root is needed (slurmd starts the jobs as their
+user). There is no accounting daemon: ``sacct`` says "Slurm accounting storage is disabled" (exit
+1), and finished jobs stay visible to ``squeue --states=all`` and ``scontrol show job`` for
+MinJobAge (an hour).
 
     with Cluster(tmp_path, {"mcimone-nodes": ["sifive-1"], "mcimone-milkvs": ["milkv-1"]}) as c:
-        c.run("sinfo")                      # c.env holds SLURM_CONF for the caller's subprocesses
+        c.run("sinfo")          # c.env (os.environ + SLURM_CONF) is for the caller's subprocesses
 
-By hand: ``python3 tests/slurm_cluster.py start --dir D --nodes sifive-1:mcimone-nodes,milkv-1:mcimone-milkvs``
-prints the ``export SLURM_CONF=...`` line; ``python3 tests/slurm_cluster.py stop --dir D`` stops it.
+By hand::
 
-munged is started when it is not running and left running at stop (another cluster may use it).
+    python3 tests/slurm_cluster.py start --dir D --nodes sifive-1:mcimone-nodes,milkv-1:mcimone-milkvs
+    export SLURM_CONF=D/slurm.conf         # what start prints
+    python3 tests/slurm_cluster.py stop --dir D
+
+munged is started when it is not running, and left running by ``stop`` (another cluster, or the
+machine's own SLURM, may be using it); ``munge-stop`` stops it (``.ci/run`` does, at its end, when
+it started it).
+
+Timings on a 2-CPU machine: ``start`` takes 0.1-1.5 s for 2 or 8 nodes, ``stop`` 0.2-0.5 s. A
+submitted job starts within about a second (``batch_sched_delay=0``; the controller's background
+loop runs once a second). Time limits are whole minutes (``--time=0:05`` is one minute) and the
+controller looks for jobs over their limit every 30 s (a fixed period in its code), so a job with
+``--time=1`` reaches TIMEOUT 60-90 s after it started. The quickest TIMEOUT: ``scontrol update
+jobid=N timelimit=0`` on the running job: TIMEOUT at the next 30 s check (0-30 s, plus KillWait).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 
-TOOLS = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "scancel", "munged", "munge")
-KEY = Path("/etc/munge/munge.key")
-SOCKET_DIR = Path("/run/munge")
+DAEMONS = ("slurmctld", "slurmd")
+CLIENTS = ("sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel")
+MUNGE_TOOLS = ("munged", "munge", "unmunge")
+MUNGE_KEY = Path("/etc/munge/munge.key")
+MUNGE_RUN = Path("/run/munge")
+# root's daemons live in sbin, which a plain user's PATH (or a test's trimmed one) may lack
+SBIN = (Path("/usr/sbin"), Path("/sbin"), Path("/usr/local/sbin"))
+# the processes of a cluster, by their name (/proc/PID/comm): slurmctld's slurmscriptd keeps its name
+SLURM_COMMS = {"slurmctld", "slurmd", "slurmstepd", "slurmscriptd"}
+STOP_WAIT = 10.0  # how long stop() lets the daemons exit on their own before SIGKILL
 
 
-def missing() -> str | None:
-    """Why a cluster cannot be started here, or None."""
-    absent = [t for t in TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
-    if absent:
-        return f"{', '.join(absent)} not installed (apt-get install slurm-wlm munge)"
-    if os.geteuid() != 0:
-        return "not root (slurmd must run as root to start jobs)"
+def tool(name: str) -> str | None:
+    """The path of a SLURM or munge program, looked for on PATH and in the sbin directories."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in SBIN:
+        if (d / name).is_file() and os.access(d / name, os.X_OK):
+            return str(d / name)
     return None
 
 
+def missing() -> str | None:
+    """Why a SLURM cluster cannot be started here, or None when it can."""
+    if not sys.platform.startswith("linux"):
+        return f"not Linux ({sys.platform}): the cluster helper reads /proc"
+    absent = [t for t in (*DAEMONS, *CLIENTS, *MUNGE_TOOLS) if tool(t) is None]
+    if absent:
+        return f"{', '.join(absent)} not installed (apt-get install slurm-wlm munge)"
+    if os.geteuid() != 0:
+        return "not root (slurmd must run as root to start the jobs)"
+    try:
+        pwd.getpwnam("munge")
+    except KeyError:
+        return "no munge user (apt-get install munge)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------- munge
+
+
+def munge_running(timeout: float = 10) -> bool:
+    """Whether a munged answers on the default socket (a credential made and decoded)."""
+    munge, unmunge = tool("munge"), tool("unmunge")
+    if munge is None or unmunge is None:
+        return False
+    try:
+        cred = subprocess.run([munge, "-n"], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if cred.returncode != 0:
+            return False
+        back = subprocess.run([unmunge], input=cred.stdout, capture_output=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return back.returncode == 0
+
+
+def start_munge(timeout: float = 15) -> bool:
+    """Start munged, as the munge user, unless one runs already; True when this call started it.
+
+    The key (/etc/munge/munge.key) is made from /dev/urandom when there is none: 1024 bytes, owned
+    by munge, mode 0400. munged is started directly (no systemd in a container): it forks into
+    the background itself and refuses a key, socket or log directory that others could write."""
+    if munge_running():
+        return False
+    munged = tool("munged")
+    if munged is None:
+        raise RuntimeError("munged is not installed (apt-get install munge)")
+    user = pwd.getpwnam("munge")
+    # the directories munged insists on: owned by munge and not writable by others
+    for path, mode in ((MUNGE_KEY.parent, 0o700), (MUNGE_RUN, 0o755), (Path("/var/lib/munge"), 0o711),
+                       (Path("/var/log/munge"), 0o700)):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, user.pw_uid, user.pw_gid)
+        os.chmod(path, mode)
+    if not MUNGE_KEY.exists():
+        fd = os.open(MUNGE_KEY, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "wb") as key:
+            key.write(os.urandom(1024))
+    os.chown(MUNGE_KEY, user.pw_uid, user.pw_gid)
+    os.chmod(MUNGE_KEY, 0o400)
+    out = subprocess.run([munged], user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while not munge_running():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"munged did not start (exit {out.returncode}): {out.stderr.strip()} "
+                               f"{_tail(Path('/var/log/munge/munged.log'), 5)}")
+        time.sleep(0.1)
+    return True
+
+
+def stop_munge(timeout: float = 10) -> None:
+    """Stop the munged of the default socket (by its pid file); nothing when none runs."""
+    try:
+        pid = int((MUNGE_RUN / "munged.pid").read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+# -------------------------------------------------------------------------------------- cluster
+
+
+class SlurmCommandError(subprocess.CalledProcessError):
+    """A SLURM command that failed: CalledProcessError whose message holds the command's stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} stdout: {str(self.stdout).strip()!r} stderr: {str(self.stderr).strip()!r}"
+
+
+class Cluster:
+    """slurmctld and one slurmd per node; everything (conf, state, spool, logs, pids) under ``root``.
+
+    ``partitions`` maps a partition's name to its nodes' names (a node may be in several); the first
+    partition is the default one. Every node has ``cpus`` CPUs, whatever the machine has.
+    ``extra_conf`` is appended to slurm.conf (a later line overrides an earlier one)."""
+
+    def __init__(self, root: Path, partitions: Mapping[str, Sequence[str]], cpus: int = 1,
+                 extra_conf: str = "") -> None:
+        self.root: Path = Path(root).absolute()
+        self.partitions: dict[str, list[str]] = {p: list(nodes) for p, nodes in partitions.items()}
+        self.nodes: list[str] = list(dict.fromkeys(n for nodes in self.partitions.values() for n in nodes))
+        self.cpus = cpus
+        self.extra_conf = extra_conf
+        self.conf: Path = self.root / "slurm.conf"
+        self.env: dict[str, str] = dict(os.environ, SLURM_CONF=str(self.conf))
+        self.ctld_port = 0
+        self.node_ports: dict[str, int] = {}
+        self.started = False
+
+    # -- slurm.conf
+
+    def _write_conf(self) -> None:
+        ports = _free_ports(1 + len(self.nodes))
+        self.ctld_port = ports[0]
+        self.node_ports = dict(zip(self.nodes, ports[1:]))
+        r = self.root
+        host = socket.gethostname().split(".")[0]
+        lines = [
+            "ClusterName=llmperf-test",
+            # slurmctld runs only where its name is the short host name; the address in brackets
+            # is where the commands and slurmd reach it, whatever the name resolves to (or not)
+            f"SlurmctldHost={host}(127.0.0.1)",
+            # a port of the controller's and one per node, free when start() chose them: two
+            # clusters at once (or the leftover of a killed one) do not collide
+            f"SlurmctldPort={self.ctld_port}",
+            # everything runs as root: no slurm user is needed, and slurmd may start any user's job
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            # no cgroups in a container: a job's processes are tracked by their parentage, not bound
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "MpiDefault=none",
+            "SwitchType=switch/none",
+            # whole cores are allocated: a one-CPU node runs one job at a time
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core",
+            # a node set DOWN by hand stays DOWN until RESUME (the tests rely on it); with
+            # ReturnToService=2 the controller's periodic re-registration brings it back by itself.
+            # A node DOWN for not answering comes back when its slurmd registers again
+            "ReturnToService=1",
+            # a node's CPUs as configured, whatever the machine has (8 one-CPU nodes on a 2-CPU
+            # machine are accepted anyway; more CPUs than the machine's would drain the node)
+            "SlurmdParameters=config_overrides",
+            # all the state, spool, logs and pids of this cluster under its root; %n: per node
+            f"StateSaveLocation={r}/state",
+            f"SlurmdSpoolDir={r}/spool/%n",
+            f"SlurmctldLogFile={r}/log/slurmctld.log",
+            f"SlurmdLogFile={r}/log/slurmd-%n.log",
+            f"SlurmctldPidFile={r}/slurmctld.pid",
+            f"SlurmdPidFile={r}/slurmd-%n.pid",
+            "SlurmctldDebug=info",
+            "SlurmdDebug=info",
+            # no accounting daemon: finished jobs stay in the controller (squeue --states=all,
+            # scontrol show job) for an hour instead of the default 300 s
+            "AccountingStorageType=accounting_storage/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "JobCompType=jobcomp/none",
+            "MinJobAge=3600",
+            "MailProg=/bin/true",
+            # jobs start within about a second of sbatch. sbatch only queues a job; the main
+            # scheduler runs from the controller's once-a-second loop, but waits batch_sched_delay
+            # (3 s) after the previous run, and reads batch_sched_delay=0 only on its first run,
+            # 3 s after the start. The backfill scheduler, every bf_interval=1 s from the start on,
+            # starts jobs too (scontrol show job says Scheduler=Backfill or Main)
+            "SchedulerType=sched/backfill",
+            "SchedulerParameters=batch_sched_delay=0,bf_interval=1",
+            # a job over its time limit (checked every 30 s) or cancelled is killed within
+            # KillWait seconds of its SIGTERM; no grace minutes over the limit
+            "KillWait=2",
+            "OverTimeLimit=0",
+            "InactiveLimit=0",
+            # a slurmd that died is noticed (node DOWN) within 30 s; a slow machine's replies wait 10 s
+            "SlurmdTimeout=30",
+            "SlurmctldTimeout=30",
+            "MessageTimeout=10",
+        ]
+        for node, port in self.node_ports.items():
+            lines.append(f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 Port={port} "
+                         f"CPUs={self.cpus} State=UNKNOWN")
+        for i, (name, nodes) in enumerate(self.partitions.items()):
+            lines.append(f"PartitionName={name} Nodes={','.join(nodes)} Default={'YES' if i == 0 else 'NO'} "
+                         "MaxTime=INFINITE State=UP")
+        self.conf.write_text("\n".join(lines) + "\n" + self.extra_conf + "\n")
+
+    # -- commands
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """A SLURM command (or any program) with this cluster's environment; its output as text.
+        With ``check``, a failure raises SlurmCommandError (a CalledProcessError naming stderr)."""
+        if not argv:
+            raise ValueError("run() needs a command")
+        out = subprocess.run([tool(argv[0]) or argv[0], *argv[1:]], env=self.env, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=timeout)
+        if check and out.returncode != 0:
+            raise SlurmCommandError(out.returncode, list(argv), out.stdout, out.stderr)
+        return out
+
+    def set_node_state(self, node: str, state: str, reason: str = "test") -> None:
+        """``scontrol update nodename=NODE state=STATE reason=REASON`` (DOWN, DRAIN, RESUME, ...);
+        the reason goes only with the states that keep one (scontrol refuses it with RESUME)."""
+        argv = ["scontrol", "update", f"nodename={node}", f"state={state}"]
+        if state.lower() in ("down", "drain", "fail", "failing", "future"):
+            argv.append(f"reason={reason}")
+        self.run(*argv)
+
+    def node_states(self) -> dict[str, str]:
+        """Every node's state as sinfo names it (idle, allocated, down*, drained, ...)."""
+        out = self.run("sinfo", "--noheader", "--Node", "--format=%N|%T", check=False, timeout=10)
+        return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
+
+    # -- start and stop
+
+    def start(self, timeout: float = 60.0) -> None:
+        """munged (unless it runs), slurmctld, a slurmd per node; back when sinfo shows every node
+        idle. On a failure: RuntimeError with the tails of the logs, what was started stopped."""
+        if self.started:
+            raise RuntimeError(f"the cluster in {self.root} is started already")
+        why = missing()
+        if why is not None:
+            raise RuntimeError(f"cannot start a SLURM cluster: {why}")
+        if not self.nodes:
+            raise ValueError("a cluster needs at least one node")
+        start_munge()
+        # a fresh cluster: what a previous one in this directory left (its daemons, jobs, saved
+        # state with its jobs and node states, spool, logs) is gone first
+        self._kill(self._processes())
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in ("state", "spool", "log"):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+            (self.root / name).mkdir()
+        for pidfile in self.root.glob("*.pid"):
+            pidfile.unlink(missing_ok=True)
+        self._write_conf()
+        self.started = True
+        deadline = time.monotonic() + timeout
+        try:
+            self._daemon("slurmctld", [tool("slurmctld") or "slurmctld", "-f", str(self.conf)])
+            for node in self.nodes:
+                self._daemon(f"slurmd-{node}", [tool("slurmd") or "slurmd", "-f", str(self.conf), "-N", node])
+            states: dict[str, str] = {}
+            while True:
+                states = self.node_states()
+                if len(states) == len(self.nodes) and all(s == "idle" for s in states.values()):
+                    return
+                dead = [name for name in ("slurmctld", *(f"slurmd-{n}" for n in self.nodes))
+                        if not _alive(_read_pid(self.root / f"{name}.pid"))]
+                if dead and time.monotonic() > deadline - timeout + 5:
+                    raise RuntimeError(f"{', '.join(dead)} exited (or wrote no pid file); sinfo says {states}\n"
+                                       f"{self.logs()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the SLURM cluster in {self.root} did not come up in {timeout:g} s: "
+                                       f"sinfo says {states}\n{self.logs()}")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _daemon(self, name: str, argv: list[str]) -> None:
+        """Start a SLURM daemon, which forks into the background itself; its early complaints
+        (before it has its log file) go to log/NAME.out."""
+        with open(self.root / "log" / f"{name}.out", "w") as out:
+            done = subprocess.run(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=30, start_new_session=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed (exit {done.returncode})\n{self.logs()}")
+
+    def logs(self, lines: int = 8) -> str:
+        """The last lines of each of the cluster's logs, for error messages."""
+        parts = []
+        for path in sorted((self.root / "log").glob("*")):
+            text = _tail(path, lines)
+            if text:
+                parts.append(f"--- {path.name}:\n{text}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        """Cancel the jobs, ``scontrol shutdown``, SIGKILL to whatever of this cluster is left after
+        about 10 s (daemons, slurmstepd, the jobs' processes). Idempotent; never raises. munged stays."""
+        try:
+            procs = self._processes()
+            if not self.started and not procs:
+                return
+            try:
+                jobs = self.run("squeue", "--noheader", "--states=PENDING,RUNNING,SUSPENDED,COMPLETING",
+                                "--format=%i", check=False, timeout=10).stdout.split()
+                if jobs:
+                    self.run("scancel", *jobs, check=False, timeout=10)
+                    # the jobs' steps end within KillWait (slurmd signals them); a shutdown first
+                    # would leave them running under slurmstepd
+                    _wait(lambda: not any(self._steps()), 4)
+                self.run("scontrol", "shutdown", check=False, timeout=10)
+            except (OSError, subprocess.SubprocessError):
+                pass
+            _wait(lambda: not self._processes(), STOP_WAIT)
+            self._kill(self._processes())
+        except Exception:  # stop() is called on the way out of failed tests: it must not hide them
+            try:
+                self._kill(self._processes())
+            except Exception:
+                pass
+        finally:
+            self.started = False
+
+    def _processes(self) -> list[int]:
+        """This cluster's processes: its daemons and slurmstepd (their command line or environment
+        names this slurm.conf), the processes of its jobs (SLURM_JOB_ID and this SLURM_CONF in their
+        environment), and every descendant of those. Never this process or its ancestors."""
+        conf = str(self.conf).encode()
+        mark = b"SLURM_CONF=" + conf
+        table = _process_table()
+        roots = []
+        for pid, (_, comm, cmdline, environ) in table.items():
+            is_slurm = comm in SLURM_COMMS and (conf in cmdline or mark in environ)
+            is_job = mark in environ and any(e.startswith(b"SLURM_JOB_ID=") for e in environ)
+            if is_slurm or is_job:
+                roots.append(pid)
+        found = _descendants(roots, {pid: row[0] for pid, row in table.items()})
+        return sorted(found - _ancestors(os.getpid()))
+
+    def _steps(self) -> list[int]:
+        table = _process_table()
+        return [pid for pid in self._processes() if pid in table and table[pid][1] == "slurmstepd"]
+
+    def _kill(self, pids: Iterable[int]) -> None:
+        pids = list(pids)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _wait(lambda: not any(_alive(p) for p in pids), 5)
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
 def _free_ports(count: int) -> list[int]:
-    socks = []
+    """``count`` distinct TCP ports free on this machine now (bound together, then released)."""
+    socks: list[socket.socket] = []
     try:
         for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("", 0))
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
@@ -53,254 +426,141 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _which(tool: str) -> str:
-    return shutil.which(tool) or str(Path("/usr/sbin", tool))
+def _process_table() -> dict[int, tuple[int, str, bytes, list[bytes]]]:
+    """pid -> (parent pid, name, command line, environment) of every process readable in /proc."""
+    table: dict[int, tuple[int, str, bytes, list[bytes]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # "PID (NAME) STATE PPID ...": NAME may hold spaces and brackets
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                environ = []
+        except (OSError, ValueError, IndexError):
+            continue
+        table[int(entry.name)] = (ppid, comm, cmdline, environ)
+    return table
 
 
-def munge_running() -> bool:
-    try:
-        enc = subprocess.run([_which("munge"), "-n"], capture_output=True, timeout=10)
-        if enc.returncode != 0:
-            return False
-        dec = subprocess.run([_which("unmunge")], input=enc.stdout, capture_output=True, timeout=10)
-        return dec.returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+def _descendants(roots: Iterable[int], parents: Mapping[int, int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            continue
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _ancestors(pid: int) -> set[int]:
+    seen: set[int] = set()
+    while pid > 0 and pid not in seen:
+        seen.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return seen
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
         return False
-
-
-def start_munge() -> None:
-    """munged with a key (made from /dev/urandom when there is none), as the munge user."""
-    if munge_running():
-        return
-    import pwd
-
-    user = pwd.getpwnam("munge")
-    if not KEY.exists():
-        KEY.parent.mkdir(parents=True, exist_ok=True)
-        KEY.write_bytes(os.urandom(1024))
-    os.chown(KEY, user.pw_uid, user.pw_gid)
-    os.chmod(KEY, 0o400)
-    SOCKET_DIR.mkdir(parents=True, exist_ok=True)
-    os.chown(SOCKET_DIR, user.pw_uid, user.pw_gid)
-    os.chmod(SOCKET_DIR, 0o755)
-    subprocess.run(["runuser", "-u", "munge", "--", _which("munged")], check=True, timeout=30)
-    deadline = time.monotonic() + 15
-    while not munge_running():
-        if time.monotonic() > deadline:
-            raise RuntimeError("munged did not start (see /var/log/munge/munged.log)")
-        time.sleep(0.1)
-
-
-def stop_munge() -> int:
-    """Stop munged (its pid file), for .ci/run once the tests are done."""
-    pidfile = Path("/run/munge/munged.pid")
-    try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        return 0
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return 0
-
-
-class Cluster:
-    """slurmctld and a slurmd per node under ``root`` (conf, state, spool, logs, pids)."""
-
-    def __init__(self, root: Path, partitions: Mapping[str, Sequence[str]], cpus: int = 1,
-                 extra_conf: str = "") -> None:
-        self.root = Path(root)
-        self.partitions = {p: list(ns) for p, ns in partitions.items()}
-        self.nodes = list(dict.fromkeys(n for ns in self.partitions.values() for n in ns))
-        self.cpus = cpus
-        self.extra_conf = extra_conf
-        self.conf = self.root / "slurm.conf"
-        self.env = dict(os.environ, SLURM_CONF=str(self.conf))
-        self.ctld_port = 0
-        self.started = False
-
-    def _write_conf(self) -> None:
-        ports = _free_ports(1 + len(self.nodes))
-        self.ctld_port = ports[0]
-        r = self.root
-        for d in ("state", "spool", "log"):
-            (r / d).mkdir(parents=True, exist_ok=True)
-        lines = [
-            "ClusterName=llmperf-test",
-            f"SlurmctldHost={socket.gethostname().split('.')[0]}",
-            "SlurmUser=root",
-            "SlurmdUser=root",
-            "AuthType=auth/munge",
-            "CredType=cred/munge",
-            # no cgroups in a container: processes tracked by their parent, no task binding
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
-            "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_Core",
-            # a node set DOWN by hand stays DOWN (the tests need it to); one that stopped answering returns
-            "ReturnToService=1",
-            f"SlurmctldPort={self.ctld_port}",
-            f"StateSaveLocation={r}/state",
-            f"SlurmdSpoolDir={r}/spool/%n",
-            f"SlurmctldLogFile={r}/log/slurmctld.log",
-            f"SlurmdLogFile={r}/log/slurmd-%n.log",
-            f"SlurmctldPidFile={r}/slurmctld.pid",
-            f"SlurmdPidFile={r}/slurmd-%n.pid",
-            "MpiDefault=none",
-            # no accounting daemon: finished jobs stay in the controller (scontrol show job) for an hour
-            "JobAcctGatherType=jobacct_gather/none",
-            "AccountingStorageType=accounting_storage/none",
-            "MinJobAge=3600",
-            # jobs start within a second or two, are killed promptly, and a lost node is noticed soon
-            "SchedulerType=sched/builtin",
-            "SchedulerParameters=sched_min_interval=200000",
-            "KillWait=2",
-            "OverTimeLimit=0",
-            "InactiveLimit=0",
-            "SlurmdTimeout=30",
-            "SlurmctldTimeout=30",
-            "MessageTimeout=10",
-            # a node's CPUs as configured, whatever the host has (8 one-CPU nodes on a 2-CPU machine)
-            "SlurmdParameters=config_overrides",
-        ]
-        for node, port in zip(self.nodes, ports[1:]):
-            lines.append(f"NodeName={node} NodeHostname=localhost Port={port} CPUs={self.cpus} State=UNKNOWN")
-        for i, (p, ns) in enumerate(self.partitions.items()):
-            lines.append(f"PartitionName={p} Nodes={','.join(ns)} Default={'YES' if i == 0 else 'NO'} "
-                         "MaxTime=INFINITE State=UP")
-        self.conf.write_text("\n".join(lines) + "\n" + self.extra_conf + "\n")
-
-    def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([_which(argv[0]), *argv[1:]], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=check)
-
-    def _logs(self) -> str:
-        out = []
-        for path in sorted((self.root / "log").glob("*.log")):
-            lines = path.read_text(errors="replace").splitlines()[-5:]
-            out.append(f"{path.name}: " + " | ".join(lines))
-        return "\n".join(out)
-
-    def start(self, timeout: float = 60.0) -> None:
-        start_munge()
-        self._write_conf()
-        self.started = True
-        try:
-            subprocess.run([_which("slurmctld"), "-f", str(self.conf)], env=self.env, check=True, timeout=30)
-            for node in self.nodes:
-                subprocess.run([_which("slurmd"), "-f", str(self.conf), "-N", node], env=self.env, check=True,
-                               timeout=30)
-            deadline = time.monotonic() + timeout
-            while True:
-                out = self.run("sinfo", "--noheader", "--Node", "--format=%N|%T", check=False)
-                states = dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
-                if len(states) == len(self.nodes) and all(s == "idle" for s in states.values()):
-                    return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the cluster did not come up in {timeout:g} s: sinfo says {states}; "
-                                       f"logs:\n{self._logs()}")
-                time.sleep(0.3)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _pids(self) -> list[int]:
-        pids = []
-        for path in self.root.glob("*.pid"):
-            try:
-                pids.append(int(path.read_text().strip()))
-            except (OSError, ValueError):
-                continue
-        return pids
-
-    def _steps(self) -> list[int]:
-        """The processes of this cluster's jobs: slurmstepd and the job scripts and what they
-        started, found by ``SLURM_CONF=<this cluster's conf>`` in their environment (slurmd passes
-        its own to slurmstepd, sbatch the submitter's to the job)."""
-        mark = f"SLURM_CONF={self.conf}".encode()
-        found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():
-                continue
-            try:
-                environ = (proc / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if mark in environ:
-                found.append(int(proc.name))
-        return found
-
-    def stop(self) -> None:
-        """scontrol shutdown, then SIGKILL to what is left after 10 s (daemons and job steps)."""
-        if not self.started:
-            return
-        try:
-            jobs = self.run("squeue", "--noheader", "--format=%i", check=False, timeout=15).stdout.split()
-            if jobs:
-                self.run("scancel", *jobs, check=False, timeout=15)
-            self.run("scontrol", "shutdown", check=False, timeout=15)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(p) for p in self._pids()):
-            time.sleep(0.2)
-        for pid in self._pids() + self._steps():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        self.started = False
-
-    def set_node_state(self, node: str, state: str, reason: str = "test") -> None:
-        self.run("scontrol", "update", f"nodename={node}", f"state={state}", f"reason={reason}")
-
-    def __enter__(self) -> Cluster:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except OSError:
+    except ProcessLookupError:
         return False
-    return True
+    except PermissionError:
+        return True
+    # a zombie (a daemon that exited, not yet reaped) is not alive
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+    except (OSError, ValueError, IndexError):
+        return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def _parse_nodes(spec: str) -> dict[str, list[str]]:
+    partitions: dict[str, list[str]] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        node, _, partition = item.partition(":")
+        partitions.setdefault(partition or "debug", []).append(node)
+    return partitions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="start or stop a SLURM cluster on this machine")
+    p = argparse.ArgumentParser(description="Start or stop a SLURM cluster (slurmctld and a slurmd per node) "
+                                            "on this machine, or munged alone.")
     p.add_argument("action", choices=["start", "stop", "munge-start", "munge-stop"])
-    p.add_argument("--dir", type=Path, default=None, help="the cluster's directory (start, stop)")
+    p.add_argument("--dir", type=Path, help="the cluster's directory: slurm.conf, state, logs (start, stop)")
     p.add_argument("--nodes", default="sifive-1:mcimone-nodes,milkv-1:mcimone-milkvs",
-                   help="NODE:PARTITION,... (default the seed's two-board lab)")
-    p.add_argument("--cpus", type=int, default=1)
+                   help="NODE:PARTITION,... (a node without a partition goes to 'debug'); "
+                        "default: %(default)s")
+    p.add_argument("--cpus", type=int, default=1, help="CPUs of every node (default 1)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds start waits for the nodes (default 60)")
     args = p.parse_args(argv)
     if args.action == "munge-start":
+        why = missing()
+        if why is not None:
+            print(f"cannot start munged: {why}", file=sys.stderr)
+            return 2
         start_munge()
         return 0
     if args.action == "munge-stop":
-        return stop_munge()
-    partitions: dict[str, list[str]] = {}
-    for item in args.nodes.split(","):
-        node, _, part = item.partition(":")
-        partitions.setdefault(part or "debug", []).append(node)
+        stop_munge()
+        return 0
     if args.dir is None:
-        p.error("--dir is needed to start or stop a cluster")
-    c = Cluster(args.dir, partitions, args.cpus)
+        p.error(f"{args.action} needs --dir")
+    cluster = Cluster(args.dir, _parse_nodes(args.nodes), args.cpus)
     if args.action == "start":
-        why = missing()
-        if why:
-            print(f"cannot start: {why}", file=sys.stderr)
-            return 2
-        c.start()
-        print(f"export SLURM_CONF={c.conf}")
-    else:
-        c.started = True
-        c.stop()
+        try:
+            cluster.start(args.timeout)
+        except (RuntimeError, ValueError) as e:
+            print(f"cannot start the cluster: {e}", file=sys.stderr)
+            return 1
+        print(f"export SLURM_CONF={cluster.conf}")
+        return 0
+    cluster.started = True
+    cluster.stop()
     return 0
 
 

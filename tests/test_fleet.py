@@ -339,3 +339,32 @@ def test_eight_node_daemons_run_one_fleet(tmp_path):
         text = (tmp_path / "llmperf-fleet" / "n8" / "report.txt").read_text()
         assert all(len(line) <= 100 for line in text.splitlines())
         assert "pytest-llmperf fleet run n8: 8 nodes: 8 ok, 0 regressed, 0 failed" in text
+
+
+def test_a_resume_after_a_crash_adopts_the_job_the_state_file_missed(cluster, project):
+    (project / "sleep-on-milkv-1").write_text("120")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", "--nodelist",
+                             "milkv-1", "--run-id", "a1", "--poll", "0.5", *command()], cwd=project,
+                            env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = project / "llmperf-fleet" / "a1" / "fleet.json"
+    assert _until(lambda: path.exists() and state(project, "a1")["jobs"][0]["state"] == "RUNNING", 60)
+    proc.kill()  # the fleet dies without cancelling anything
+    proc.wait()
+    data = state(project, "a1")
+    job_id = data["jobs"][0]["job_id"]
+    # as if it had died between sbatch and writing the state file
+    data["jobs"][0].update(job_id=None, attempts=[], state="NEW")
+    path.write_text(json.dumps(data))
+    resumed = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", "--resume", "a1",
+                                "--poll", "0.5"], cwd=project, env=cluster.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        assert _until(lambda: state(project, "a1")["jobs"][0]["job_id"] == job_id, 30)
+        cluster.run("scancel", job_id)
+        text, _ = resumed.communicate(timeout=60)
+    finally:
+        resumed.kill()
+    assert f"milkv-1: job {job_id} found in the queue: adopted" in text, text
+    assert state(project, "a1")["jobs"][0]["attempts"] == [job_id]
+    names = cluster.run("squeue", "--noheader", "--states=all", "--name=llmperf-a1", "--format=%i").stdout.split()
+    assert names == [job_id]

@@ -33,8 +33,8 @@ def test_sbatch_parsable_gives_the_job_id_with_or_without_a_cluster():
 
 
 def test_squeue_lines_by_job_id_keep_a_job_name_with_a_bar_whole():
-    jobs = slurm.parse_queue("12|PENDING||Resources|llmperf-a\n13|RUNNING|milkv-1|None|llmperf-a|b\n\n")
-    assert jobs["12"] == slurm.Live("12", "PENDING", "", "Resources", "llmperf-a")
+    jobs = slurm.parse_queue("12|PENDING||milkv-1|Resources|llmperf-a\n13|RUNNING|milkv-1|milkv-1|None|llmperf-a|b\n\n")
+    assert jobs["12"] == slurm.Live("12", "PENDING", "", "Resources", "llmperf-a", "milkv-1")
     assert jobs["13"].state == "RUNNING" and jobs["13"].nodes == "milkv-1" and jobs["13"].name == "llmperf-a|b"
     with pytest.raises(slurm.SlurmError, match="squeue printed '12 PENDING'"):
         slurm.parse_queue("12 PENDING\n")

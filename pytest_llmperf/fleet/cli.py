@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ from .plan import (
 from .render import terminal, write_all
 from .shared import warnings
 from .slurm import Slurm, SlurmError
-from .wait import submit, wait
+from .wait import cancel_live, submit, wait
 
 DEFAULT_RESULTS = "llmperf-fleet"
 SAVE_OPTION = "--llmperf-save-baseline"
@@ -199,13 +200,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         run = _new_run(args, slurm)
     _say(f"run {run.run_id}: {len(run.jobs)} node(s), results in {run.directory}")
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a CI job killed: the same as Ctrl-C
     try:
         submit(slurm, run, _say, resume=bool(args.resume))
         wait(slurm, run, _say, args.poll, args.fleet_timeout)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not stop the cancelling
+        count = cancel_live(slurm, run, "interrupted: cancelled by pytest-llmperf fleet", _say)
+        if count:  # interrupted while submitting (wait() cancels and says so itself)
+            _say(f"interrupted: cancelled {count} job(s); resume with --resume {run.run_id}")
         _finish(run, args)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return _finish(run, args)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ LIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"
 NODE_UNUSABLE = ("down", "drain", "drained", "draining", "fail", "failing", "future", "inval", "unknown",
                  "power_down", "powered_down", "not_responding")
 
-QUEUE_FORMAT = "%i|%T|%N|%r|%j"
+QUEUE_FORMAT = "%i|%T|%N|%n|%r|%j"  # %n: the nodes the job asked for (--nodelist)
 NODES_FORMAT = "%N|%R|%T|%n|%E"
 
 
@@ -42,6 +42,7 @@ class Live:
     nodes: str
     reason: str
     name: str
+    requested: str = ""
 
 
 @dataclass
@@ -90,11 +91,11 @@ def parse_queue(stdout: str) -> dict[str, Live]:
     for line in stdout.splitlines():
         if not line.strip():
             continue
-        parts = line.split("|", 4)
-        if len(parts) != 5:
+        parts = line.split("|", 5)
+        if len(parts) != 6:
             raise SlurmError(f"squeue printed {line!r}, not {QUEUE_FORMAT!r}")
-        job_id, state, nodes, reason, name = (p.strip() for p in parts)
-        jobs[job_id] = Live(job_id, state.split()[0].upper() if state else "", nodes, reason, name)
+        job_id, state, nodes, requested, reason, name = (p.strip() for p in parts)
+        jobs[job_id] = Live(job_id, state.split()[0].upper() if state else "", nodes, reason, name, requested)
     return jobs
 
 

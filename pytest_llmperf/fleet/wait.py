@@ -45,13 +45,22 @@ def submit(slurm: Slurm, run: Run, say: Say, resume: bool = False) -> None:
     still in the queue). A rejected sbatch fails that node alone (NOT_SUBMITTED, with sbatch's
     message); an sbatch that cannot run at all (SLURM gone) raises SlurmError."""
     queued = slurm.queue(run.job_name) if resume else {}
+    known = {a for j in run.jobs for a in j.attempts}
     for job in run.jobs:
         if resume and finished(run, job):
             say(f"{job.node}: job {job.job_id} finished before ({job.state}): kept")
             continue
+        # a live job of this run for this node that the state file missed (the fleet was killed
+        # between sbatch and the write) is adopted, not submitted twice
+        stray = [q for q in queued.values() if q.state in LIVE and q.requested == job.node and q.job_id not in known]
+        if resume and stray and not (job.job_id in queued and queued[job.job_id].state in LIVE):
+            job.job_id = stray[0].job_id
+            job.attempts.append(job.job_id)
+            say(f"{job.node}: job {job.job_id} found in the queue: adopted")
         if resume and job.job_id in queued and queued[job.job_id].state in LIVE:
             say(f"{job.node}: job {job.job_id} still {queued[job.job_id].state.lower()}: waiting for it")
             job.state = queued[job.job_id].state
+            run.save()
             continue
         proc = slurm.submit(sbatch_args(run, job))
         job.submitted = time.time()
@@ -127,7 +136,17 @@ def poll(slurm: Slurm, run: Run, say: Say) -> bool:
         changed = True
     if changed:
         run.save()
+        if len(run.jobs) > 1:
+            say(tally(run))
     return any(live(j) for j in run.jobs)
+
+
+def tally(run: Run) -> str:
+    """``2 running, 1 pending, 3 ended of 6``: the run at a glance, after each change."""
+    running = sum(j.state in ("RUNNING", "COMPLETING", "CONFIGURING") for j in run.jobs)
+    waiting = sum(live(j) for j in run.jobs) - running
+    ended = len(run.jobs) - running - waiting
+    return f"{running} running, {waiting} pending, {ended} ended of {len(run.jobs)}"
 
 
 def cancel_live(slurm: Slurm, run: Run, why: str, say: Say) -> int:

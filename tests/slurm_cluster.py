@@ -18,12 +18,16 @@ munged is started when it is not running, and left running by ``stop`` (another 
 machine's own SLURM, may be using it); ``munge-stop`` stops it (``.ci/run`` does, at its end, when
 it started it).
 
-Timings on a 2-CPU machine: ``start`` takes 0.1-1.5 s for 2 or 8 nodes, ``stop`` 0.2-0.5 s. A
-submitted job starts within about a second (``batch_sched_delay=0``; the controller's background
-loop runs once a second). Time limits are whole minutes (``--time=0:05`` is one minute) and the
-controller looks for jobs over their limit every 30 s (a fixed period in its code), so a job with
-``--time=1`` reaches TIMEOUT 60-90 s after it started. The quickest TIMEOUT: ``scontrol update
-jobid=N timelimit=0`` on the running job: TIMEOUT at the next 30 s check (0-30 s, plus KillWait).
+Timings on a 2-CPU machine: ``start`` takes 0.1-0.3 s for 2 or 8 nodes; ``stop`` 0.1-0.3 s, up to
+5 s while a job ignores its SIGTERM (KillWait). A submitted job starts within about a second (the
+backfill scheduler runs every second). Jobs that the backfill scheduler started without a --time
+show ``TimeLimit=365-00:00:00`` (its stand-in for the partition's INFINITE), others ``UNLIMITED``.
+Time limits are whole minutes (``--time=0:05`` is one minute), and the controller looks for jobs
+over their limit every 30 s (a period fixed in its code): a job with ``--time=1`` reaches TIMEOUT
+60-90 s after it started. The quickest TIMEOUT is ``scontrol update jobid=N timelimit=0`` on the
+running job: TIMEOUT at the next 30 s check (0-30 s; then SIGTERM, SIGKILL KillWait=2 s later).
+A node set DOWN stays DOWN until RESUME; right after RESUME sinfo shows it ``idle*`` for about a
+second (not responding until the controller has pinged it).
 """
 
 from __future__ import annotations
@@ -155,6 +159,10 @@ class SlurmCommandError(subprocess.CalledProcessError):
         return f"{super().__str__()} stdout: {str(self.stdout).strip()!r} stderr: {str(self.stderr).strip()!r}"
 
 
+class _PortTaken(Exception):
+    """A daemon of the cluster could not bind its port."""
+
+
 class Cluster:
     """slurmctld and one slurmd per node; everything (conf, state, spool, logs, pids) under ``root``.
 
@@ -191,7 +199,8 @@ class Cluster:
             # a port of the controller's and one per node, free when start() chose them: two
             # clusters at once (or the leftover of a killed one) do not collide
             f"SlurmctldPort={self.ctld_port}",
-            # everything runs as root: no slurm user is needed, and slurmd may start any user's job
+            # the daemons run as root: no slurm user must own the state; slurmd (root) starts each
+            # job as its submitter
             "SlurmUser=root",
             "SlurmdUser=root",
             "AuthType=auth/munge",
@@ -205,8 +214,9 @@ class Cluster:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",
             # a node set DOWN by hand stays DOWN until RESUME (the tests rely on it); with
-            # ReturnToService=2 the controller's periodic re-registration brings it back by itself.
-            # A node DOWN for not answering comes back when its slurmd registers again
+            # ReturnToService=2 it would be back at its slurmd's next registration (a reconfigure,
+            # a restart, the controller's occasional request). A node DOWN for not answering comes
+            # back when its slurmd answers again
             "ReturnToService=1",
             # a node's CPUs as configured, whatever the machine has (8 one-CPU nodes on a 2-CPU
             # machine are accepted anyway; more CPUs than the machine's would drain the node)
@@ -234,12 +244,14 @@ class Cluster:
             # starts jobs too (scontrol show job says Scheduler=Backfill or Main)
             "SchedulerType=sched/backfill",
             "SchedulerParameters=batch_sched_delay=0,bf_interval=1",
-            # a job over its time limit (checked every 30 s) or cancelled is killed within
-            # KillWait seconds of its SIGTERM; no grace minutes over the limit
+            # a job over its time limit (checked every 30 s) or cancelled gets SIGKILL KillWait
+            # seconds after its SIGTERM (default 30); no grace minutes over the limit
             "KillWait=2",
             "OverTimeLimit=0",
+            # an srun or salloc whose client stopped answering is not cancelled for it
             "InactiveLimit=0",
-            # a slurmd that died is noticed (node DOWN) within 30 s; a slow machine's replies wait 10 s
+            # a slurmd that died is noticed (its node DOWN) within 30 s (default 300); there is no
+            # backup controller for SlurmctldTimeout to matter to; replies wait 10 s on a slow machine
             "SlurmdTimeout=30",
             "SlurmctldTimeout=30",
             "MessageTimeout=10",
@@ -266,16 +278,17 @@ class Cluster:
         return out
 
     def set_node_state(self, node: str, state: str, reason: str = "test") -> None:
-        """``scontrol update nodename=NODE state=STATE reason=REASON`` (DOWN, DRAIN, RESUME, ...);
-        the reason goes only with the states that keep one (scontrol refuses it with RESUME)."""
-        argv = ["scontrol", "update", f"nodename={node}", f"state={state}"]
-        if state.lower() in ("down", "drain", "fail", "failing", "future"):
-            argv.append(f"reason={reason}")
-        self.run(*argv)
+        """``scontrol update nodename=NODE state=STATE reason=REASON``: DOWN, DRAIN (both need the
+        reason), RESUME, ... The controller takes it at once; a resumed node shows as ``idle*`` (not
+        responding) for about a second, until the controller has pinged its slurmd."""
+        self.run("scontrol", "update", f"nodename={node}", f"state={state}", f"reason={reason}")
 
     def node_states(self) -> dict[str, str]:
         """Every node's state as sinfo names it (idle, allocated, down*, drained, ...)."""
-        out = self.run("sinfo", "--noheader", "--Node", "--format=%N|%T", check=False, timeout=10)
+        try:
+            out = self.run("sinfo", "--noheader", "--Node", "--format=%N|%T", check=False, timeout=5)
+        except subprocess.TimeoutExpired:
+            return {}
         return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
 
     # -- start and stop
@@ -291,6 +304,22 @@ class Cluster:
         if not self.nodes:
             raise ValueError("a cluster needs at least one node")
         start_munge()
+        deadline = time.monotonic() + timeout
+        for attempt in range(3):
+            try:
+                self._start(deadline, timeout)
+                return
+            except _PortTaken:
+                # a port chosen free was taken before the daemon bound it: again, with new ports
+                self.stop()
+                if attempt == 2:
+                    raise RuntimeError(f"the SLURM cluster in {self.root}: its ports were taken three "
+                                       f"times\n{self.logs()}") from None
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start(self, deadline: float, timeout: float) -> None:
         # a fresh cluster: what a previous one in this directory left (its daemons, jobs, saved
         # state with its jobs and node states, spool, logs) is gone first
         self._kill(self._processes())
@@ -302,28 +331,40 @@ class Cluster:
             pidfile.unlink(missing_ok=True)
         self._write_conf()
         self.started = True
-        deadline = time.monotonic() + timeout
-        try:
-            self._daemon("slurmctld", [tool("slurmctld") or "slurmctld", "-f", str(self.conf)])
-            for node in self.nodes:
-                self._daemon(f"slurmd-{node}", [tool("slurmd") or "slurmd", "-f", str(self.conf), "-N", node])
-            states: dict[str, str] = {}
-            while True:
-                states = self.node_states()
-                if len(states) == len(self.nodes) and all(s == "idle" for s in states.values()):
-                    return
-                dead = [name for name in ("slurmctld", *(f"slurmd-{n}" for n in self.nodes))
-                        if not _alive(_read_pid(self.root / f"{name}.pid"))]
-                if dead and time.monotonic() > deadline - timeout + 5:
-                    raise RuntimeError(f"{', '.join(dead)} exited (or wrote no pid file); sinfo says {states}\n"
-                                       f"{self.logs()}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the SLURM cluster in {self.root} did not come up in {timeout:g} s: "
-                                       f"sinfo says {states}\n{self.logs()}")
-                time.sleep(0.1)
-        except BaseException:
-            self.stop()
-            raise
+        began = time.monotonic()
+        self._daemon("slurmctld", [tool("slurmctld") or "slurmctld", "-f", str(self.conf)])
+        for node in self.nodes:
+            self._daemon(f"slurmd-{node}", [tool("slurmd") or "slurmd", "-f", str(self.conf), "-N", node])
+        while True:
+            # a daemon that found its port taken dies ("fatal: ... Address already in use")
+            fatal = self._fatal()
+            if any("Address already in use" in line for line in fatal):
+                raise _PortTaken()
+            states = self.node_states()
+            if len(states) == len(self.nodes) and all(s == "idle" for s in states.values()):
+                return
+            # a node the controller refused (INVAL: more CPUs configured than slurmd found,
+            # without config_overrides) or a daemon that died will not come up: say so now
+            refused = {n: s for n, s in states.items() if s.startswith(("inval", "drain"))}
+            dead = [name for name in ("slurmctld", *(f"slurmd-{n}" for n in self.nodes))
+                    if not _alive(_read_pid(self.root / f"{name}.pid"))]
+            if fatal or refused or (dead and time.monotonic() - began > 3) or time.monotonic() > deadline:
+                why = ("; ".join(fatal) if fatal else f"nodes refused: {refused}" if refused
+                       else f"{', '.join(dead)} not running" if dead else f"not up in {timeout:g} s")
+                raise RuntimeError(f"the SLURM cluster in {self.root}: {why}; sinfo says {states}\n"
+                                   f"{self.logs()}")
+            time.sleep(0.1)
+
+    def _fatal(self) -> list[str]:
+        """The daemons' fatal errors (each is its last word) in their logs."""
+        found = []
+        for path in sorted((self.root / "log").glob("*")):
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            found += [f"{path.stem}: {line.strip()}" for line in text.splitlines() if "fatal:" in line]
+        return found
 
     def _daemon(self, name: str, argv: list[str]) -> None:
         """Start a SLURM daemon, which forks into the background itself; its early complaints
@@ -345,25 +386,27 @@ class Cluster:
 
     def stop(self) -> None:
         """Cancel the jobs, ``scontrol shutdown``, SIGKILL to whatever of this cluster is left after
-        about 10 s (daemons, slurmstepd, the jobs' processes). Idempotent; never raises. munged stays."""
+        about 10 s (daemons, slurmstepd, the jobs' processes, also those that left their job's
+        process tree). Idempotent; never raises. munged stays (another cluster may use it)."""
         try:
-            procs = self._processes()
-            if not self.started and not procs:
+            if not self.started and not self._processes():
                 return
-            try:
-                jobs = self.run("squeue", "--noheader", "--states=PENDING,RUNNING,SUSPENDED,COMPLETING",
-                                "--format=%i", check=False, timeout=10).stdout.split()
-                if jobs:
-                    self.run("scancel", *jobs, check=False, timeout=10)
-                    # the jobs' steps end within KillWait (slurmd signals them); a shutdown first
-                    # would leave them running under slurmstepd
-                    _wait(lambda: not any(self._steps()), 4)
-                self.run("scontrol", "shutdown", check=False, timeout=10)
-            except (OSError, subprocess.SubprocessError):
-                pass
-            _wait(lambda: not self._processes(), STOP_WAIT)
+            if self._named("slurmctld"):
+                try:
+                    jobs = self.run("squeue", "--noheader", "--format=%i", check=False, timeout=10).stdout.split()
+                    if jobs:
+                        self.run("scancel", *jobs, check=False, timeout=10)
+                        # the jobs end soon after their SIGTERM, or their SIGKILL KillWait later
+                        # (5 s in all for a job that ignores SIGTERM): a shutdown first would leave
+                        # them running under their slurmstepd, which the shutdown does not stop
+                        _wait(lambda: not self._named("slurmstepd"), 8)
+                    self.run("scontrol", "shutdown", check=False, timeout=10)
+                except (OSError, subprocess.SubprocessError):
+                    pass
+                _wait(lambda: not self._named("slurmctld", "slurmscriptd", "slurmd"), STOP_WAIT)
+            # without a controller (it died, or never started) there is nobody to ask: the rest is killed
             self._kill(self._processes())
-        except Exception:  # stop() is called on the way out of failed tests: it must not hide them
+        except Exception:  # stop() runs on the way out of failed tests: it must not hide their error
             try:
                 self._kill(self._processes())
             except Exception:
@@ -371,25 +414,27 @@ class Cluster:
         finally:
             self.started = False
 
-    def _processes(self) -> list[int]:
+    def _processes(self, table: dict[int, tuple[int, str, bytes, list[bytes]]] | None = None) -> list[int]:
         """This cluster's processes: its daemons and slurmstepd (their command line or environment
         names this slurm.conf), the processes of its jobs (SLURM_JOB_ID and this SLURM_CONF in their
         environment), and every descendant of those. Never this process or its ancestors."""
         conf = str(self.conf).encode()
         mark = b"SLURM_CONF=" + conf
-        table = _process_table()
+        if table is None:
+            table = _process_table()
         roots = []
         for pid, (_, comm, cmdline, environ) in table.items():
-            is_slurm = comm in SLURM_COMMS and (conf in cmdline or mark in environ)
+            is_slurm = comm in SLURM_COMMS and (conf in cmdline.split(b"\0") or mark in environ)
             is_job = mark in environ and any(e.startswith(b"SLURM_JOB_ID=") for e in environ)
             if is_slurm or is_job:
                 roots.append(pid)
         found = _descendants(roots, {pid: row[0] for pid, row in table.items()})
-        return sorted(found - _ancestors(os.getpid()))
+        return sorted(pid for pid in found - _ancestors(os.getpid()) if pid in table)
 
-    def _steps(self) -> list[int]:
+    def _named(self, *comms: str) -> list[int]:
+        """This cluster's processes of these names (slurmctld, slurmd, slurmstepd, ...)."""
         table = _process_table()
-        return [pid for pid in self._processes() if pid in table and table[pid][1] == "slurmstepd"]
+        return [pid for pid in self._processes(table) if table[pid][1] in comms]
 
     def _kill(self, pids: Iterable[int]) -> None:
         pids = list(pids)

@@ -75,7 +75,9 @@ def _submit_options(p: argparse.ArgumentParser) -> None:
                    help="another sbatch argument, passed as is (repeatable: --sbatch-arg=--qos=high)")
     p.add_argument("--fleet-timeout", type=_seconds, default=None, metavar="SECONDS",
                    help="cancel the jobs still pending or running after this long")
-    p.add_argument("--poll", type=_seconds, default=2.0, metavar="SECONDS", help="how often to ask SLURM (default 2)")
+    p.add_argument("--poll", type=_seconds, default=2.0, metavar="SECONDS",
+                   help="the longest wait between two looks at the jobs (default 2; 0.5 s after a change, "
+                        "growing)")
     p.add_argument("pytest_command", nargs=argparse.REMAINDER, metavar="-- PYTEST COMMAND",
                    help="the command each job runs (default: python -m pytest suites/); the fleet adds "
                         "--llmperf-node and --llmperf-json")

@@ -97,6 +97,16 @@ def fleet(cluster, project, *args, timeout=240, env=None):
                           env=env or cluster.env, capture_output=True, text=True, timeout=timeout)
 
 
+def start_fleet(cluster, cwd, run_id, *args, nodes="milkv-1,sifive-1", output=True):
+    """``fleet run`` in the background (the tests that act while it waits: cancel, node down,
+    Ctrl-C), its output in ``proc.communicate()``."""
+    where = ["--nodelist", nodes] if nodes else []
+    return subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", *where, "--run-id",
+                             run_id, "--poll", "0.5", *args, *command()], cwd=cwd, env=cluster.env,
+                            stdout=subprocess.PIPE if output else subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            text=True)
+
+
 def command(*extra):
     return ["--", sys.executable, "-m", "pytest", "test_tiny.py", "--llmperf-baseline-dir=baselines", *FAST, *extra]
 
@@ -116,9 +126,7 @@ def overtime(cluster, tmp_path_factory):
     where = tmp_path_factory.mktemp("overtime")
     (where / "test_tiny.py").write_text(SUITE)
     (where / "sleep-on-sifive-9").write_text("600")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", "--partition",
-                             "overtime", "--run-id", OVERTIME, "--time", "1", "--poll", "1", *command()],
-                            cwd=where, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_fleet(cluster, where, OVERTIME, "--partition", "overtime", "--time", "1", nodes=None)
     yield proc, where
     proc.kill()
     proc.wait()
@@ -192,13 +200,10 @@ def _running(cluster, name, count=1):
 
 def test_a_job_cancelled_from_outside_is_named(cluster, project):
     (project / "sleep-on-milkv-1").write_text("120")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", "--nodelist",
-                             "milkv-1,sifive-1", "--run-id", "c1", "--poll", "0.5", *command()], cwd=project,
-                            env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_fleet(cluster, project, "c1")
     try:
         assert _until(lambda: (project / "llmperf-fleet" / "c1" / "fleet.json").exists(), 30)
         assert _running(cluster, "llmperf-c1")
-        milkv = next(j for j in state(project, "c1")["jobs"] if j["node"] == "milkv-1")
         _until(lambda: next(j for j in state(project, "c1")["jobs"] if j["node"] == "milkv-1")["job_id"], 30)
         milkv = next(j for j in state(project, "c1")["jobs"] if j["node"] == "milkv-1")
         cluster.run("scancel", milkv["job_id"])
@@ -217,9 +222,7 @@ def test_a_node_set_down_while_its_job_waits_fails_that_node(cluster, project):
                           "--exclusive", "--output=/dev/null", "--wrap", "sleep 300").stdout.strip()
     assert _until(lambda: cluster.run("squeue", "--noheader", "--jobs", blocker, "--format=%T").stdout.strip()
                   == "RUNNING", 30)
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", "--nodelist",
-                             "milkv-1,sifive-1", "--run-id", "d1", "--poll", "0.5", *command()], cwd=project,
-                            env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_fleet(cluster, project, "d1")
     try:
         assert _until(lambda: any(j["node"] == "milkv-1" and j["state"] == "PENDING"
                                   for j in (state(project, "d1")["jobs"] if (project / "llmperf-fleet" / "d1" /
@@ -237,9 +240,7 @@ def test_a_node_set_down_while_its_job_waits_fails_that_node(cluster, project):
 
 def test_ctrl_c_cancels_the_jobs_and_a_resume_runs_only_the_unfinished_node(cluster, project):
     (project / "sleep-on-milkv-1").write_text("120")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", "--nodelist",
-                             "milkv-1,sifive-1", "--run-id", "i1", "--poll", "0.5", *command()], cwd=project,
-                            env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_fleet(cluster, project, "i1")
     try:
         # wait until sifive-1 has finished and milkv-1 is running, then press Ctrl-C
         assert _until(lambda: (project / "llmperf-fleet" / "i1" / "fleet.json").exists() and
@@ -343,9 +344,7 @@ def test_eight_node_daemons_run_one_fleet(tmp_path):
 
 def test_a_resume_after_a_crash_adopts_the_job_the_state_file_missed(cluster, project):
     (project / "sleep-on-milkv-1").write_text("120")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.commands", "fleet", "run", "--nodelist",
-                             "milkv-1", "--run-id", "a1", "--poll", "0.5", *command()], cwd=project,
-                            env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_fleet(cluster, project, "a1", nodes="milkv-1", output=False)
     path = project / "llmperf-fleet" / "a1" / "fleet.json"
     assert _until(lambda: path.exists() and state(project, "a1")["jobs"][0]["state"] == "RUNNING", 60)
     proc.kill()  # the fleet dies without cancelling anything

@@ -23,7 +23,6 @@ from ..compare import Verdict
 from .plan import Job, Run
 
 TAIL_LINES = 5
-GOOD = ("ok", "improved", "new", "info", "saved", "noisy")
 
 
 @dataclass

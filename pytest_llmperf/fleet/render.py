@@ -173,18 +173,17 @@ def html_preface(run: Run, results: Sequence[NodeResult]) -> str:
     """The fleet's part at the top of the HTML report: the nodes table, the failures, the matrix."""
     e = html.escape
 
-    def table(headers: Sequence[str], rows: Sequence[Sequence[str]], status_col: int | None = None) -> str:
+    def td(cell: str, status: bool) -> str:
+        # a status cell ends with its status, which names its CSS class (the report's colours)
+        return f'<td class="st {e(cell.rsplit(" ", 1)[-1])}">{e(cell)}</td>' if status else f"<td>{e(cell)}</td>"
+
+    def table(headers: Sequence[str], rows: Sequence[Sequence[str]], status_cols: range | set[int]) -> str:
         head = "".join(f"<th>{e(h)}</th>" for h in headers)
-        body = []
-        for row in rows:
-            tds = "".join(f'<td class="st {e(c.rsplit(" ", 1)[-1])}">{e(c)}</td>' if status_col is not None and
-                          (status_col < 0 or i == status_col) and i > 0 else f"<td>{e(c)}</td>"
-                          for i, c in enumerate(row))
-            body.append(f"<tr>{tds}</tr>")
-        return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+        body = "".join("<tr>" + "".join(td(c, i in status_cols) for i, c in enumerate(row)) + "</tr>" for row in rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
 
     parts = [f"<h2>fleet</h2><p class=\"meta\">{e(headline(run, results))}</p>",
-             table(NODE_HEADERS, node_rows(results), status_col=6)]
+             table(NODE_HEADERS, node_rows(results), {NODE_HEADERS.index("result")})]
     bad = [r for r in results if r.status != "ok"]
     if bad:
         parts.append("<ul>" + "".join(f"<li><b>{e(r.node)}</b>: {e(r.status)}: {e(r.reason)}</li>" for r in bad)
@@ -195,7 +194,7 @@ def html_preface(run: Run, results: Sequence[NodeResult]) -> str:
         nodes = [r for r in results if r.cells]
         parts.append(table(["test"] + [r.node for r in nodes],
                            [[t] + [cell_text(r.cells.get(t), one is None) for r in nodes] for t in tests],
-                           status_col=-1))
+                           range(1, len(nodes) + 1)))
     return "".join(parts)
 
 

@@ -21,6 +21,7 @@ from .slurm import LIVE, Slurm, SlurmError, first_line, parse_sbatch, unusable
 
 Say = Callable[[str], None]
 ENDED_OK = ("COMPLETED", "FAILED")  # ended with pytest's own exit status: a node's result is there
+UNSEEN_GRACE = 30.0  # seconds a just-submitted job may be missing from squeue before it counts as gone
 
 
 def live(job: Job) -> bool:
@@ -111,6 +112,8 @@ def poll(slurm: Slurm, run: Run, say: Say) -> bool:
     for job in todo:
         seen = queued.get(str(job.job_id))
         state = seen.state if seen else ""
+        if seen is None and job.state == "SUBMITTED" and time.time() - (job.submitted or 0.0) < UNSEEN_GRACE:
+            continue  # just submitted: the next look will see it
         if seen and state in LIVE:
             info = states.get(job.node)
             if state == "PENDING" and info is not None and unusable(info.state):

@@ -1,0 +1,80 @@
+"""``pytest-llmperf roofline``: the estimates of one configuration as a table (or JSON).
+
+    pytest-llmperf roofline --model llama-7b --gpu a100-sxm-80gb --dtype w4a16e16 --tp 1 \\
+        --seq-len 512 --tokens 32 [--batch 1] [--fe 0.7] [--hbme 0.9] [--json]
+
+Exit status 2 with one line for an unknown model, device or scheme (the known ones listed), a
+tensor-parallel size that does not divide the heads, efficiencies outside (0, 1], a configuration
+that does not fit in the device's memory (by how much).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tabulate import tabulate
+
+from .devices import device
+from .inference import Inference, inference, largest_batch, memory_per_device
+from .models import RooflineError, model
+from .precision import scheme
+
+
+def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("roofline", help="estimate prefill and decode latency from FLOPs and bytes",
+                            description="Analytical roofline: each part bounded by compute or memory.")
+    p.add_argument("--model", required=True, help="a named model (llama-7b ... llama-2-70b, stories15M ...)")
+    p.add_argument("--gpu", "--device", dest="device", required=True, help="a named device (a100-sxm-80gb ...)")
+    p.add_argument("--dtype", default="w16a16e16", help="the precision scheme (default w16a16e16)")
+    p.add_argument("--tp", type=int, default=1, help="tensor parallel size (default 1)")
+    p.add_argument("--seq-len", type=int, default=512, help="prompt length (default 512)")
+    p.add_argument("--tokens", type=int, default=32, help="tokens generated (default 32)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--fe", type=float, default=1.0, help="flops efficiency in (0, 1] (default 1)")
+    p.add_argument("--hbme", type=float, default=1.0, help="memory efficiency in (0, 1] (default 1)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_roofline)
+
+
+def to_json(est: Inference, args: argparse.Namespace, memory: dict[str, float], batch_max: int) -> dict[str, Any]:
+    def stage(st: Any) -> dict[str, Any]:
+        return {"seconds": st.seconds, "bound": st.bound,
+                "parts": [{"name": p.name, "seconds": p.seconds, "bound": p.bound, "flops": p.flops, "bytes": p.bytes}
+                          for p in st.parts]}
+    return {"model": args.model, "device": args.device, "dtype": args.dtype, "tp": args.tp, "seq_len": args.seq_len,
+            "tokens": args.tokens, "batch": args.batch, "fe": args.fe, "hbme": args.hbme,
+            "prefill": stage(est.prefill), "decode": stage(est.decode), "total_s": est.total_s,
+            "memory_per_device": memory, "largest_batch": batch_max}
+
+
+def cmd_roofline(args: argparse.Namespace) -> int:
+    m, d, s = model(args.model), device(args.device), scheme(args.dtype)
+    est = inference(m, s, d, args.seq_len, args.tokens, args.batch, args.tp, args.fe, args.hbme)
+    memory = memory_per_device(m, s, args.seq_len + args.tokens, args.batch, args.tp)
+    batch_max = largest_batch(m, s, d, args.seq_len + args.tokens, args.tp)
+    if args.json:
+        print(json.dumps(to_json(est, args, memory, batch_max), indent=1))
+        return 0
+    print(f"{m.name} ({m.params() / 1e9:.2f}B parameters) on {d.name}, {s.name}, tp {args.tp}, batch {args.batch}, "
+          f"prompt {args.seq_len}, {args.tokens} tokens, fe {args.fe:g}, hbme {args.hbme:g}")
+    rows = []
+    for st in (est.prefill, est.decode):
+        for p in st.parts:
+            rows.append([st.name, p.name, f"{p.seconds * 1e3:.3f}", p.bound])
+        rows.append([st.name, "total", f"{st.seconds * 1e3:.2f}", st.bound])
+    print(tabulate(rows, headers=["stage", "part", "ms", "bound"], tablefmt="simple", disable_numparse=True))
+    print(f"total for {args.tokens} tokens: {est.total_s * 1e3:.1f} ms; memory per device: "
+          + ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in memory.items()) + f"; largest batch that fits: {batch_max}")
+    return 0
+
+
+def run_args(args: argparse.Namespace) -> int:
+    try:
+        result: int = args.handler(args)
+        return result
+    except RooflineError as exc:
+        print(f"pytest-llmperf roofline: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,92 @@
+"""The roofline estimates (issue 16, first part): the seed's published llm-analysis figures
+reproduced within 3%, the parameter counts of the named models, memory and the largest batch, and
+bad input as one line (and exit status 2 from the command line)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pytest_llmperf.roofline import devices, inference, models, precision, seed
+from pytest_llmperf.roofline.models import RooflineError
+
+A100 = devices.device("a100-sxm-80gb")
+
+
+@pytest.mark.parametrize(("table", "name", "tp", "fe", "hbme", "sch", "value"), seed.cells(),
+                         ids=[f"{c[0]}-{c[1]}" for c in seed.cells()])
+def test_every_seed_cell_is_reproduced_within_3_percent(table, name, tp, fe, hbme, sch, value):
+    est = inference.inference(models.model(name), precision.scheme(sch), A100, seed.SEQ_LEN, seed.TOKENS, tp=tp,
+                              fe=fe, hbme=hbme)
+    ours = (est.prefill if table.endswith("prefill") else est.decode).seconds * 1e3
+    assert abs(ours / value - 1) <= 0.03, (ours, value)
+
+
+@pytest.mark.parametrize(("name", "billions"), [("llama-7b", 6.74), ("llama-13b", 13.02), ("llama-33b", 32.53),
+                                                ("llama-65b", 65.29), ("llama-2-70b", 68.98)])
+def test_parameter_counts_of_the_named_models(name, billions):
+    assert models.model(name).params() / 1e9 == pytest.approx(billions, abs=0.01)
+
+
+def test_llama2c_models_have_tied_embeddings_and_their_names_counts():
+    assert round(models.model("stories15M").params() / 1e6, 1) == 15.2
+    assert round(models.model("stories260K").params() / 1e3) == 260
+    assert round(models.model("stories110M").params() / 1e6) == 110
+
+
+def test_prefill_is_compute_bound_and_decode_memory_bound_at_batch_1():
+    est = inference.inference(models.model("llama-7b"), precision.scheme("w16a16e16"), A100)
+    assert est.prefill.bound == "compute" and est.decode.bound == "memory"
+    assert {p.name for p in est.prefill.parts} >= {"attention projections", "mlp", "norms", "output projection"}
+    assert est.total_s == pytest.approx(est.prefill.seconds + 32 * est.decode.seconds)
+    tp2 = inference.inference(models.model("llama-7b"), precision.scheme("w16a16e16"), A100, tp=2)
+    assert any(p.name == "tensor-parallel all-reduce" for p in tp2.decode.parts)
+    assert tp2.decode.seconds < est.decode.seconds
+
+
+def test_memory_and_the_largest_batch():
+    m, s = models.model("llama-7b"), precision.scheme("w16a16e16")
+    mem = inference.memory_per_device(m, s, 544)
+    assert mem["weights"] / 1e9 == pytest.approx(13.48, abs=0.01)
+    assert mem["kv_cache"] == 2 * 32 * 544 * 4096 * 2
+    batch = inference.largest_batch(m, s, A100, 544)
+    assert inference.check_fits(m, s, A100, 544, batch) <= A100.memory
+    with pytest.raises(RooflineError, match="more than a100-sxm-80gb's 80 GB"):
+        inference.check_fits(m, s, A100, 544, batch + 1)
+
+
+def test_bad_input_is_one_line_naming_the_known_ones():
+    with pytest.raises(RooflineError, match=r"unknown model 'llama-8b' \(known: llama-7b, llama-13b"):
+        models.model("llama-8b")
+    with pytest.raises(RooflineError, match=r"unknown device 'tpu' \(known: a100-sxm-40gb, "):
+        devices.device("tpu")
+    with pytest.raises(RooflineError, match=r"unknown precision scheme 'fp16' \(known: w16a16e16, w8a16e16"):
+        precision.scheme("fp16")
+    m, s = models.model("llama-33b"), precision.scheme("w4a16e16")
+    with pytest.raises(RooflineError, match="tensor parallel size 3 does not divide llama-33b's 52 heads"):
+        inference.inference(m, s, A100, tp=3)
+    for fe in (0.0, 1.5, -0.1):
+        with pytest.raises(RooflineError, match=rf"flops efficiency {fe!r} is outside \(0, 1\]"):
+            inference.inference(m, s, A100, fe=fe)
+    with pytest.raises(RooflineError, match=r"llama-65b w16a16e16 \(batch 1, 544 positions\) needs 132.1 GB per "
+                                            r"device at tensor parallel 1: 52.1 GB more than a100-sxm-80gb's 80 GB"):
+        inference.inference(models.model("llama-65b"), precision.scheme("w16a16e16"), A100)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "pytest_llmperf.commands", "roofline", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_command_prints_the_table_and_json_and_exits_2_on_bad_input():
+    out = _cli("--model", "llama-7b", "--gpu", "a100-sxm-80gb", "--dtype", "w4a16e16", "--fe", "0.7", "--hbme", "0.9")
+    assert out.returncode == 0, out.stderr
+    assert "prefill  total" in out.stdout and "decode   total" in out.stdout and "largest batch that fits" in out.stdout
+    data = json.loads(_cli("--model", "llama-65b", "--gpu", "a100-sxm-80gb", "--tp", "2", "--json").stdout)
+    assert data["decode"]["seconds"] * 1e3 == pytest.approx(33.85, rel=0.03)
+    assert data["prefill"]["bound"] == "compute" and data["decode"]["bound"] == "memory"
+    bad = _cli("--model", "llama-7b", "--gpu", "a100-sxm-80gb", "--hbme", "2")
+    assert (bad.returncode, bad.stderr) == (2, "pytest-llmperf roofline: error: memory efficiency 2.0 is outside (0, 1]\n")

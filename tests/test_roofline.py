@@ -90,3 +90,22 @@ def test_the_command_prints_the_table_and_json_and_exits_2_on_bad_input():
     assert data["prefill"]["bound"] == "compute" and data["decode"]["bound"] == "memory"
     bad = _cli("--model", "llama-7b", "--gpu", "a100-sxm-80gb", "--hbme", "2")
     assert (bad.returncode, bad.stderr) == (2, "pytest-llmperf roofline: error: memory efficiency 2.0 is outside (0, 1]\n")
+
+
+@pytest.mark.parametrize(("size", "count"), [("small", 120_945_408), ("medium", 412_943_360)])
+def test_the_transformer_suites_sizes_count_as_the_users_table(size, count):
+    assert models.model(f"cs336-{size}").params() == count
+
+
+def test_a_training_step_is_forward_backward_twice_the_forward_and_a_memory_bound_adamw():
+    from pytest_llmperf.roofline import training
+
+    m = models.model("cs336-small")
+    t = training.training_step(m, precision.scheme("w32a32e32"), A100, context=256, batch=4)
+    assert t.backward.seconds == pytest.approx(2 * t.forward.seconds)
+    assert t.forward.bound == "compute" and t.optimizer.bound == "memory"
+    assert t.optimizer.parts[0].bytes == 7 * m.params() * 4
+    assert t.step_s == pytest.approx(3 * t.forward.seconds + t.optimizer.seconds)
+    # the users measured 24.2 ms and 80.4 ms on an A100: the bound is below both (efficiency 0.55, 0.50)
+    assert t.forward.seconds * 1e3 == pytest.approx(13.27, abs=0.01)
+    assert t.forward.seconds * 1e3 < 24.2 and t.forward_backward_s * 1e3 < 80.4

@@ -69,6 +69,12 @@ MODELS = {m.name: m for m in (
     ModelConfig("stories260K", 64, 5, 8, 4, 172, 512, max_seq_len=512, tied=True),
     ModelConfig("stories15M", 288, 6, 6, 6, 768, 32000, max_seq_len=256, tied=True),
     ModelConfig("stories42M", 512, 8, 8, 8, 1376, 32000, max_seq_len=1024, tied=True),
+    # the transformer suite's sizes (CS336: SwiGLU, tied embeddings, vocabulary 10000, context 1024)
+    ModelConfig("cs336-small", 768, 12, 12, 12, 3072, 10000, max_seq_len=1024, tied=True),
+    ModelConfig("cs336-medium", 1024, 24, 16, 16, 4096, 10000, max_seq_len=1024, tied=True),
+    ModelConfig("cs336-large", 1280, 36, 20, 20, 5120, 10000, max_seq_len=1024, tied=True),
+    ModelConfig("cs336-xl", 1600, 48, 25, 25, 6400, 10000, max_seq_len=1024, tied=True),
+    ModelConfig("cs336-2.7B", 2560, 32, 32, 32, 10240, 10000, max_seq_len=1024, tied=True),
     ModelConfig("stories110M", 768, 12, 12, 12, 2048, 32000, max_seq_len=1024, tied=True),
 )}
 

@@ -109,3 +109,59 @@ def test_a_training_step_is_forward_backward_twice_the_forward_and_a_memory_boun
     # the users measured 24.2 ms and 80.4 ms on an A100: the bound is below both (efficiency 0.55, 0.50)
     assert t.forward.seconds * 1e3 == pytest.approx(13.27, abs=0.01)
     assert t.forward.seconds * 1e3 < 24.2 and t.forward_backward_s * 1e3 < 80.4
+
+
+def test_a_llama2c_checkpoint_header_gives_the_shape(tmp_path):
+    import struct
+
+    legacy = tmp_path / "stories15M.bin"
+    legacy.write_bytes(struct.pack("<7i", 288, 768, 6, 6, 6, 32000, 256) + b"\0" * 64)
+    m = models.from_llama2c(legacy)
+    assert (m.name, m.hidden, m.ffn, m.layers, m.heads, m.kv_heads, m.vocab, m.max_seq_len, m.tied) == \
+        ("stories15M", 288, 768, 6, 6, 6, 32000, 256, True)
+    assert m.params() == models.model("stories15M").params()
+    unshared = tmp_path / "u.bin"
+    unshared.write_bytes(struct.pack("<7i", 64, 172, 5, 8, 4, -512, 512))
+    assert models.from_llama2c(unshared).tied is False and models.from_llama2c(unshared).vocab == 512
+    v1 = tmp_path / "v1.bin"
+    v1.write_bytes(struct.pack("<Ii7iB", 0x616B3432, 1, 64, 172, 5, 8, 4, 512, 512, 1) + b"\0" * 219)
+    assert models.from_llama2c(v1).kv_heads == 4 and models.from_llama2c(v1).tied is True
+    short = tmp_path / "short.bin"
+    short.write_bytes(b"\1\0\0\0")
+    with pytest.raises(RooflineError, match=r"short.bin: not a llama2.c checkpoint \(4 bytes, the header needs 28\)"):
+        models.from_llama2c(short)
+    zero = tmp_path / "zero.bin"
+    zero.write_bytes(struct.pack("<7i", 0, 768, 6, 6, 6, 32000, 256))
+    with pytest.raises(RooflineError, match=r"zero.bin: not a llama2.c checkpoint header \(dim=0\)"):
+        models.from_llama2c(zero)
+
+
+def test_a_hugging_face_config_gives_the_shape(tmp_path):
+    path = tmp_path / "llama3" / "config.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+                                "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
+                                "max_position_embeddings": 8192, "model_type": "llama", "tie_word_embeddings": False}))
+    m = models.from_config(path)
+    assert (m.name, m.kv_heads, m.gated_mlp, m.tied) == ("llama3", 8, True, False)
+    assert round(m.params() / 1e9, 2) == 8.03
+    gpt = tmp_path / "gpt.json"
+    gpt.write_text(json.dumps({"n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257, "model_type": "gpt2"}))
+    g = models.from_config(gpt)
+    assert (g.ffn, g.gated_mlp, g.tied) == (3072, False, True) and g.params() == models.model("gpt2").params()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hidden_size": 64}))
+    with pytest.raises(RooflineError, match="bad.json: no num_attention_heads or n_head"):
+        models.from_config(bad)
+
+
+def test_the_command_reads_a_model_file(tmp_path):
+    import struct
+
+    path = tmp_path / "stories260K.bin"
+    path.write_bytes(struct.pack("<7i", 64, 172, 5, 8, 4, 512, 512))
+    out = _cli("--model-file", str(path), "--gpu", "l4", "--seq-len", "128", "--tokens", "128")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("stories260K (0.3M parameters) on l4, w16a16e16")
+    missing = _cli("--model-file", str(tmp_path / "none.bin"), "--gpu", "l4")
+    assert missing.returncode == 2 and "none.bin: cannot read the checkpoint" in missing.stderr

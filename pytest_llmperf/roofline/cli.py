@@ -13,20 +13,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
 from .devices import device
 from .inference import Inference, inference, largest_batch, memory_per_device
-from .models import RooflineError, model
+from .models import RooflineError, from_config, from_llama2c, model
 from .precision import scheme
 
 
 def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     p = commands.add_parser("roofline", help="estimate prefill and decode latency from FLOPs and bytes",
                             description="Analytical roofline: each part bounded by compute or memory.")
-    p.add_argument("--model", required=True, help="a named model (llama-7b ... llama-2-70b, stories15M ...)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a named model (llama-7b ... llama-2-70b, stories15M, gpt2, opt-6.7b ...)")
+    which.add_argument("--model-file", type=Path, metavar="FILE",
+                       help="a llama2.c checkpoint (its header) or a Hugging Face config.json")
     p.add_argument("--gpu", "--device", dest="device", required=True, help="a named device (a100-sxm-80gb ...)")
     p.add_argument("--dtype", default="w16a16e16", help="the precision scheme (default w16a16e16)")
     p.add_argument("--tp", type=int, default=1, help="tensor parallel size (default 1)")
@@ -51,14 +55,21 @@ def to_json(est: Inference, args: argparse.Namespace, memory: dict[str, float], 
 
 
 def cmd_roofline(args: argparse.Namespace) -> int:
-    m, d, s = model(args.model), device(args.device), scheme(args.dtype)
+    if args.model_file is not None:
+        m = from_config(args.model_file) if args.model_file.suffix == ".json" else from_llama2c(args.model_file)
+        args.model = m.name
+    else:
+        m = model(args.model)
+    d, s = device(args.device), scheme(args.dtype)
     est = inference(m, s, d, args.seq_len, args.tokens, args.batch, args.tp, args.fe, args.hbme)
     memory = memory_per_device(m, s, args.seq_len + args.tokens, args.batch, args.tp)
     batch_max = largest_batch(m, s, d, args.seq_len + args.tokens, args.tp)
     if args.json:
         print(json.dumps(to_json(est, args, memory, batch_max), indent=1))
         return 0
-    print(f"{m.name} ({m.params() / 1e9:.2f}B parameters) on {d.name}, {s.name}, tp {args.tp}, batch {args.batch}, "
+    n = m.params()
+    count = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+    print(f"{m.name} ({count} parameters) on {d.name}, {s.name}, tp {args.tp}, batch {args.batch}, "
           f"prompt {args.seq_len}, {args.tokens} tokens, fe {args.fe:g}, hbme {args.hbme:g}")
     rows = []
     for st in (est.prefill, est.decode):

@@ -5,7 +5,10 @@ of the released checkpoints); Llama 2 70B has 8 key/value heads (grouped-query a
 
 from __future__ import annotations
 
+import json
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import OneLine
 
@@ -75,6 +78,12 @@ MODELS = {m.name: m for m in (
     ModelConfig("cs336-large", 1280, 36, 20, 20, 5120, 10000, max_seq_len=1024, tied=True),
     ModelConfig("cs336-xl", 1600, 48, 25, 25, 6400, 10000, max_seq_len=1024, tied=True),
     ModelConfig("cs336-2.7B", 2560, 32, 32, 32, 10240, 10000, max_seq_len=1024, tied=True),
+    # GPT/OPT style: a two-matrix MLP (4 x hidden), no gate
+    ModelConfig("gpt2", 768, 12, 12, 12, 3072, 50257, gated_mlp=False, max_seq_len=1024, tied=True),
+    ModelConfig("gpt2-xl", 1600, 48, 25, 25, 6400, 50257, gated_mlp=False, max_seq_len=1024, tied=True),
+    ModelConfig("opt-6.7b", 4096, 32, 32, 32, 16384, 50272, gated_mlp=False, tied=True),
+    ModelConfig("opt-13b", 5120, 40, 40, 40, 20480, 50272, gated_mlp=False, tied=True),
+    ModelConfig("opt-30b", 7168, 48, 56, 56, 28672, 50272, gated_mlp=False, tied=True),
     ModelConfig("stories110M", 768, 12, 12, 12, 2048, 32000, max_seq_len=1024, tied=True),
 )}
 
@@ -84,3 +93,58 @@ def model(name: str) -> ModelConfig:
         return MODELS[name]
     except KeyError:
         raise RooflineError(f"unknown model {name!r} (known: {', '.join(MODELS)})") from None
+
+
+def from_llama2c(path: Path) -> ModelConfig:
+    """A llama2.c checkpoint's shape from its header: the legacy 28-byte header (7 int32: dim,
+    hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means an
+    unshared classifier) or version 1/2's (magic 0x616b3432, version, the same 7, a shared flag)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(37)
+    except OSError as exc:
+        raise RooflineError(f"{path}: cannot read the checkpoint: {exc.strerror or exc}") from None
+    if len(head) >= 4 and struct.unpack("<I", head[:4])[0] == 0x616B3432:
+        if len(head) < 37:
+            raise RooflineError(f"{path}: a llama2.c version header cut short ({len(head)} bytes)")
+        dim, hidden, layers, heads, kv, vocab, seq = struct.unpack("<7i", head[8:36])
+        tied = head[36] != 0
+    else:
+        if len(head) < 28:
+            raise RooflineError(f"{path}: not a llama2.c checkpoint ({len(head)} bytes, the header needs 28)")
+        dim, hidden, layers, heads, kv, vocab, seq = struct.unpack("<7i", head[:28])
+        tied, vocab = vocab > 0, abs(vocab)
+    values = {"dim": dim, "hidden_dim": hidden, "n_layers": layers, "n_heads": heads, "n_kv_heads": kv,
+              "vocab_size": vocab, "seq_len": seq}
+    bad = [f"{k}={v}" for k, v in values.items() if v <= 0]
+    if bad or dim % heads or heads % kv:
+        raise RooflineError(f"{path}: not a llama2.c checkpoint header ({', '.join(bad) or 'heads do not divide'})")
+    return ModelConfig(Path(path).stem, dim, layers, heads, kv, hidden, vocab, max_seq_len=seq, tied=tied)
+
+
+def from_config(path: Path) -> ModelConfig:
+    """A Hugging Face ``config.json``'s shape (LLaMA-family keys; ``n_embd``-style GPT-2 keys)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RooflineError(f"{path}: cannot read the model config: {exc}") from None
+    if not isinstance(data, dict):
+        raise RooflineError(f"{path}: a model config must be a JSON object")
+
+    def get(*keys: str, default: int | None = None) -> int:
+        for k in keys:
+            if isinstance(data.get(k), int) and not isinstance(data.get(k), bool):
+                return int(data[k])
+        if default is not None:
+            return default
+        raise RooflineError(f"{path}: no {' or '.join(keys)} (an integer) in the model config")
+
+    hidden = get("hidden_size", "n_embd", "d_model")
+    heads = get("num_attention_heads", "n_head")
+    gated = "intermediate_size" in data and data.get("model_type") not in ("gpt2", "opt")
+    ffn = get("intermediate_size", "ffn_dim", "n_inner", default=4 * hidden)
+    return ModelConfig(str(data.get("_name_or_path") or Path(path).parent.name or "config"), hidden,
+                       get("num_hidden_layers", "n_layer"), heads, get("num_key_value_heads", default=heads), ffn,
+                       get("vocab_size"), gated_mlp=gated, max_seq_len=get("max_position_embeddings", "n_positions",
+                                                                         default=2048),
+                       tied=bool(data.get("tie_word_embeddings", not gated)))

@@ -84,7 +84,10 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path, m
     entry = baseline["tests"]["test_bench[O3-1]"]
     assert entry["params"] == {"flags": "-O3", "threads": 1}
     metrics = entry["metrics"]
-    assert set(metrics) == {"tok_per_s", "mbu", "peak_rss"}
+    assert set(metrics) == {"tok_per_s", "mbu", "peak_rss", "pred_tok_per_s"}
+    # the roofline's tok/s from the node's bandwidth: informational, one figure for every round
+    pred = metrics["pred_tok_per_s"]
+    assert pred["gate"] is False and pred["unit"] == "tok/s" and pred["summary"]["min"] == pred["summary"]["max"]
     assert metrics["tok_per_s"].get("gate", True) is True and metrics["tok_per_s"]["unit"] == "tok/s"
     assert metrics["tok_per_s"]["direction"] == "higher"
     assert metrics["mbu"]["gate"] is False and metrics["mbu"]["unit"] == "%"
@@ -108,7 +111,7 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path, m
         "test_llama.py::test_bench by parameters (medians):",
         "flags*threads*tok_per_s (tok/s)*",
         "-O3*1*",
-        "llmperf: 1 new, 2 info",
+        "llmperf: 1 new, 3 info",
         "llmperf: saved baseline *testnode*test_llama.json",
     ])
     per_token = models.CONFIGS["stories260K"].weight_bytes_per_token()
@@ -138,7 +141,7 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path, m
         "test_llama.py::test_bench by parameters (medians):",
     ])
     # never regressed; noisy (the interval spans both no change and the tolerance) passes too
-    compared.stdout.re_match_lines([r"llmperf: 1 (ok|improved|noisy), 2 info"])
+    compared.stdout.re_match_lines([r"llmperf: 1 (ok|improved|noisy), 3 info"])
     assert not cached.exists()
     assert json.loads((node_dir / "test_llama.json").read_text()) == baseline  # a compare run never writes
     assert_cache_clean(cache_dir)

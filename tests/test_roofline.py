@@ -165,3 +165,16 @@ def test_the_command_reads_a_model_file(tmp_path):
     assert out.stdout.startswith("stories260K (0.3M parameters) on l4, w16a16e16")
     missing = _cli("--model-file", str(tmp_path / "none.bin"), "--gpu", "l4")
     assert missing.returncode == 2 and "none.bin: cannot read the checkpoint" in missing.stderr
+
+
+def test_the_node_device_is_memory_bound_without_a_peak_and_matches_bytes_over_bandwidth():
+    from pytest_llmperf.roofline.node import decode_tok_per_s
+
+    m = models.model("stories15M")
+    rate, bound = decode_tok_per_s(m, precision.scheme("w32a32e32"), 20.0, context=128)
+    assert bound == "memory"
+    est = inference.stage(m, precision.scheme("w32a32e32"), A100, 1, 128, name="decode")
+    total_bytes = sum(p.bytes for p in est.parts)
+    assert rate == pytest.approx(20e9 / total_bytes)
+    # with a slow enough peak the same decode turns compute bound
+    assert decode_tok_per_s(m, precision.scheme("w32a32e32"), 20.0, 128, peak_flops=1e9)[1] == "compute"

@@ -242,6 +242,12 @@ class Llama2c:
                         f"so MBU reads high")
             recorder.record("mbu", [100 * bandwidth.mbu(per_token, r, bw["read_GBps"]) for r in result.tok_per_s],
                             unit="%", higher_is_better=True, gate=False, note=note)
+            pred, bound = _predicted(model, bw["read_GBps"], spec.steps)
+            recorder.record("pred_tok_per_s", [pred] * len(result.tok_per_s), unit="tok/s", higher_is_better=True, gate=False,
+                            note=f"the roofline from the node's read bandwidth ({bw['read_GBps']:.1f} GB/s, "
+                                 f"average context {max(1, spec.steps // 2)}): {bound} bound; the CPU's compute "
+                                 "peak is not probed here, so the bandwidth alone bounds it and measured/predicted "
+                                 "is the MBU")
         if inline is not None:
             # one counter sample per kept round: its last run's (every run of a round ran under perf stat)
             last = list(itertools.accumulate(len(r) for r in result.rounds))
@@ -326,3 +332,18 @@ def llama2c(request: pytest.FixtureRequest) -> Llama2c:
     ``binary = llama2c.build("-O3 -fopenmp"); model = llama2c.model("stories15M");
     llama2c.bench(binary, model, threads=2)`` records tok_per_s (gated), mbu and peak_rss."""
     return Llama2c(request)
+
+
+def _predicted(model: Any, read_GBps: float, steps: int) -> tuple[float, str]:
+    """The roofline's tok/s of ``model`` (session.ModelFiles) on this node: decode at the run's
+    average context, float32 weights (int8 for a Q8_0 checkpoint), from the node's bandwidth."""
+    from ..roofline import models as roofline_models
+    from ..roofline.node import decode_tok_per_s
+    from ..roofline.precision import scheme
+
+    cfg = model.config
+    shape = roofline_models.ModelConfig(model.name, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads,
+                                        cfg.hidden_dim, cfg.vocab_size, max_seq_len=cfg.seq_len,
+                                        tied=cfg.shared_classifier)
+    return decode_tok_per_s(shape, scheme("w8a32e32" if model.quantized else "w32a32e32"), read_GBps,
+                            max(1, steps // 2))

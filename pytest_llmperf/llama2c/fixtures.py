@@ -243,7 +243,8 @@ class Llama2c:
             recorder.record("mbu", [100 * bandwidth.mbu(per_token, r, bw["read_GBps"]) for r in result.tok_per_s],
                             unit="%", higher_is_better=True, gate=False, note=note)
             pred, bound = _predicted(model, bw["read_GBps"], spec.steps)
-            recorder.record("pred_tok_per_s", [pred] * len(result.tok_per_s), unit="tok/s", higher_is_better=True, gate=False,
+            recorder.record("pred_tok_per_s", [pred] * len(result.tok_per_s), unit="tok/s", higher_is_better=True,
+                            gate=False,
                             note=f"the roofline from the node's read bandwidth ({bw['read_GBps']:.1f} GB/s, "
                                  f"average context {max(1, spec.steps // 2)}): {bound} bound; the CPU's compute "
                                  "peak is not probed here, so the bandwidth alone bounds it and measured/predicted "

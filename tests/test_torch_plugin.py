@@ -79,6 +79,11 @@ def test_lm_bench_records_metrics_saves_and_compares(pytester: pytest.Pytester) 
     # tok/s is batch x context over the step time, round by round
     for ms, rate in zip(metrics["ms_per_step"]["samples"], metrics["tok_per_s"]["samples"]):
         assert rate == pytest.approx(2 * 32 / (ms / 1e3), rel=1e-4)
+    # the roofline's step time at the probed peak, and predicted over measured round by round
+    pred = metrics["pred_ms_per_step"]
+    assert pred["gate"] is False and pred["summary"]["min"] == pred["summary"]["max"] > 0
+    for ms, eff in zip(metrics["ms_per_step"]["samples"], metrics["efficiency"]["samples"]):
+        assert eff == pytest.approx(100 * pred["samples"][0] / ms, rel=1e-4)
     statuses = {v["metric"]: v["status"] for v in r["verdicts"]}
     assert statuses["ms_per_step"] in ("ok", "noisy", "improved", "regressed")
     (verdict,) = [v for v in r["verdicts"] if v["metric"] == "ms_per_step"]

@@ -112,8 +112,30 @@ class TorchLM(Bench):
         if peak:
             rec.record("mfu", [100 * flops / (ms / 1e3) / peak for ms in m.samples], unit="%", higher_is_better=True,
                        gate=False, note=source)
+            pred_ms, bound = predicted_step_ms(cfg, kind, batch_size, context, peak)
+            rec.record("pred_ms_per_step", [pred_ms] * len(m.samples), unit="ms", higher_is_better=False, gate=False,
+                       note=f"pred_ms_per_step: the roofline at this peak ({source}), compute only: {bound} bound")
+            rec.record("efficiency", [100 * pred_ms / ms for ms in m.samples], unit="%", higher_is_better=True,
+                       gate=False)
         self.profile(step, device, what)
         self.process_profile(cfg.name, kind, autocast, context, batch_size, compile, attention, device)
         median = sorted(m.samples)[len(m.samples) // 2]
         return {"ms_per_step": median, "first_step_ms": first * 1e3, "peak_bytes": pm.peak_bytes,
                 "flops": flops, "samples": list(m.samples)}
+
+
+def predicted_step_ms(cfg: Any, kind: str, batch_size: int, context: int, peak: float) -> tuple[float, str]:
+    """The roofline's time of one ``kind`` step of ``cfg`` (transformer.TransformerConfig) at the
+    matmul peak the MFU uses: forward, forward+backward or a whole training step (roofline.training),
+    compute only (this session measures no bandwidth for it), in ms, and the bound."""
+    from ..roofline.models import ModelConfig
+    from ..roofline.node import node_device
+    from ..roofline.precision import scheme
+    from ..roofline.training import training_step
+
+    shape = ModelConfig(cfg.name, cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.num_heads, cfg.d_ff,
+                        cfg.vocab_size, max_seq_len=cfg.context_length, tied=True)
+    device = node_device(float("inf"), peak)
+    step = training_step(shape, scheme("w32a32e32"), device, context, batch_size)
+    seconds = {"forward": step.forward.seconds, "forward_backward": step.forward_backward_s}.get(kind, step.step_s)
+    return seconds * 1e3, step.forward.bound

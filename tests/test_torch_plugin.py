@@ -233,7 +233,13 @@ def test_decode_suite_variants(pytester: pytest.Pytester) -> None:
     per_token = weight_bytes_per_token(build_llama(get_decode_config("tiny")))
     for rate, mbu in zip(eager["decode_tok_per_s"]["samples"], eager["mbu"]["samples"]):
         assert mbu == pytest.approx(100 * per_token * rate / 10e9, rel=1e-4)
+    # the roofline's decode rate from that bandwidth and the matmul peak, and measured over predicted
+    pred = eager["pred_tok_per_s"]
+    assert pred["gate"] is False and pred["summary"]["min"] == pred["summary"]["max"] > 0
+    for rate, eff in zip(eager["decode_tok_per_s"]["samples"], eager["efficiency"]["samples"]):
+        assert eff == pytest.approx(100 * rate / pred["samples"][0], rel=1e-4)
     int8 = r["test_decode[int8]"]["metrics"]
+    assert int8["pred_tok_per_s"]["samples"][0] > pred["samples"][0]  # int8 weights: fewer bytes per token
     ratio = int8["mbu"]["samples"][0] / int8["decode_tok_per_s"]["samples"][0]
     assert ratio < 0.5 * eager["mbu"]["samples"][0] / eager["decode_tok_per_s"]["samples"][0]  # int8 reads less
     spec = r["test_decode[speculative]"]["metrics"]

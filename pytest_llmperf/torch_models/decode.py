@@ -186,6 +186,13 @@ class TorchDecode(Bench):
             if bw:
                 rec.record("mbu", [100 * per_token * r / (bw * 1e9) for r in m.samples], unit="%",
                            higher_is_better=True, gate=False, note=self._mbu_note(per_token, source))
+                peak, peak_source = self.session.peak_flops(device, dtype)
+                pred, bound = predicted_tok_per_s(model.config, variant, dtype, bw, peak, len(prompt) + tokens // 2)
+                rec.record("pred_tok_per_s", [pred] * len(m.samples), unit="tok/s", higher_is_better=True, gate=False,
+                           note=f"pred_tok_per_s: the roofline from the bandwidth ({source}) and the matmul peak "
+                                f"({peak_source or 'none'}): {bound} bound")
+                rec.record("efficiency", [100 * r / pred for r in m.samples], unit="%", higher_is_better=True,
+                           gate=False)
         self.profile(run, device, what)  # one generation, as the rounds run it
         self.process_profile_decode(variant, tokens, dtype, device)
         median = sorted(m.samples)[len(m.samples) // 2]
@@ -261,3 +268,19 @@ class TorchDecode(Bench):
         self.recorder.record("decode_tok_per_s", rates, unit="tok/s", higher_is_better=True)
         self.recorder.record("ttft_ms", result["ttft_ms"], unit="ms", higher_is_better=False, gate=False)
         return {"decode_tok_per_s": sorted(rates)[len(rates) // 2], "world_size": result["world_size"]}
+
+
+def predicted_tok_per_s(cfg: Any, variant: str, dtype: Any, read_GBps: float, peak: float | None,
+                        context: int) -> tuple[float, str]:
+    """The roofline's decode rate of ``cfg`` (llama.LlamaConfig) on this device: one token at
+    ``context`` cached positions, from the read bandwidth and the matmul peak (none: memory only);
+    int8 weights for the int8 variant. Returns tok/s and the bound."""
+    from ..roofline.models import ModelConfig
+    from ..roofline.node import decode_tok_per_s
+    from ..roofline.precision import scheme
+
+    bits = 32 if str(dtype).endswith("float32") else 16
+    shape = ModelConfig(cfg.name, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.hidden_dim, cfg.vocab_size,
+                        max_seq_len=cfg.max_seq_len, tied=cfg.tied_classifier)
+    sch = scheme(f"w{8 if variant == 'int8' else bits}a{bits}e{bits}")
+    return decode_tok_per_s(shape, sch, read_GBps, context, peak)

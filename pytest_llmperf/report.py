@@ -180,7 +180,7 @@ def to_json(node: str, fingerprint: dict[str, Any] | None, digest: str | None, r
 # ------------------------------------------------------------------------------------ Markdown
 
 
-def _md_cell(text: str) -> str:
+def md_cell(text: str) -> str:
     """One table cell: a newline (a raw test id may hold one) or a pipe would end the row."""
     return " ".join(str(text).splitlines()).replace("|", "\\|") if text else text
 
@@ -224,7 +224,7 @@ class _Section:
         self.verdicts = by_status(self.verdicts)
         self.rows = []
         for cells, v in zip(rows(self.verdicts), self.verdicts):
-            md = [_md_cell(c) for c in cells]
+            md = [md_cell(c) for c in cells]
             md[0] = _md_code(md[0])
             if v.status in ("regressed", "missing"):
                 md[-1] = f"**{v.status}**"
@@ -250,10 +250,10 @@ def _section_lines(section: _Section, kept: Sequence[bool]) -> list[str]:
     if any(v.adjusted for v in section.verdicts):
         lines += ["", "\\* speed-adjusted: rounds divided by a machine-speed probe timed around them."]
     for line in notes(section.verdicts):
-        lines += ["", f"Note: {_md_cell(line)}"]
+        lines += ["", f"Note: {md_cell(line)}"]
     if section.missing:
         lines += ["", "Missing (selected, but did not record):", ""]
-        lines += [f"- {_md_cell(line)}" for line in section.missing]
+        lines += [f"- {md_cell(line)}" for line in section.missing]
     if section.saved:
         lines += ["", "Baselines saved: " + ", ".join(_md_code(str(p)) for p in section.saved)]
     return lines

@@ -228,13 +228,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return _finish(run, args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``pytest-llmperf fleet ...`` alone (the console script dispatches here through commands.py)."""
-    parser = core_cli.build_parser(extend=add_commands)
-    args = parser.parse_args(["fleet", *(sys.argv[1:] if argv is None else argv)])
-    return run_args(args)
-
-
 def run_args(args: argparse.Namespace) -> int:
     try:
         result: int = args.handler(args)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OneLine
-from ..fileutil import atomic_write
+from ..fileutil import atomic_write, nearest_existing
 from ..node import validate_node_name
 from .slurm import NodeInfo, unusable
 
@@ -225,9 +225,7 @@ def prepare(run: Run) -> None:
 
 def writable_problem(results: Path) -> str | None:
     """Why ``results`` cannot hold fleet runs, or None."""
-    probe = results
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
+    probe = nearest_existing(results)
     if not probe.is_dir():
         return f"{probe} is not a directory"
     if not os.access(probe, os.W_OK | os.X_OK):

@@ -17,6 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..compare import fmt_pct, fmt_value
+from ..report import md_cell
 from ..report_terminal import truncate_middle, visible_width
 from .gather import Cell, NodeResult, exit_status, tests_of
 from .plan import Run
@@ -120,13 +121,9 @@ def terminal(run: Run, results: Sequence[NodeResult], width: int | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(_md(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return out + ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    out = ["| " + " | ".join(md_cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return out + ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
 
 
 def markdown(run: Run, results: Sequence[NodeResult]) -> str:
@@ -135,7 +132,7 @@ def markdown(run: Run, results: Sequence[NodeResult]) -> str:
     bad = [r for r in results if r.status != "ok"]
     if bad:
         lines += ["", "**Needs attention:**", ""]
-        lines += [f"- `{r.node}`: **{r.status}**: {_md(r.reason)}" for r in bad]
+        lines += [f"- `{r.node}`: **{r.status}**: {md_cell(r.reason)}" for r in bad]
     tests = tests_of(results)
     if tests:
         one = _units(results)

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fileutil import nearest_existing
+
 LOCAL = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs", "f2fs", "vfat", "ramfs"})
 SHARED = frozenset({"nfs", "nfs4", "lustre", "gpfs", "beegfs", "ceph", "cifs", "smb3", "glusterfs", "fuse.glusterfs",
                     "panfs", "wekafs", "fuse.sshfs", "9p", "virtiofs"})
@@ -95,9 +97,7 @@ def warnings(results: Path, hostnames: Iterable[str], mounts_file: Path = Path("
         mounts = parse_mounts(mounts_file.read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return []
-    probe = results
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
+    probe = nearest_existing(results)
     m = mount_of(probe, mounts)
     if m is None:
         return []

@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from .native import NativeOptions
     from .recorder import Recorder
     from .result import TestResult
+    from .roofline.node import Assumption
 
 __all__ = ["CORE_FIXTURES", "CORE_OFF", "MARKER", "MARKER_HELP", "RECORDER", "STATE", "Option", "Session", "Value",
            "add_options", "artifact_dir", "fail", "feature_options", "not_json", "option_value", "parse_options",
-           "read_options", "register_ini", "session", "uses_plugin_fixtures", "without_core"]
+           "read_options", "register_ini", "roofline_assumption", "session", "uses_plugin_fixtures", "without_core"]
 
 IniType = Literal["string", "paths", "pathlist", "args", "linelist", "bool", "int", "float"]
 T = TypeVar("T")
@@ -216,6 +217,15 @@ def session(config: pytest.Config) -> Session:
     if state is None:
         pytest.skip(CORE_OFF, allow_module_level=True)
     return state
+
+
+def roofline_assumption(config: pytest.Config) -> Assumption:
+    """What the suites' roofline predictions assume (roofline.node.Assumption): the device of
+    ``--llmperf-roofline-device`` (None: the node's probes) and the efficiencies."""
+    from .roofline.node import Assumption
+
+    cfg = session(config).config
+    return Assumption(cfg.roofline_device, cfg.roofline_fe, cfg.roofline_hbme)
 
 
 def uses_plugin_fixtures(item: pytest.Item) -> bool:

@@ -188,6 +188,35 @@ def parse_time_scale(text: Any, what: str = "--llmperf-time-scale") -> float:
     return value
 
 
+def parse_efficiency(text: Any, what: str) -> float:
+    """A roofline efficiency in (0, 1]: a fraction (``0.7``) or a percentage (``70%``); the
+    predicted times are divided by it (``--llmperf-roofline-fe``, ``--llmperf-roofline-hbme``)."""
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        source = text.strip() if isinstance(text, str) else text
+        value = float(source[:-1]) / 100 if isinstance(source, str) and source.endswith("%") else float(source)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what}: invalid value {_short(text)}, expected an efficiency like 0.7 or 70%") from None
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise ConfigError(f"{what}: invalid value {_short(text)}, must be in (0, 1] (e.g. 0.7 or 70%)")
+    return value
+
+
+def parse_roofline_device(text: Any, what: str) -> str | None:
+    """``node`` (None: the node's own probes, the default) or a device of the roofline's datasheet
+    table, whose figures the suites' predictions then use."""
+    name = str(text).strip()
+    if name.lower() in ("", "node"):
+        return None
+    from .roofline.devices import DEVICES
+
+    lookup = {k.lower(): k for k in DEVICES}
+    if name.lower() not in lookup:
+        raise ConfigError(f"{what}: unknown device {name!r} (known: node, {', '.join(DEVICES)})")
+    return lookup[name.lower()]
+
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
@@ -283,6 +312,10 @@ class Config(NamedTuple):
     skip: bool = False  # --llmperf-skip: the benchmark tests (marked llmperf) are skipped
     # --llmperf-smoke: every benchmark runs one round, without warm-up; nothing compared, saved or appended
     smoke: bool = False
+    # --llmperf-roofline-device/-fe/-hbme: what the suites' roofline predictions assume; None: the node
+    roofline_device: str | None = None
+    roofline_fe: float = 1.0
+    roofline_hbme: float = 1.0
     # where each option given came from (api.Value.source: "--llmperf-max-time", "LLMPERF_NODE",
     # "ini llmperf_max_time"), by dest; an option not given is absent
     sources: Mapping[str, str] = {}

@@ -410,6 +410,8 @@ def terminal_summary(tr: Any, state: Session, collector: Collector | None = None
             tr.write_line("")
             tr.write_line("warm-up (first round vs steady median):")
             tr.write_line(report_terminal.warmup_table(warmups, width=int(width)))
+        for line in report_terminal.roofline_lines(state.results, width=int(width)):
+            tr.write_line(line)
         for table in report.params_tables(state.results):
             tr.write_line("")
             tr.write_line(report_terminal.truncate_middle(f"{table.function} by parameters (medians):", int(width)))

@@ -48,11 +48,13 @@ from .config import (
     Config,
     ConfigError,
     parse_confidence,
+    parse_efficiency,
     parse_flag,
     parse_fraction,
     parse_normalize,
     parse_positive_int,
     parse_profilers,
+    parse_roofline_device,
     parse_seconds,
     parse_time_scale,
     parse_tolerance_spec,
@@ -134,6 +136,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("--llmperf-artifacts", metavar="DIR", env="LLMPERF_ARTIFACTS",
            help=f"where profiler outputs go, as DIR/<node>/<test>/... (also env LLMPERF_ARTIFACTS); "
                 f"default: {DEFAULT_ARTIFACTS_DIR} under the rootdir"),
+    Option("--llmperf-roofline-device", metavar="node|NAME",
+           help="what the suites' roofline predictions (pred_tok_per_s, pred_ms_per_step, efficiency) assume: "
+                "'node' (this node's bandwidth probe and matmul peak) or a datasheet device (a100-sxm-80gb, "
+                "h100-sxm-80gb, l4, ...; `pytest-llmperf roofline --help`); default: node"),
+    Option("--llmperf-roofline-fe", metavar="F",
+           help="flops efficiency in (0, 1] the roofline predictions assume (0.7 or 70%); default: 1"),
+    Option("--llmperf-roofline-hbme", metavar="F",
+           help="memory efficiency in (0, 1] the roofline predictions assume (0.9 or 90%); default: 1"),
     # the native tooling's, shared by every feature that builds C or reads the bandwidth
     Option("--llmperf-cc", metavar="CC", env="LLMPERF_CC",
            help="C compiler for llama2.c builds, the bandwidth probe and the profilers' wrapper (also env "
@@ -223,6 +233,9 @@ def build_config(config: pytest.Config) -> Config:
         time_scale=parsed(parse_time_scale, "llmperf_time_scale", 1.0),
         skip=skip,
         smoke=smoke,
+        roofline_device=parsed(parse_roofline_device, "llmperf_roofline_device", "node"),
+        roofline_fe=parsed(parse_efficiency, "llmperf_roofline_fe", 1.0),
+        roofline_hbme=parsed(parse_efficiency, "llmperf_roofline_hbme", 1.0),
         sources={dest: value.source for dest, value in values.items() if value.source is not None},
     )
 

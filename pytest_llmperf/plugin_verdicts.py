@@ -130,5 +130,6 @@ def evaluate(state: Session, item: pytest.Item, metrics: list[compare.Metric]) -
         verdicts=tuple(verdicts),
         fingerprint=digest,
         artifacts=tuple(recorder.artifacts) if recorder is not None else (),
+        roofline=tuple(recorder.estimates) if recorder is not None else (),
     )
     return result, errors + failures

@@ -106,6 +106,7 @@ class Recorder:
         self.metrics: dict[str, Metric] = {}
         self.measurements: dict[str, _measure.Measurement] = {}
         self.artifacts: list[Artifact] = []  # profiler outputs
+        self.estimates: list[dict[str, Any]] = []  # roofline predictions of recorded metrics (estimate)
 
     def add_artifact(self, kind: str, paths: Iterable[object], summary: str = "",
                      details: Mapping[str, object] | None = None) -> None:
@@ -115,6 +116,22 @@ class Recorder:
         if details:
             entry["details"] = dict(details)
         self.artifacts.append(entry)
+
+    def estimate(self, metric: str, predicted: float, bound: str, device: str = "") -> None:
+        """Note the roofline's prediction of ``metric`` (recorded already; ``predicted`` in its
+        unit) and the bound it is under (``compute`` or ``memory``) on ``device``: the summary's
+        roofline table shows it next to the measured median, with the efficiency."""
+        what = f"llmperf.estimate({metric!r})"
+        if metric not in self.metrics:
+            raise RecordError(f"{what}: record the metric before its estimate")
+        value = _number(predicted, what)
+        if not value > 0:
+            raise RecordError(f"{what}: the prediction must be positive, got {predicted!r}")
+        if bound not in ("compute", "memory"):
+            raise RecordError(f"{what}: bound must be 'compute' or 'memory', got {bound!r}")
+        self.estimates = [e for e in self.estimates if e["metric"] != metric]
+        self.estimates.append({"metric": metric, "predicted": value, "unit": self.metrics[metric].unit,
+                               "bound": bound, "device": str(device)})
 
     # -- timing a callable -------------------------------------------------------------------
     def measure(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

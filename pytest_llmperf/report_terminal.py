@@ -1,5 +1,5 @@
-"""The terminal's tables: the verdict table, the warm-up table and the parameter tables, each
-fitted to the terminal's width. No pytest.
+"""The terminal's tables: the verdict table, the warm-up table, the roofline table and the
+parameter tables, each fitted to the terminal's width. No pytest.
 
 The verdict table (:func:`terminal_table`) lists the rows by status (report.STATUS_ORDER:
 regressed first, info last), status coloured when asked; see its docstring for how it fits.
@@ -24,6 +24,7 @@ from .report import arrow, by_status, raw_cell, reference_cell, tolerance_cell, 
 
 if TYPE_CHECKING:
     from .report import ParamsTable
+    from .result import TestResult
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RESET = "\x1b[0m"
@@ -331,20 +332,56 @@ WARMUP_SHORT = ["test", "metric", "disc.", "first", "steady", "ratio"]
 
 
 def warmup_table(warmups: list[tuple[str, str, Mapping[str, Any]]], width: int | None = None) -> str:
-    """The warm-up table; with ``width``, fitted to it: short headers, then the test ids cut in the
-    middle (their start names the file, their end the parameters), then the lines cut."""
+    """The warm-up table; with ``width``, fitted to it (fitted_table)."""
+    return fitted_table(warmup_rows(warmups), WARMUP_HEADERS, WARMUP_SHORT, width)
+
+
+def fitted_table(rows: list[list[str]], headers: Sequence[str], short: Sequence[str], width: int | None) -> str:
+    """A table whose first column is a test id; with ``width``, fitted to it: ``short`` headers,
+    then the test ids cut in the middle (their start names the file, their end the parameters),
+    then the lines cut."""
     from tabulate import tabulate
 
-    rows = warmup_rows(warmups)
-    text = str(tabulate(rows, headers=WARMUP_HEADERS, tablefmt="simple", disable_numparse=True))
+    text = str(tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True))
     if width is None or max(visible_width(line) for line in text.splitlines()) <= width:
         return text
     # tabulate's column: its widest cell, and at least its header and 2
-    others = [max(len(h) + 2, *(visible_width(r[i]) for r in rows)) for i, h in enumerate(WARMUP_SHORT) if i]
+    others = [max(len(h) + 2, *(visible_width(r[i]) for r in rows)) for i, h in enumerate(short) if i]
     room = max(12, width - sum(others) - 2 * len(others))
     cut = [[truncate_middle(r[0], room), *r[1:]] for r in rows]
-    text = str(tabulate(cut, headers=WARMUP_SHORT, tablefmt="simple", disable_numparse=True))
+    text = str(tabulate(cut, headers=list(short), tablefmt="simple", disable_numparse=True))
     return "\n".join(_clip(line, width) for line in text.splitlines())
+
+
+ROOFLINE_HEADERS = ["test", "metric", "measured", "predicted", "efficiency", "bound"]
+ROOFLINE_SHORT = ["test", "metric", "meas.", "pred.", "eff.", "bound"]
+
+
+def roofline_groups(results: Sequence[TestResult]) -> dict[str, list[list[str]]]:
+    """The roofline predictions (TestResult.roofline) by what they assumed (the device and the
+    efficiencies): one row each, the measured median, the prediction (in the metric's unit), the
+    efficiency (how close the measurement came) and the bound."""
+    out: dict[str, list[list[str]]] = {}
+    for r in results:
+        for e in r.roofline:
+            metric, unit = str(e.get("metric")), str(e.get("unit") or "")
+            eff = r.efficiency(e)
+            out.setdefault(str(e.get("device") or "an unnamed device"), []).append([
+                r.nodeid, f"{metric} ({unit})" if unit else metric, fmt_value(r.median(metric)),
+                fmt_value(e.get("predicted")), f"{100 * eff:.1f}%" if eff is not None else "-",
+                str(e.get("bound", "-"))])
+    return out
+
+
+def roofline_lines(results: Sequence[TestResult], width: int | None = None) -> list[str]:
+    """The summary's roofline section: per assumption a heading and its table, fitted to
+    ``width`` (fitted_table); nothing when no test predicted. The bound is the larger of the
+    compute and the memory time, over the parts of the benchmark's step."""
+    lines: list[str] = []
+    for assuming, rows in roofline_groups(results).items():
+        lines += ["", f"roofline on {assuming}:",
+                  *fitted_table(rows, ROOFLINE_HEADERS, ROOFLINE_SHORT, width).splitlines()]
+    return lines
 
 
 def _grid(table: ParamsTable, params: Sequence[int], metrics: Sequence[int], two_lines: bool,

@@ -32,6 +32,8 @@ class TestResult:
     verdicts: tuple[Verdict, ...]
     fingerprint: str  # the digest of the machine the test ran on
     artifacts: tuple[Mapping[str, Any], ...] = field(default=())  # profiler outputs: kind, paths, summary, details
+    # roofline predictions (Recorder.estimate): metric, predicted, unit, bound, device
+    roofline: tuple[Mapping[str, Any], ...] = field(default=())
 
     __test__ = False  # not a test class, whatever pytest's collection thinks of its name
 
@@ -46,6 +48,8 @@ class TestResult:
         }
         if self.artifacts:
             out["artifacts"] = [dict(a) for a in self.artifacts]
+        if self.roofline:
+            out["roofline"] = [dict(e) for e in self.roofline]
         return out
 
     @classmethod
@@ -57,9 +61,20 @@ class TestResult:
                              for d in data["verdicts"])
             return cls(nodeid=str(data["nodeid"]), params=dict(data["params"]), metrics=dict(data["metrics"]),
                        verdicts=verdicts, fingerprint=str(data["fingerprint"]),
-                       artifacts=tuple(data.get("artifacts", ())))
+                       artifacts=tuple(data.get("artifacts", ())), roofline=tuple(data.get("roofline", ())))
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultError(f"result of {data.get('nodeid')!r}: {exc}") from None
+
+    def efficiency(self, estimate: Mapping[str, Any]) -> float | None:
+        """How close the measured median came to the prediction ``estimate`` (one of
+        ``roofline``): measured over predicted for a higher-is-better metric (tok/s), predicted
+        over measured for a time; None when the metric has no median."""
+        measured = self.median(str(estimate.get("metric")))
+        predicted = estimate.get("predicted")
+        if not measured or not isinstance(predicted, (int, float)) or predicted <= 0:
+            return None
+        direction = (self.metrics.get(str(estimate.get("metric"))) or {}).get("direction", "higher")
+        return measured / predicted if direction == "higher" else predicted / measured
 
     def median(self, metric: str) -> float | None:
         summary = (self.metrics.get(metric) or {}).get("summary") or {}

@@ -35,8 +35,19 @@ def pytest_llmperf_bandwidth(config):
 """
 
 
+# one cache directory for the module's runs (pytester gives each run its own HOME): the node's
+# bandwidth, which the transformer suite's roofline reads, is probed once, not in every run
+SHARED_CACHE: list[Path] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    SHARED_CACHE[:] = [tmp_path_factory.mktemp("llmperf-cache")]
+
+
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return run_isolated(pytester, *FAST, *args, clear=ENV_OPTIONS, timeout=600)
+    cache = [f"--llmperf-cache-dir={SHARED_CACHE[0]}"] if SHARED_CACHE else []
+    return run_isolated(pytester, *FAST, *cache, *args, clear=ENV_OPTIONS, timeout=600)
 
 
 def suite(pytester: pytest.Pytester, name: str) -> None:

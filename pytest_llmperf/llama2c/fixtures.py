@@ -242,13 +242,7 @@ class Llama2c:
                         f"so MBU reads high")
             recorder.record("mbu", [100 * bandwidth.mbu(per_token, r, bw["read_GBps"]) for r in result.tok_per_s],
                             unit="%", higher_is_better=True, gate=False, note=note)
-            pred, bound = _predicted(model, bw["read_GBps"], spec.steps)
-            recorder.record("pred_tok_per_s", [pred] * len(result.tok_per_s), unit="tok/s", higher_is_better=True,
-                            gate=False,
-                            note=f"the roofline from the node's read bandwidth ({bw['read_GBps']:.1f} GB/s, "
-                                 f"average context {max(1, spec.steps // 2)}): {bound} bound; the CPU's compute "
-                                 "peak is not probed here, so the bandwidth alone bounds it and measured/predicted "
-                                 "is the MBU")
+            self._predict(recorder, model, bw["read_GBps"], spec.steps, len(result.tok_per_s))
         if inline is not None:
             # one counter sample per kept round: its last run's (every run of a round ran under perf stat)
             last = list(itertools.accumulate(len(r) for r in result.rounds))
@@ -310,6 +304,25 @@ class Llama2c:
                 OSError) as exc:
             _fail(f"llmperf: memory bandwidth of node {state.config.node}: {exc}")
 
+    def _predict(self, recorder: Any, model: Any, read_GBps: float, steps: int, n: int) -> None:
+        """pred_tok_per_s (informational) and the summary's roofline row; a configuration the named
+        device cannot hold is a warning, and the gated tok/s stands."""
+        from ..api import roofline_assumption
+        from ..roofline.models import RooflineError
+
+        try:
+            p = _predicted(model, read_GBps, steps, roofline_assumption(self._request.config))
+        except RooflineError as exc:
+            import warnings
+
+            warnings.warn(f"llmperf: {model.name}: no roofline prediction: {exc}", stacklevel=3)
+            return
+        recorder.record("pred_tok_per_s", [p.value] * n, unit="tok/s", higher_is_better=True, gate=False,
+                        note=f"the roofline ({p.assuming}; average context {max(1, steps // 2)}): {p.bound} bound; "
+                             "on the node the CPU's compute peak is not probed here, so the bandwidth alone "
+                             "bounds it and measured/predicted is the MBU")
+        recorder.estimate("tok_per_s", p.value, p.bound, p.assuming)
+
     def _bandwidth_for_mbu(self) -> dict[str, Any] | None:
         """The bandwidth behind bench's MBU, or None with a warning when the node-info file beside
         the baselines is unusable: MBU is informational, and the test still passes or fails on its
@@ -335,16 +348,17 @@ def llama2c(request: pytest.FixtureRequest) -> Llama2c:
     return Llama2c(request)
 
 
-def _predicted(model: Any, read_GBps: float, steps: int) -> tuple[float, str]:
-    """The roofline's tok/s of ``model`` (session.ModelFiles) on this node: decode at the run's
-    average context, float32 weights (int8 for a Q8_0 checkpoint), from the node's bandwidth."""
+def _predicted(model: Any, read_GBps: float, steps: int, assume: Any = None) -> Any:
+    """The roofline's tok/s of ``model`` (session.ModelFiles), a roofline.node.Prediction: decode
+    at the run's average context, float32 weights (int8 for a Q8_0 checkpoint), from the node's
+    bandwidth (or the datasheet device ``assume`` names)."""
     from ..roofline import models as roofline_models
-    from ..roofline.node import decode_tok_per_s
+    from ..roofline.node import Assumption, decode
     from ..roofline.precision import scheme
 
     cfg = model.config
     shape = roofline_models.ModelConfig(model.name, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads,
                                         cfg.hidden_dim, cfg.vocab_size, max_seq_len=cfg.seq_len,
                                         tied=cfg.shared_classifier)
-    return decode_tok_per_s(shape, scheme("w8a32e32" if model.quantized else "w32a32e32"), read_GBps,
-                            max(1, steps // 2))
+    return decode(shape, scheme("w8a32e32" if model.quantized else "w32a32e32"), max(1, steps // 2),
+                  assume or Assumption(), read_GBps)

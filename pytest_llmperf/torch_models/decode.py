@@ -182,22 +182,37 @@ class TorchDecode(Bench):
                        unit="%", higher_is_better=True, gate=False)
         else:
             per_token = weight_bytes_per_token(model)
-            bw, source = self.bandwidth(device)
+            bw, source = self.session.bandwidth(device)
             if bw:
                 rec.record("mbu", [100 * per_token * r / (bw * 1e9) for r in m.samples], unit="%",
                            higher_is_better=True, gate=False, note=self._mbu_note(per_token, source))
-                peak, peak_source = self.session.peak_flops(device, dtype)
-                pred, bound = predicted_tok_per_s(model.config, variant, dtype, bw, peak, len(prompt) + tokens // 2)
-                rec.record("pred_tok_per_s", [pred] * len(m.samples), unit="tok/s", higher_is_better=True, gate=False,
-                           note=f"pred_tok_per_s: the roofline from the bandwidth ({source}) and the matmul peak "
-                                f"({peak_source or 'none'}): {bound} bound")
-                rec.record("efficiency", [100 * r / pred for r in m.samples], unit="%", higher_is_better=True,
-                           gate=False)
+            peak, _ = self.session.peak_flops(device, dtype)
+            self._predict(model.config, variant, dtype, bw, peak, len(prompt) + tokens // 2, list(m.samples))
         self.profile(run, device, what)  # one generation, as the rounds run it
         self.process_profile_decode(variant, tokens, dtype, device)
         median = sorted(m.samples)[len(m.samples) // 2]
         return {"decode_tok_per_s": median, "tokens": list(second.tokens), "ttft_ms": second.ttft_s * 1e3,
                 "weight_bytes_per_token": weight_bytes_per_token(model), "samples": list(m.samples)}
+
+    def _predict(self, cfg: Any, variant: str, dtype: torch.dtype, bw: float | None, peak: float | None,
+                 context: int, samples: list[float]) -> None:
+        """pred_tok_per_s and efficiency (informational) and the summary's roofline row."""
+        from ..api import roofline_assumption
+        from ..roofline.models import RooflineError
+
+        try:
+            p = predicted_tok_per_s(cfg, variant, dtype, bw, peak, context, roofline_assumption(self._request.config))
+        except RooflineError as exc:
+            import warnings
+
+            warnings.warn(f"llmperf: decode {variant}: no roofline prediction: {exc}", stacklevel=3)
+            return
+        rec = self.recorder
+        rec.record("pred_tok_per_s", [p.value] * len(samples), unit="tok/s", higher_is_better=True, gate=False,
+                   note=f"pred_tok_per_s: the roofline ({p.assuming}): {p.bound} bound")
+        rec.record("efficiency", [100 * r / p.value for r in samples], unit="%",
+                   higher_is_better=True, gate=False)
+        rec.estimate("decode_tok_per_s", p.value, p.bound, p.assuming)
 
     def process_profile_decode(self, variant: str, tokens: int, dtype: torch.dtype, device: torch.device) -> None:
         """The process profilers around the same decoding in a process of its own (run_decode)."""
@@ -231,32 +246,6 @@ class TorchDecode(Bench):
                      f"from the cache, and MBU may exceed 100%")
         return note
 
-    def bandwidth(self, device: torch.device) -> tuple[float | None, str]:
-        """The node's memory read bandwidth in GB/s and where it comes from: on CPU the compiled
-        probe shared with the llama2.c suite (kept in the cache and in node-info.json); on a GPU a
-        reduction over a buffer far larger than its L2, measured once per session."""
-        sess = self.session
-        if sess._bandwidth is None:
-            if device.type == "cpu":
-                from ..api import session as core_session
-
-                try:
-                    entry = core_session(self._request.config).bandwidth()
-                    sess._bandwidth = {"read_GBps": entry["read_GBps"],
-                                       "source": f"{entry['read_GBps']:.1f} GB/s ({entry.get('method', 'bwprobe')}, "
-                                                 f"{entry.get('bytes', 0) / 2**30:.1f} GiB buffer)"}
-                except Exception as exc:
-                    sess._bandwidth = {"read_GBps": None, "source": f"unknown: {exc}"}
-            else:
-                from .device import device_name, table_bandwidth, torch_read_bandwidth
-
-                entry = torch_read_bandwidth(device)
-                table = table_bandwidth(device_name(device)) if device.type == "cuda" else None
-                source = (f"{entry['read_GBps']:.0f} GB/s measured ({entry['bytes'] / 2**30:.1f} GiB buffer)"
-                          + (f"; datasheet {table:.0f} GB/s" if table else ""))
-                sess._bandwidth = {"read_GBps": entry["read_GBps"], "source": source}
-        return sess._bandwidth["read_GBps"], sess._bandwidth["source"]
-
     def _bench_tp(self, tokens: int) -> dict[str, Any]:
         from .tensor_parallel import run_tp_decode
 
@@ -270,17 +259,17 @@ class TorchDecode(Bench):
         return {"decode_tok_per_s": sorted(rates)[len(rates) // 2], "world_size": result["world_size"]}
 
 
-def predicted_tok_per_s(cfg: Any, variant: str, dtype: Any, read_GBps: float, peak: float | None,
-                        context: int) -> tuple[float, str]:
-    """The roofline's decode rate of ``cfg`` (llama.LlamaConfig) on this device: one token at
-    ``context`` cached positions, from the read bandwidth and the matmul peak (none: memory only);
-    int8 weights for the int8 variant. Returns tok/s and the bound."""
+def predicted_tok_per_s(cfg: Any, variant: str, dtype: Any, read_GBps: float | None, peak: float | None,
+                        context: int, assume: Any = None) -> Any:
+    """The roofline's decode rate of ``cfg`` (llama.LlamaConfig), a roofline.node.Prediction: one
+    token at ``context`` cached positions, from the read bandwidth and the matmul peak (none:
+    memory only) or the datasheet device ``assume`` names; int8 weights for the int8 variant."""
     from ..roofline.models import ModelConfig
-    from ..roofline.node import decode_tok_per_s
+    from ..roofline.node import Assumption, decode
     from ..roofline.precision import scheme
 
     bits = 32 if str(dtype).endswith("float32") else 16
     shape = ModelConfig(cfg.name, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.hidden_dim, cfg.vocab_size,
                         max_seq_len=cfg.max_seq_len, tied=cfg.tied_classifier)
     sch = scheme(f"w{8 if variant == 'int8' else bits}a{bits}e{bits}")
-    return decode_tok_per_s(shape, sch, read_GBps, context, peak)
+    return decode(shape, sch, context, assume or Assumption(), read_GBps, peak)

@@ -74,6 +74,28 @@ class TorchLM(Bench):
         return self.guarded(device, what, lambda: self._bench(cfg, kind, autocast, context, batch_size, compile,
                                                               attention, device, what))
 
+    def _predict(self, cfg: TransformerConfig, kind: str, batch_size: int, context: int, autocast: torch.dtype | None,
+                 peak: float | None, samples: list[float]) -> None:
+        """pred_ms_per_step and efficiency (informational) and the summary's roofline row: the
+        step's FLOPs at the matmul peak the MFU uses and its bytes at the node's bandwidth."""
+        from ..api import roofline_assumption
+        from ..roofline.models import RooflineError
+
+        bw, _ = self.session.bandwidth(self.device)
+        try:
+            p = predicted_step_ms(cfg, kind, batch_size, context, peak, bw, autocast is not None,
+                                  roofline_assumption(self._request.config))
+        except RooflineError as exc:
+            import warnings
+
+            warnings.warn(f"llmperf: {cfg.name} {kind}: no roofline prediction: {exc}", stacklevel=3)
+            return
+        rec = self.recorder
+        rec.record("pred_ms_per_step", [p.value] * len(samples), unit="ms", higher_is_better=False, gate=False,
+                   note=f"pred_ms_per_step: the roofline ({p.assuming}): {p.bound} bound")
+        rec.record("efficiency", [100 * p.value / ms for ms in samples], unit="%", higher_is_better=True, gate=False)
+        rec.estimate("ms_per_step", p.value, p.bound, p.assuming)
+
     def _bench(self, cfg: TransformerConfig, kind: str, autocast: torch.dtype | None, context: int, batch_size: int,
                compile: bool, attention: str, device: torch.device, what: str) -> dict[str, Any]:
         import torch
@@ -112,11 +134,7 @@ class TorchLM(Bench):
         if peak:
             rec.record("mfu", [100 * flops / (ms / 1e3) / peak for ms in m.samples], unit="%", higher_is_better=True,
                        gate=False, note=source)
-            pred_ms, bound = predicted_step_ms(cfg, kind, batch_size, context, peak)
-            rec.record("pred_ms_per_step", [pred_ms] * len(m.samples), unit="ms", higher_is_better=False, gate=False,
-                       note=f"pred_ms_per_step: the roofline at this peak ({source}), compute only: {bound} bound")
-            rec.record("efficiency", [100 * pred_ms / ms for ms in m.samples], unit="%", higher_is_better=True,
-                       gate=False)
+        self._predict(cfg, kind, batch_size, context, autocast, peak, list(m.samples))
         self.profile(step, device, what)
         self.process_profile(cfg.name, kind, autocast, context, batch_size, compile, attention, device)
         median = sorted(m.samples)[len(m.samples) // 2]
@@ -124,18 +142,19 @@ class TorchLM(Bench):
                 "flops": flops, "samples": list(m.samples)}
 
 
-def predicted_step_ms(cfg: Any, kind: str, batch_size: int, context: int, peak: float) -> tuple[float, str]:
-    """The roofline's time of one ``kind`` step of ``cfg`` (transformer.TransformerConfig) at the
-    matmul peak the MFU uses: forward, forward+backward or a whole training step (roofline.training),
-    compute only (this session measures no bandwidth for it), in ms, and the bound."""
+def predicted_step_ms(cfg: Any, kind: str, batch_size: int, context: int, peak: float | None,
+                      read_GBps: float | None = None, half: bool = False, assume: Any = None) -> Any:
+    """The roofline's time of one ``kind`` step of ``cfg`` (transformer.TransformerConfig), a
+    roofline.node.Prediction in ms: forward, forward+backward or a whole training step
+    (roofline.training), its FLOPs at ``peak`` (the matmul peak the MFU uses) and its bytes at
+    ``read_GBps``, or on the datasheet device ``assume`` names. fp32 throughout; ``half``
+    (autocast to bf16 or fp16): the matmuls, their weights and activations counted at 16 bits (the
+    weights are cast each step), the embeddings at 32."""
     from ..roofline.models import ModelConfig
-    from ..roofline.node import node_device
+    from ..roofline.node import Assumption, step
     from ..roofline.precision import scheme
-    from ..roofline.training import training_step
 
     shape = ModelConfig(cfg.name, cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.num_heads, cfg.d_ff,
                         cfg.vocab_size, max_seq_len=cfg.context_length, tied=True)
-    device = node_device(float("inf"), peak)
-    step = training_step(shape, scheme("w32a32e32"), device, context, batch_size)
-    seconds = {"forward": step.forward.seconds, "forward_backward": step.forward_backward_s}.get(kind, step.step_s)
-    return seconds * 1e3, step.forward.bound
+    return step(shape, scheme("w16a16e32" if half else "w32a32e32"), kind, context, batch_size,
+                assume or Assumption(), read_GBps, peak)

@@ -193,3 +193,32 @@ def parse(values: Mapping[str, Value]) -> TorchOptions:
     decode = parse_decode(values)
     return TorchOptions(device=parse_device(values["llmperf_device"]), threads=threads, lm=lm, variants=variants,
                         decode=decode)
+
+
+ROOFLINE_MODEL_NAMES = {"llama2-7b": "llama-2-7b"}  # the decode suite's names the roofline table spells apart
+
+
+def check_roofline_fits(opts: TorchOptions, device_name: str | None) -> None:
+    """With a datasheet device for the roofline (--llmperf-roofline-device), the decode model must
+    fit in its memory at the decode suite's length (the smallest dtype it may run in when
+    --llmperf-decode-dtype is not given): a ConfigError saying by how much otherwise."""
+    if device_name is None:
+        return
+    from ..roofline.devices import device
+    from ..roofline.inference import check_fits
+    from ..roofline.models import MODELS, RooflineError, from_llama2c
+    from ..roofline.precision import scheme
+
+    d = opts.decode
+    try:
+        shape = from_llama2c(d.checkpoint) if d.checkpoint else MODELS.get(ROOFLINE_MODEL_NAMES.get(d.model, d.model))
+    except RooflineError:
+        return  # an unreadable checkpoint is the decode suite's error, where it loads it
+    if shape is None:
+        return  # the unit-test shapes, a few MB
+    bits = 32 if d.dtype == "fp32" else 16
+    what = f"--llmperf-decode-checkpoint={d.checkpoint}" if d.checkpoint else f"--llmperf-decode-model={d.model}"
+    try:
+        check_fits(shape, scheme(f"w{bits}a{bits}e{bits}"), device(device_name), DEFAULT_PROMPT_TOKENS + d.tokens)
+    except RooflineError as exc:
+        raise ConfigError(f"--llmperf-roofline-device={device_name} cannot hold {what}: {exc}") from None

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from ..api import add_options, parse_options, without_core
+from ..api import STATE, add_options, parse_options, without_core
+from ..config import ConfigError
 from .fixtures import torch_decode, torch_device, torch_lm
-from .options import GROUP, OPTIONS, parse
+from .options import GROUP, OPTIONS, check_roofline_fits, parse
 from .session import OPTIONS_KEY
 
 __all__ = ["torch_decode", "torch_device", "torch_lm"]
@@ -21,7 +22,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)  # after the core's: the session is there
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[OPTIONS_KEY] = parse_options(config, OPTIONS, parse)
+    opts = config.stash[OPTIONS_KEY] = parse_options(config, OPTIONS, parse)
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        try:
+            check_roofline_fits(opts, state.config.roofline_device)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"llmperf: {exc}") from None
     without_core(config)  # the core off (-p no:llmperf): the llmperf marker registered
 
 

@@ -71,6 +71,34 @@ class TorchSession:
         return self._peaks[key]
 
 
+    def bandwidth(self, device: torch.device) -> tuple[float | None, str]:
+        """The node's memory read bandwidth in GB/s and where it comes from: on CPU the compiled
+        probe shared with the llama2.c suite (kept in the cache and in node-info.json); on a GPU a
+        reduction over a buffer far larger than its L2, measured once per session. Used by the
+        decode suite's MBU and both suites' roofline predictions."""
+        sess = self
+        if sess._bandwidth is None:
+            if device.type == "cpu":
+                from ..api import session as core_session
+
+                try:
+                    entry = core_session(self.config).bandwidth()
+                    sess._bandwidth = {"read_GBps": entry["read_GBps"],
+                                       "source": f"{entry['read_GBps']:.1f} GB/s ({entry.get('method', 'bwprobe')}, "
+                                                 f"{entry.get('bytes', 0) / 2**30:.1f} GiB buffer)"}
+                except Exception as exc:
+                    sess._bandwidth = {"read_GBps": None, "source": f"unknown: {exc}"}
+            else:
+                from .device import device_name, table_bandwidth, torch_read_bandwidth
+
+                entry = torch_read_bandwidth(device)
+                table = table_bandwidth(device_name(device)) if device.type == "cuda" else None
+                source = (f"{entry['read_GBps']:.0f} GB/s measured ({entry['bytes'] / 2**30:.1f} GiB buffer)"
+                          + (f"; datasheet {table:.0f} GB/s" if table else ""))
+                sess._bandwidth = {"read_GBps": entry["read_GBps"], "source": source}
+        return sess._bandwidth["read_GBps"], sess._bandwidth["source"]
+
+
 OPTIONS_KEY: pytest.StashKey[TorchOptions] = pytest.StashKey()  # parsed once, by plugin.pytest_configure
 SESSION: pytest.StashKey[TorchSession] = pytest.StashKey()
 

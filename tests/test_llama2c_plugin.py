@@ -103,6 +103,14 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path, m
     cached = cache_dir / "nodes" / "testnode.json"
     assert json.loads(cached.read_text())["memory_bandwidth"][entry["fingerprint"]] == bandwidth
 
+    from pytest_llmperf.compare import fmt_value
+
+    # the summary's roofline table: the prediction next to the measured median, and the bound
+    saved.stdout.fnmatch_lines([
+        f"roofline on this node: {bandwidth['read_GBps']:.1f} GB/s:",
+        "test*metric*measured*predicted*efficiency*bound",
+        f"test_llama.py::test_bench?O3-1?*tok_per_s (tok/s)*{fmt_value(pred['summary']['median'])}*%*memory",
+    ])
     saved.stdout.fnmatch_lines([
         "*llmperf: node testnode*",
         "test_llama.py::test_bench?O3-1?*tok_per_s*tok/s*new*",
@@ -133,9 +141,21 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path, m
     # The tolerance is wide: this checks the compare path, not this machine's steadiness (the
     # other xdist worker may halve the runner's speed while this run compares)
     cached.unlink()
-    compared = run(pytester, cache_dir, "--llmperf-tolerance=tok_per_s=300%", env={"COLUMNS": "200"})
+    # the roofline on a datasheet device instead, at 90% of its bandwidth
+    report = pytester.path / "compared.json"
+    compared = run(pytester, cache_dir, "--llmperf-tolerance=tok_per_s=300%", f"--llmperf-json={report}",
+                   "--llmperf-roofline-device=a100-sxm-80gb", "--llmperf-roofline-hbme=90%", env={"COLUMNS": "200"})
     compared.assert_outcomes(passed=1)
     assert compared.ret == 0
+    from pytest_llmperf.roofline.models import model as roofline_model
+    from pytest_llmperf.roofline.node import Assumption, decode
+    from pytest_llmperf.roofline.precision import scheme
+
+    (estimate,) = json.loads(report.read_text())["tests"][0]["roofline"]
+    expected = decode(roofline_model("stories260K"), scheme("w32a32e32"), 32, Assumption("a100-sxm-80gb", 1.0, 0.9))
+    assert estimate == {"metric": "tok_per_s", "predicted": pytest.approx(expected.value), "unit": "tok/s",
+                        "bound": "memory", "device": "a100-sxm-80gb (datasheet), fe 1, hbme 0.9"}
+    compared.stdout.fnmatch_lines(["roofline on a100-sxm-80gb (datasheet), fe 1, hbme 0.9:"])
     compared.stdout.fnmatch_lines([
         "test_llama.py::test_bench?O3-1?*tok_per_s*tok/s*tok/s*%*300.0%*",
         "test_llama.py::test_bench by parameters (medians):",

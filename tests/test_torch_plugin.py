@@ -95,6 +95,13 @@ def test_lm_bench_records_metrics_saves_and_compares(pytester: pytest.Pytester) 
     assert pred["gate"] is False and pred["summary"]["min"] == pred["summary"]["max"] > 0
     for ms, eff in zip(metrics["ms_per_step"]["samples"], metrics["efficiency"]["samples"]):
         assert eff == pytest.approx(100 * pred["samples"][0] / ms, rel=1e-4)
+    # and the summary's roofline row: that prediction, on this node's bandwidth and probed peak
+    (estimate,) = r["roofline"]
+    assert estimate["metric"] == "ms_per_step" and estimate["unit"] == "ms"
+    assert estimate["predicted"] == pytest.approx(pred["samples"][0]) and estimate["bound"] in ("compute", "memory")
+    assert estimate["device"].startswith("this node: ") and "GB/s" in estimate["device"]
+    compared.stdout.fnmatch_lines(["roofline on this node: *GB/s, *TFLOP/s:"])
+    compared.stdout.re_match_lines([r"test_lm\.py::test_lm\S* +ms_per_step \(ms\) .*% +(compute|memory)$"])
     statuses = {v["metric"]: v["status"] for v in r["verdicts"]}
     assert statuses["ms_per_step"] in ("ok", "noisy", "improved", "regressed")
     (verdict,) = [v for v in r["verdicts"] if v["metric"] == "ms_per_step"]
@@ -249,8 +256,12 @@ def test_decode_suite_variants(pytester: pytest.Pytester) -> None:
     assert pred["gate"] is False and pred["summary"]["min"] == pred["summary"]["max"] > 0
     for rate, eff in zip(eager["decode_tok_per_s"]["samples"], eager["efficiency"]["samples"]):
         assert eff == pytest.approx(100 * rate / pred["samples"][0], rel=1e-4)
+    (estimate,) = r["test_decode[eager]"]["roofline"]
+    assert estimate["metric"] == "decode_tok_per_s" and estimate["predicted"] == pytest.approx(pred["samples"][0])
+    assert estimate["device"].startswith("this node: 10.0 GB/s")
     int8 = r["test_decode[int8]"]["metrics"]
     assert int8["pred_tok_per_s"]["samples"][0] > pred["samples"][0]  # int8 weights: fewer bytes per token
+    assert "roofline" not in r["test_decode[speculative]"]  # no prediction of speculative decoding
     ratio = int8["mbu"]["samples"][0] / int8["decode_tok_per_s"]["samples"][0]
     assert ratio < 0.5 * eager["mbu"]["samples"][0] / eager["decode_tok_per_s"]["samples"][0]  # int8 reads less
     spec = r["test_decode[speculative]"]["metrics"]

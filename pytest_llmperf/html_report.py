@@ -16,7 +16,8 @@ the run did not record but the history holds comes after info):
   median, adjusted median or paired ratio a history line would hold);
 - the distribution: a strip and box plot of the run's samples, under the baseline's samples when a
   baseline file holds the test (baseline_samples);
-- the parameter tables of parametrized tests (report.params_tables: model x flags x threads).
+- the parameter tables of parametrized tests (report.params_tables: model x flags x threads), and
+  the roofline tables (report.roofline_groups: each prediction, its efficiency and its bound).
 
 Size. A chart is a handful of elements whatever its length: the line is one ``<path>``, the nights'
 dots another (drawn only up to DOTS_MAX nights; over that the line says it), coordinates to one
@@ -441,12 +442,14 @@ def _params_html(runs: Sequence[Mapping[str, Any]], where: str) -> str:
             results.append(TestResult.from_json(data))
         except ResultError as exc:
             raise ValueError(f"{where}: tests[{i}]: {exc}") from None
-    out = []
-    for table in report.params_tables(results):
-        out.append(f"<h4>{_e(table.function)} by parameters (medians)</h4><table><tr>"
-                   + "".join(f"<th>{_e(h)}</th>" for h in table.headers) + "</tr>"
-                   + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in table.rows)
-                   + "</table>")
+    def table(heading: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+        return (f"<h4>{_e(heading)}</h4><table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+                + "</table>")
+
+    out = [table(f"{t.function} by parameters (medians)", t.headers, t.rows) for t in report.params_tables(results)]
+    out += [table(f"roofline on {assuming}", report.ROOFLINE_HEADERS, rows)
+            for assuming, rows in report.roofline_groups(results).items()]
     return "".join(out)
 
 

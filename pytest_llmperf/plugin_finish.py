@@ -286,7 +286,8 @@ def _write_reports(state: Session, collector: Collector | None = None) -> None:
         # the rows over the comment's cap are in the JSON report, when one is written
         where = f"`{cfg.json_path}` (--llmperf-json)" if cfg.json_path else \
             "the terminal summary, or the JSON report (--llmperf-json)"
-        return report.markdown(cfg.node, found, [str(p) for p in state.saved], missing, where=where)
+        return report.markdown(cfg.node, found, [str(p) for p in state.saved], missing, where=where,
+                               roofline=report.roofline_groups(state.results))
 
     def write_one(path: Path, make: Callable[[], str]) -> list[Path]:
         report.write_text(path, make())

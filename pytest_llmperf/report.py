@@ -144,6 +144,25 @@ def params_tables(results: Sequence[TestResult]) -> list[ParamsTable]:
     return tables
 
 
+ROOFLINE_HEADERS = ["test", "metric", "measured", "predicted", "efficiency", "bound"]
+
+
+def roofline_groups(results: Sequence[TestResult]) -> dict[str, list[list[str]]]:
+    """The roofline predictions (TestResult.roofline) by what they assumed (the device and the
+    efficiencies): one row each, the measured median, the prediction (in the metric's unit), the
+    efficiency (how close the measurement came) and the bound."""
+    out: dict[str, list[list[str]]] = {}
+    for r in results:
+        for e in r.roofline:
+            metric, unit = str(e.get("metric")), str(e.get("unit") or "")
+            eff = r.efficiency(e)
+            out.setdefault(str(e.get("device") or "an unnamed device"), []).append([
+                r.nodeid, f"{metric} ({unit})" if unit else metric, fmt_value(r.median(metric)),
+                fmt_value(e.get("predicted")), f"{100 * eff:.1f}%" if eff is not None else "-",
+                str(e.get("bound", "-"))])
+    return out
+
+
 def notes(verdicts: Iterable[Verdict]) -> list[str]:
     """One line per distinct note, with the tests it concerns (named when there are few)."""
     by_note: dict[tuple[str, str], list[str]] = {}
@@ -219,6 +238,7 @@ class _Section:
     saved: Sequence[str] = ()
     missing: Sequence[str] = ()
     rows: list[str] = field(default_factory=list)
+    roofline: Mapping[str, list[list[str]]] = field(default_factory=dict)  # roofline_groups
 
     def __post_init__(self) -> None:
         self.verdicts = by_status(self.verdicts)
@@ -251,12 +271,31 @@ def _section_lines(section: _Section, kept: Sequence[bool]) -> list[str]:
         lines += ["", "\\* speed-adjusted: rounds divided by a machine-speed probe timed around them."]
     for line in notes(section.verdicts):
         lines += ["", f"Note: {md_cell(line)}"]
+    lines += _roofline_md(section.roofline)
     if section.missing:
         lines += ["", "Missing (selected, but did not record):", ""]
         lines += [f"- {md_cell(line)}" for line in section.missing]
     if section.saved:
         lines += ["", "Baselines saved: " + ", ".join(_md_code(str(p)) for p in section.saved)]
     return lines
+
+
+def _roofline_md(groups: Mapping[str, list[list[str]]]) -> list[str]:
+    """The roofline tables (roofline_groups), folded: how many predictions under each bound."""
+    if not groups:
+        return []
+    bounds: dict[str, int] = {}
+    for rows_ in groups.values():
+        for row in rows_:
+            bounds[row[-1]] = bounds.get(row[-1], 0) + 1
+    shown = ", ".join(f"{n} {bound} bound" for bound, n in sorted(bounds.items()))
+    lines = ["", f"<details><summary>roofline: {_html(shown)}</summary>"]
+    for assuming, rows_ in groups.items():
+        lines += ["", f"On {md_cell(assuming)}:", "", "| " + " | ".join(ROOFLINE_HEADERS) + " |",
+                  "|" + "---|" * len(ROOFLINE_HEADERS)]
+        lines += ["| " + " | ".join([_md_code(md_cell(row[0])), *(md_cell(c) for c in row[1:])]) + " |"
+                  for row in rows_]
+    return lines + ["", "</details>"]
 
 
 def _left_out_line(rows_out: int, lines_out: int, cap: int, where: str | None) -> str:
@@ -329,13 +368,15 @@ def _capped(head: Sequence[str], sections: Sequence[_Section], cap: int | None, 
 
 
 def markdown(node: str, verdicts: Sequence[Verdict], saved: Sequence[str] | None = None,
-             missing: Sequence[str] = (), *, cap: int | None = DEFAULT_CAP, where: str | None = None) -> str:
+             missing: Sequence[str] = (), *, cap: int | None = DEFAULT_CAP, where: str | None = None,
+             roofline: Mapping[str, list[list[str]]] | None = None) -> str:
     """The summary table of a run, for a CI comment (the module docstring): the marker, the counts,
     the attention rows, the rest folded, then ``missing`` (the lines of the holes,
-    holes.Hole.message, each with its reason) and the baselines ``saved``. At most ``cap``
+    holes.Hole.message, each with its reason), the ``roofline`` tables (roofline_groups, folded)
+    and the baselines ``saved``. At most ``cap``
     characters (None: no cap); ``where`` says where the rows left out are (the JSON report)."""
     section = _Section(f"### pytest-llmperf on node {_md_code(node)}", list(verdicts), list(saved or ()),
-                       list(missing))
+                       list(missing), roofline=dict(roofline or {}))
     return _capped([marker([node])], [section], cap, where)
 
 

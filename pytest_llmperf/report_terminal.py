@@ -20,7 +20,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .compare import Verdict, fmt_pct, fmt_value
-from .report import arrow, by_status, raw_cell, reference_cell, tolerance_cell, value_cell
+from .report import (
+    ROOFLINE_HEADERS,
+    arrow,
+    by_status,
+    raw_cell,
+    reference_cell,
+    roofline_groups,
+    tolerance_cell,
+    value_cell,
+)
 
 if TYPE_CHECKING:
     from .report import ParamsTable
@@ -353,24 +362,7 @@ def fitted_table(rows: list[list[str]], headers: Sequence[str], short: Sequence[
     return "\n".join(_clip(line, width) for line in text.splitlines())
 
 
-ROOFLINE_HEADERS = ["test", "metric", "measured", "predicted", "efficiency", "bound"]
 ROOFLINE_SHORT = ["test", "metric", "meas.", "pred.", "eff.", "bound"]
-
-
-def roofline_groups(results: Sequence[TestResult]) -> dict[str, list[list[str]]]:
-    """The roofline predictions (TestResult.roofline) by what they assumed (the device and the
-    efficiencies): one row each, the measured median, the prediction (in the metric's unit), the
-    efficiency (how close the measurement came) and the bound."""
-    out: dict[str, list[list[str]]] = {}
-    for r in results:
-        for e in r.roofline:
-            metric, unit = str(e.get("metric")), str(e.get("unit") or "")
-            eff = r.efficiency(e)
-            out.setdefault(str(e.get("device") or "an unnamed device"), []).append([
-                r.nodeid, f"{metric} ({unit})" if unit else metric, fmt_value(r.median(metric)),
-                fmt_value(e.get("predicted")), f"{100 * eff:.1f}%" if eff is not None else "-",
-                str(e.get("bound", "-"))])
-    return out
 
 
 def roofline_lines(results: Sequence[TestResult], width: int | None = None) -> list[str]:

@@ -14,7 +14,8 @@ from conftest import run_isolated
 from pytest_llmperf import measure
 from pytest_llmperf.config import ConfigError, parse_efficiency, parse_roofline_device
 from pytest_llmperf.recorder import Recorder, RecordError
-from pytest_llmperf.report_terminal import roofline_groups, roofline_lines, visible_width
+from pytest_llmperf.report import markdown, roofline_groups
+from pytest_llmperf.report_terminal import roofline_lines, visible_width
 from pytest_llmperf.result import TestResult
 from pytest_llmperf.roofline.devices import DEVICES, device
 from pytest_llmperf.roofline.inference import stage
@@ -178,6 +179,21 @@ def test_the_roofline_table_groups_by_assumption_and_names_the_bound() -> None:
     assert roofline_lines([TestResult("t::x", {}, {}, (), "fp")]) == []
 
 
+def test_the_markdown_report_folds_the_roofline_tables_with_the_bounds_counted() -> None:
+    results = [_result("suites/test_a.py::test_a[1]", "tok_per_s", 50.0, "higher", 200.0, "this node: 1.0 GB/s"),
+               _result("suites/test_b.py::test_b[2]", "ms_per_step", 8.0, "lower", 6.0, "l4 (datasheet)", "compute"),
+               _result("suites/test_a.py::test_a[3]", "tok_per_s", 100.0, "higher", 200.0, "this node: 1.0 GB/s")]
+    text = markdown("n1", [], roofline=roofline_groups(results))
+    lines = text.splitlines()
+    start = lines.index("<details><summary>roofline: 1 compute bound, 2 memory bound</summary>")
+    assert lines[start + 1:start + 7] == [
+        "", "On this node: 1.0 GB/s:", "", "| test | metric | measured | predicted | efficiency | bound |",
+        "|---|---|---|---|---|---|", "| `suites/test_a.py::test_a[1]` | tok_per_s (u) | 50 | 200 | 25.0% | memory |"]
+    assert "| `suites/test_b.py::test_b[2]` | ms_per_step (u) | 8 | 6 | 75.0% | compute |" in lines
+    assert lines[-1] == "</details>"
+    assert "roofline" not in markdown("n1", [])  # nothing predicted, no section
+
+
 # -- through pytest --------------------------------------------------------------------------------
 
 ESTIMATED = """
@@ -207,6 +223,20 @@ def test_the_summary_shows_each_estimate_and_the_json_keeps_it(pytester: pytest.
     from pytest_llmperf import exports
 
     jsonschema.Draft202012Validator(exports.schema("run")).validate(json.loads(report.read_text()))
+
+
+def test_the_markdown_and_html_reports_carry_the_roofline_table(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_est=ESTIMATED)
+    md, html = pytester.path / "summary.md", pytester.path / "report.html"
+    result = run(pytester, f"--llmperf-markdown={md}", f"--llmperf-html={html}")
+    result.assert_outcomes(passed=1)
+    text = md.read_text()
+    assert "<details><summary>roofline: 1 memory bound</summary>" in text
+    assert "| `test_est.py::test_rate` | tok_per_s (tok/s) | 50 | 200 | 25.0% | memory |" in text
+    page = html.read_text()
+    assert "<h4>roofline on this node: 1.0 GB/s</h4>" in page
+    assert ("<tr><td>test_est.py::test_rate</td><td>tok_per_s (tok/s)</td><td>50</td><td>200</td><td>25.0%</td>"
+            "<td>memory</td></tr>") in page
 
 
 @pytest.mark.parametrize("args, message", [

@@ -64,6 +64,32 @@ class Bench:
         self.recorder.record_rounds(name, m, unit, higher, normalize=normalize, probe_kind=PROBE_KIND)
         return m
 
+    def record_prediction(self, what: str, metric: str, pred_name: str, samples: list[float],
+                          predict: Callable[[Any], Any]) -> None:
+        """The roofline's prediction of ``metric`` (recorded already): ``predict`` gets the run's
+        roofline.node.Assumption and returns a roofline.node.Prediction in the metric's unit.
+        Records ``pred_name`` and ``efficiency`` (how close each of ``samples`` came, in %), both
+        informational, and the summary's roofline row; a RooflineError (a model the named device
+        cannot hold) is a warning, and the gated metric stands."""
+        import warnings
+
+        from ..api import roofline_assumption
+        from ..roofline.models import RooflineError
+
+        try:
+            p = predict(roofline_assumption(self._request.config))
+        except RooflineError as exc:
+            warnings.warn(f"llmperf: {what}: no roofline prediction: {exc}", stacklevel=3)
+            return
+        rec = self.recorder
+        measured = rec.metrics[metric]
+        higher = measured.higher_is_better
+        rec.record(pred_name, [p.value] * len(samples), unit=measured.unit, higher_is_better=higher, gate=False,
+                   note=f"{pred_name}: the roofline ({p.assuming}): {p.bound} bound")
+        rec.record("efficiency", [100 * (s / p.value if higher else p.value / s) for s in samples], unit="%",
+                   higher_is_better=True, gate=False)
+        rec.estimate(metric, p.value, p.bound, p.assuming)
+
     def record_memory(self, pm: PeakMemory) -> None:
         if pm.peak_bytes is None:  # nothing could be read on this device
             return

@@ -187,32 +187,15 @@ class TorchDecode(Bench):
                 rec.record("mbu", [100 * per_token * r / (bw * 1e9) for r in m.samples], unit="%",
                            higher_is_better=True, gate=False, note=self._mbu_note(per_token, source))
             peak, _ = self.session.peak_flops(device, dtype)
-            self._predict(model.config, variant, dtype, bw, peak, len(prompt) + tokens // 2, list(m.samples))
+            context = len(prompt) + tokens // 2
+            self.record_prediction(f"decode {variant}", "decode_tok_per_s", "pred_tok_per_s", list(m.samples),
+                                   lambda assume: predicted_tok_per_s(model.config, variant, dtype, bw, peak, context,
+                                                                      assume))
         self.profile(run, device, what)  # one generation, as the rounds run it
         self.process_profile_decode(variant, tokens, dtype, device)
         median = sorted(m.samples)[len(m.samples) // 2]
         return {"decode_tok_per_s": median, "tokens": list(second.tokens), "ttft_ms": second.ttft_s * 1e3,
                 "weight_bytes_per_token": weight_bytes_per_token(model), "samples": list(m.samples)}
-
-    def _predict(self, cfg: Any, variant: str, dtype: torch.dtype, bw: float | None, peak: float | None,
-                 context: int, samples: list[float]) -> None:
-        """pred_tok_per_s and efficiency (informational) and the summary's roofline row."""
-        from ..api import roofline_assumption
-        from ..roofline.models import RooflineError
-
-        try:
-            p = predicted_tok_per_s(cfg, variant, dtype, bw, peak, context, roofline_assumption(self._request.config))
-        except RooflineError as exc:
-            import warnings
-
-            warnings.warn(f"llmperf: decode {variant}: no roofline prediction: {exc}", stacklevel=3)
-            return
-        rec = self.recorder
-        rec.record("pred_tok_per_s", [p.value] * len(samples), unit="tok/s", higher_is_better=True, gate=False,
-                   note=f"pred_tok_per_s: the roofline ({p.assuming}): {p.bound} bound")
-        rec.record("efficiency", [100 * r / p.value for r in samples], unit="%",
-                   higher_is_better=True, gate=False)
-        rec.estimate("decode_tok_per_s", p.value, p.bound, p.assuming)
 
     def process_profile_decode(self, variant: str, tokens: int, dtype: torch.dtype, device: torch.device) -> None:
         """The process profilers around the same decoding in a process of its own (run_decode)."""

@@ -74,28 +74,6 @@ class TorchLM(Bench):
         return self.guarded(device, what, lambda: self._bench(cfg, kind, autocast, context, batch_size, compile,
                                                               attention, device, what))
 
-    def _predict(self, cfg: TransformerConfig, kind: str, batch_size: int, context: int, autocast: torch.dtype | None,
-                 peak: float | None, samples: list[float]) -> None:
-        """pred_ms_per_step and efficiency (informational) and the summary's roofline row: the
-        step's FLOPs at the matmul peak the MFU uses and its bytes at the node's bandwidth."""
-        from ..api import roofline_assumption
-        from ..roofline.models import RooflineError
-
-        bw, _ = self.session.bandwidth(self.device)
-        try:
-            p = predicted_step_ms(cfg, kind, batch_size, context, peak, bw, autocast is not None,
-                                  roofline_assumption(self._request.config))
-        except RooflineError as exc:
-            import warnings
-
-            warnings.warn(f"llmperf: {cfg.name} {kind}: no roofline prediction: {exc}", stacklevel=3)
-            return
-        rec = self.recorder
-        rec.record("pred_ms_per_step", [p.value] * len(samples), unit="ms", higher_is_better=False, gate=False,
-                   note=f"pred_ms_per_step: the roofline ({p.assuming}): {p.bound} bound")
-        rec.record("efficiency", [100 * p.value / ms for ms in samples], unit="%", higher_is_better=True, gate=False)
-        rec.estimate("ms_per_step", p.value, p.bound, p.assuming)
-
     def _bench(self, cfg: TransformerConfig, kind: str, autocast: torch.dtype | None, context: int, batch_size: int,
                compile: bool, attention: str, device: torch.device, what: str) -> dict[str, Any]:
         import torch
@@ -134,7 +112,11 @@ class TorchLM(Bench):
         if peak:
             rec.record("mfu", [100 * flops / (ms / 1e3) / peak for ms in m.samples], unit="%", higher_is_better=True,
                        gate=False, note=source)
-        self._predict(cfg, kind, batch_size, context, autocast, peak, list(m.samples))
+        # the step's FLOPs at the matmul peak the MFU uses, its bytes at the node's bandwidth
+        bw, _ = self.session.bandwidth(device)
+        self.record_prediction(f"{cfg.name} {kind}", "ms_per_step", "pred_ms_per_step", list(m.samples),
+                               lambda assume: predicted_step_ms(cfg, kind, batch_size, context, peak, bw,
+                                                                autocast is not None, assume))
         self.profile(step, device, what)
         self.process_profile(cfg.name, kind, autocast, context, batch_size, compile, attention, device)
         median = sorted(m.samples)[len(m.samples) // 2]

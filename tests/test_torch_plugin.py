@@ -8,6 +8,7 @@ directory patches the device module, in the subprocess only.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from conftest import run_isolated
 torch = pytest.importorskip("torch")
 
 from pytest_llmperf.profilers import perf as _perf  # noqa: E402
+
+# imported here, before any pytester fixture snapshots sys.modules: a module first imported inside
+# a pytester test is dropped at its teardown, and importing torch's operator libraries a second time
+# in this process fails ("Only a single TORCH_LIBRARY can be used to register the namespace
+# c10d_functional") in whatever test imports them next (building a decoder pulls in torch._dynamo)
+for _module in ("torch._dynamo", "pytest_llmperf.torch_models.llama", "pytest_llmperf.torch_models.run_decode",
+                "pytest_llmperf.torch_models.run_lm", "pytest_llmperf.torch_models.tensor_parallel"):
+    importlib.import_module(_module)
 
 # perf on PATH is not enough: kernel.perf_event_paranoid above 2 (Debian's default) forbids it
 needs_perf = pytest.mark.skipif(_perf.unavailable_reason() is not None,

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -293,3 +296,68 @@ def test_check_roofline_fits_leaves_an_unreadable_checkpoint_to_the_suite(tmp_pa
     with pytest.raises(ConfigError, match=r"^--llmperf-roofline-device=v100-sxm-32gb cannot hold "
                                           r"--llmperf-decode-model=llama2-7b: .*more than v100-sxm-32gb's 32 GB"):
         check_roofline_fits(opts(model="llama2-7b", dtype="fp32", tokens=8000), "v100-sxm-32gb")
+
+
+# -- pytest-llmperf roofline --device node ----------------------------------------------------------
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_llmperf.commands", "roofline", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def _node_info(path: Path, *entries: tuple[float, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = {f"fp{i}": {"read_GBps": rate, "bytes": 2**30, "method": "bwprobe", "measured_at": when}
+             for i, (rate, when) in enumerate(entries)}
+    path.write_text(json.dumps({"memory_bandwidth": table}))
+
+
+def test_the_command_on_a_node_reads_its_newest_probed_bandwidth(tmp_path: Path) -> None:
+    _node_info(tmp_path / "baselines" / "sifive" / "node-info.json", (2.0, "2026-11-01T00:00:00+00:00"),
+               (4.0, "2026-12-01T00:00:00+00:00"))
+    args = ("--model", "stories15M", "--device", "node", "--dtype", "w32a32e32", "--seq-len", "8", "--tokens", "64")
+    out = _cli(*args, "--node", "sifive", "--baseline-dir", str(tmp_path / "baselines"), "--json",
+               env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    expected = stage(model("stories15M"), scheme("w32a32e32"), node_device(4.0), 1, 72, name="decode")
+    assert data["decode"]["seconds"] == pytest.approx(expected.seconds) and data["decode"]["bound"] == "memory"
+    assert data["largest_batch"] is None  # the node's memory is not known
+    table = _cli(*args, "--bandwidth", "4", "--peak", "0.5")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].startswith("stories15M (15.2M parameters) on this node (4.0 GB/s, 0.50 TFLOP/s)")
+    assert "largest batch" not in table.stdout
+
+
+def test_the_command_falls_back_to_the_machines_cache_of_the_node(tmp_path: Path) -> None:
+    _node_info(tmp_path / "cache" / "pytest-llmperf" / "nodes" / "milkv.json", (3.0, "2026-12-01T00:00:00+00:00"))
+    out = _cli("--model", "stories15M", "--device", "node", "--node", "milkv", "--baseline-dir", str(tmp_path),
+               env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    assert "on node milkv (3.0 GB/s, no compute bound)" in out.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "--device node needs --node NAME (whose node-info.json to read) or --bandwidth GBPS"),
+    (("--node", "ghost"), "{base}/ghost/node-info.json: no bandwidth measured for node 'ghost', nor in "
+                          "{cache}/pytest-llmperf/nodes/ghost.json (run the llama2.c or decode suite there first, "
+                          "or give --bandwidth GBPS)"),
+    (("--bandwidth", "0"), "--bandwidth 0: must be a positive number"),
+    (("--bandwidth", "3", "--peak", "-1"), "--peak -1: must be a positive number"),
+])
+def test_the_command_on_a_node_without_figures_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...],
+                                                                      message: str) -> None:
+    cache = tmp_path / "cache"
+    out = _cli("--model", "stories15M", "--device", "node", "--baseline-dir", str(tmp_path), *args,
+               env={"XDG_CACHE_HOME": str(cache)})
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "pytest-llmperf roofline: error: " + message.format(base=tmp_path, cache=cache) + "\n"
+
+
+def test_a_corrupt_node_info_is_named(tmp_path: Path) -> None:
+    (tmp_path / "n1").mkdir()
+    (tmp_path / "n1" / "node-info.json").write_text('{"memory_bandwidth": {"fp": {"read_GBps": 1')
+    out = _cli("--model", "stories15M", "--device", "node", "--node", "n1", "--baseline-dir", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr == (f"pytest-llmperf roofline: error: node-info file {tmp_path}/n1/node-info.json is truncated "
+                          "JSON (Expecting ',' delimiter at line 1 column 44): fix it or restore it from git\n")

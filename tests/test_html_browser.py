@@ -96,7 +96,11 @@ def test_report_renders_in_headless_chromium(tmp_path):
     binary = chromium()
     directory = write_history(tmp_path)
     page = tmp_path / "report.html"
-    html_report.write(page, [("run.json", run_json())], {"n1": cli.history_data(directory)})
+    run = run_json()
+    # a roofline prediction of the tok/s test: its table must render too
+    run["tests"][1]["roofline"] = [{"metric": "tok_per_s", "predicted": 160.8, "unit": "tok/s", "bound": "memory",
+                                    "device": "this node: 30.0 GB/s"}]
+    html_report.write(page, [("run.json", run)], {"n1": cli.history_data(directory)})
     url = page.resolve().as_uri()
     shot = tmp_path / "out.png"
     done, seconds = run_chromium(binary, tmp_path / "profile", "--enable-logging=stderr", "--v=0",
@@ -118,3 +122,5 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'class="card regressed"' in dom.stdout
     assert "tok_per_s regressed: baseline 90 tok/s -&gt; current 80.4 tok/s" in dom.stdout
+    assert "<h4>roofline on this node: 30.0 GB/s</h4>" in dom.stdout
+    assert "<td>tok_per_s (tok/s)</td><td>80.45</td><td>160.8</td><td>50.0%</td><td>memory</td>" in dom.stdout

@@ -320,7 +320,7 @@ class Llama2c:
         recorder.record("pred_tok_per_s", [p.value] * n, unit="tok/s", higher_is_better=True, gate=False,
                         note=f"the roofline ({p.assuming}; average context {max(1, steps // 2)}): {p.bound} bound; "
                              "on the node the CPU's compute peak is not probed here, so the bandwidth alone "
-                             "bounds it and measured/predicted is the MBU")
+                             "bounds it; measured/predicted is near the MBU (it reads the KV cache too)")
         recorder.estimate("tok_per_s", p.value, p.bound, p.assuming)
 
     def _bandwidth_for_mbu(self) -> dict[str, Any] | None:

@@ -448,8 +448,8 @@ def _params_html(runs: Sequence[Mapping[str, Any]], where: str) -> str:
                 + "</table>")
 
     out = [table(f"{t.function} by parameters (medians)", t.headers, t.rows) for t in report.params_tables(results)]
-    out += [table(f"roofline on {assuming}", report.ROOFLINE_HEADERS, rows)
-            for assuming, rows in report.roofline_groups(results).items()]
+    out += [table(f"roofline of {heading}", report.ROOFLINE_HEADERS, rows)
+            for heading, rows in report.roofline_groups(results).items()]
     return "".join(out)
 
 

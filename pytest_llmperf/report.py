@@ -144,22 +144,27 @@ def params_tables(results: Sequence[TestResult]) -> list[ParamsTable]:
     return tables
 
 
-ROOFLINE_HEADERS = ["test", "metric", "measured", "predicted", "efficiency", "bound"]
+ROOFLINE_HEADERS = ["test", "measured", "predicted", "efficiency", "bound"]
 
 
 def roofline_groups(results: Sequence[TestResult]) -> dict[str, list[list[str]]]:
-    """The roofline predictions (TestResult.roofline) by what they assumed (the device and the
-    efficiencies): one row each, the measured median, the prediction (in the metric's unit), the
+    """The roofline predictions (TestResult.roofline), a table per test function, metric and
+    assumption (the device and the efficiencies), keyed by its heading (``suites/test_x.py::test_x:
+    tok_per_s (tok/s) on this node: 30.0 GB/s``): one row per test, named by its parameters (the id
+    in brackets; the test's name when it has none), with the measured median, the prediction, the
     efficiency (how close the measurement came) and the bound."""
     out: dict[str, list[list[str]]] = {}
     for r in results:
+        function, _, params = r.nodeid.partition("[")
+        name = f"[{params}" if params else r.nodeid.rsplit("::", 1)[-1]
         for e in r.roofline:
             metric, unit = str(e.get("metric")), str(e.get("unit") or "")
             eff = r.efficiency(e)
-            out.setdefault(str(e.get("device") or "an unnamed device"), []).append([
-                r.nodeid, f"{metric} ({unit})" if unit else metric, fmt_value(r.median(metric)),
-                fmt_value(e.get("predicted")), f"{100 * eff:.1f}%" if eff is not None else "-",
-                str(e.get("bound", "-"))])
+            heading = (f"{function if params else r.nodeid.rsplit('::', 1)[0]}: "
+                       f"{metric}{f' ({unit})' if unit else ''} on {e.get('device') or 'an unnamed device'}")
+            out.setdefault(heading, []).append([
+                name, fmt_value(r.median(metric)), fmt_value(e.get("predicted")),
+                f"{100 * eff:.1f}%" if eff is not None else "-", str(e.get("bound", "-"))])
     return out
 
 
@@ -290,8 +295,8 @@ def _roofline_md(groups: Mapping[str, list[list[str]]]) -> list[str]:
             bounds[row[-1]] = bounds.get(row[-1], 0) + 1
     shown = ", ".join(f"{n} {bound} bound" for bound, n in sorted(bounds.items()))
     lines = ["", f"<details><summary>roofline: {_html(shown)}</summary>"]
-    for assuming, rows_ in groups.items():
-        lines += ["", f"On {md_cell(assuming)}:", "", "| " + " | ".join(ROOFLINE_HEADERS) + " |",
+    for heading, rows_ in groups.items():
+        lines += ["", f"{md_cell(heading)}:", "", "| " + " | ".join(ROOFLINE_HEADERS) + " |",
                   "|" + "---|" * len(ROOFLINE_HEADERS)]
         lines += ["| " + " | ".join([_md_code(md_cell(row[0])), *(md_cell(c) for c in row[1:])]) + " |"
                   for row in rows_]

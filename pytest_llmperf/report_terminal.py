@@ -362,17 +362,21 @@ def fitted_table(rows: list[list[str]], headers: Sequence[str], short: Sequence[
     return "\n".join(_clip(line, width) for line in text.splitlines())
 
 
-ROOFLINE_SHORT = ["test", "metric", "meas.", "pred.", "eff.", "bound"]
+ROOFLINE_SHORT = ["test", "meas.", "pred.", "eff.", "bound"]
 
 
 def roofline_lines(results: Sequence[TestResult], width: int | None = None) -> list[str]:
-    """The summary's roofline section: per assumption a heading and its table, fitted to
-    ``width`` (fitted_table); nothing when no test predicted. The bound is the larger of the
-    compute and the memory time, over the parts of the benchmark's step."""
+    """The summary's roofline section: a heading and a table per test function, metric and
+    assumption (report.roofline_groups), fitted to ``width`` (fitted_table); nothing when no test
+    predicted. The bound is the larger of the compute and the memory time, over the parts of the
+    benchmark's step."""
     lines: list[str] = []
-    for assuming, rows in roofline_groups(results).items():
-        lines += ["", f"roofline on {assuming}:",
-                  *fitted_table(rows, ROOFLINE_HEADERS, ROOFLINE_SHORT, width).splitlines()]
+    for heading, rows in roofline_groups(results).items():
+        table = fitted_table(rows, ROOFLINE_HEADERS, ROOFLINE_SHORT, width)
+        title = f"roofline of {heading}:"
+        wrapped = textwrap.wrap(title, max(40, width), subsequent_indent="    ", break_on_hyphens=False) \
+            if width else [title]
+        lines += ["", *wrapped, *table.splitlines()]
     return lines
 
 

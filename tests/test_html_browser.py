@@ -122,5 +122,5 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'class="card regressed"' in dom.stdout
     assert "tok_per_s regressed: baseline 90 tok/s -&gt; current 80.4 tok/s" in dom.stdout
-    assert "<h4>roofline on this node: 30.0 GB/s</h4>" in dom.stdout
-    assert "<td>tok_per_s (tok/s)</td><td>80.45</td><td>160.8</td><td>50.0%</td><td>memory</td>" in dom.stdout
+    assert "tok_per_s (tok/s) on this node: 30.0 GB/s</h4>" in dom.stdout
+    assert "</td><td>80.45</td><td>160.8</td><td>50.0%</td><td>memory</td></tr>" in dom.stdout

@@ -107,9 +107,9 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path, m
 
     # the summary's roofline table: the prediction next to the measured median, and the bound
     saved.stdout.fnmatch_lines([
-        f"roofline on this node: {bandwidth['read_GBps']:.1f} GB/s:",
-        "test*metric*measured*predicted*efficiency*bound",
-        f"test_llama.py::test_bench?O3-1?*tok_per_s (tok/s)*{fmt_value(pred['summary']['median'])}*%*memory",
+        f"roofline of test_llama.py::test_bench: tok_per_s (tok/s) on this node: {bandwidth['read_GBps']:.1f} GB/s:",
+        "test*measured*predicted*efficiency*bound",
+        f"?O3-1?*{fmt_value(pred['summary']['median'])}*%*memory",
     ])
     saved.stdout.fnmatch_lines([
         "*llmperf: node testnode*",
@@ -155,7 +155,8 @@ def test_bench_saves_then_compares(pytester: pytest.Pytester, cache_dir: Path, m
     expected = decode(roofline_model("stories260K"), scheme("w32a32e32"), 32, Assumption("a100-sxm-80gb", 1.0, 0.9))
     assert estimate == {"metric": "tok_per_s", "predicted": pytest.approx(expected.value), "unit": "tok/s",
                         "bound": "memory", "device": "a100-sxm-80gb (datasheet), fe 1, hbme 0.9"}
-    compared.stdout.fnmatch_lines(["roofline on a100-sxm-80gb (datasheet), fe 1, hbme 0.9:"])
+    compared.stdout.fnmatch_lines(["roofline of test_llama.py::test_bench: tok_per_s (tok/s) on a100-sxm-80gb "
+                                   "(datasheet), fe 1, hbme 0.9:"])
     compared.stdout.fnmatch_lines([
         "test_llama.py::test_bench?O3-1?*tok_per_s*tok/s*tok/s*%*300.0%*",
         "test_llama.py::test_bench by parameters (medians):",

@@ -160,39 +160,44 @@ def test_the_roofline_entries_travel_through_the_result_json() -> None:
     assert "roofline" not in TestResult("t::y", {}, {}, (), "fp").to_json()  # absent when nothing was predicted
 
 
-def test_the_roofline_table_groups_by_assumption_and_names_the_bound() -> None:
-    results = [_result("suites/test_a.py::test_a[1]", "tok_per_s", 50.0, "higher", 200.0, "this node: 1.0 GB/s"),
-               _result("suites/test_b.py::test_b[2]", "ms_per_step", 8.0, "lower", 6.0, "l4 (datasheet)", "compute"),
-               _result("suites/test_a.py::test_a[3]", "tok_per_s", 100.0, "higher", 200.0, "this node: 1.0 GB/s")]
-    groups = roofline_groups(results)
-    assert list(groups) == ["this node: 1.0 GB/s", "l4 (datasheet)"]
-    assert groups["this node: 1.0 GB/s"] == [
-        ["suites/test_a.py::test_a[1]", "tok_per_s (u)", "50", "200", "25.0%", "memory"],
-        ["suites/test_a.py::test_a[3]", "tok_per_s (u)", "100", "200", "50.0%", "memory"]]
-    assert groups["l4 (datasheet)"] == [["suites/test_b.py::test_b[2]", "ms_per_step (u)", "8", "6", "75.0%", "compute"]]
-    lines = roofline_lines(results, width=200)
-    assert lines[:2] == ["", "roofline on this node: 1.0 GB/s:"]
-    assert lines[2].split() == ["test", "metric", "measured", "predicted", "efficiency", "bound"]
-    assert "roofline on l4 (datasheet):" in lines
-    # narrow: short headers, the test ids cut in the middle, every table line within the width
-    narrow = roofline_lines(results, width=60)
-    tables = [line for line in narrow if line and not line.startswith("roofline on")]
-    assert all(visible_width(line) <= 60 for line in tables)
-    assert any(line.split()[:3] == ["test", "metric", "meas."] for line in tables)
+RESULTS = [_result("suites/test_a.py::test_a[1]", "tok_per_s", 50.0, "higher", 200.0, "this node: 1.0 GB/s"),
+           _result("suites/test_b.py::test_b[2]", "ms_per_step", 8.0, "lower", 6.0, "l4 (datasheet)", "compute"),
+           _result("suites/test_a.py::test_a[3]", "tok_per_s", 100.0, "higher", 200.0, "this node: 1.0 GB/s"),
+           _result("suites/test_a.py::test_a[4]", "tok_per_s", 100.0, "higher", 400.0, "l4 (datasheet)"),
+           _result("suites/test_c.py::test_plain", "tok_per_s", 10.0, "higher", 20.0, "l4 (datasheet)")]
+A_NODE = "suites/test_a.py::test_a: tok_per_s (u) on this node: 1.0 GB/s"
+
+
+def test_the_roofline_tables_are_per_function_metric_and_assumption_and_name_the_bound() -> None:
+    groups = roofline_groups(RESULTS)
+    assert list(groups) == [A_NODE, "suites/test_b.py::test_b: ms_per_step (u) on l4 (datasheet)",
+                            "suites/test_a.py::test_a: tok_per_s (u) on l4 (datasheet)",
+                            "suites/test_c.py: tok_per_s (u) on l4 (datasheet)"]
+    # a row per test, named by its parameters (a test without any by its name)
+    assert groups[A_NODE] == [["[1]", "50", "200", "25.0%", "memory"], ["[3]", "100", "200", "50.0%", "memory"]]
+    assert groups["suites/test_b.py::test_b: ms_per_step (u) on l4 (datasheet)"] == \
+        [["[2]", "8", "6", "75.0%", "compute"]]
+    assert groups["suites/test_c.py: tok_per_s (u) on l4 (datasheet)"] == [["test_plain", "10", "20", "50.0%", "memory"]]
+    lines = roofline_lines(RESULTS, width=200)
+    assert lines[:2] == ["", f"roofline of {A_NODE}:"]
+    assert lines[2].split() == ["test", "measured", "predicted", "efficiency", "bound"]
+    assert "roofline of suites/test_b.py::test_b: ms_per_step (u) on l4 (datasheet):" in lines
+    # narrow: the headings wrapped, the tables within the width (short headers when needed)
+    narrow = roofline_lines(RESULTS, width=40)
+    assert all(visible_width(line) <= 40 for line in narrow)
+    assert narrow[1:4] == ["roofline of suites/test_a.py::test_a:", "    tok_per_s (u) on this node: 1.0", "    GB/s:"]
+    assert any(line.split() == ["test", "meas.", "pred.", "eff.", "bound"] for line in narrow)
     assert roofline_lines([TestResult("t::x", {}, {}, (), "fp")]) == []
 
 
 def test_the_markdown_report_folds_the_roofline_tables_with_the_bounds_counted() -> None:
-    results = [_result("suites/test_a.py::test_a[1]", "tok_per_s", 50.0, "higher", 200.0, "this node: 1.0 GB/s"),
-               _result("suites/test_b.py::test_b[2]", "ms_per_step", 8.0, "lower", 6.0, "l4 (datasheet)", "compute"),
-               _result("suites/test_a.py::test_a[3]", "tok_per_s", 100.0, "higher", 200.0, "this node: 1.0 GB/s")]
-    text = markdown("n1", [], roofline=roofline_groups(results))
+    text = markdown("n1", [], roofline=roofline_groups(RESULTS))
     lines = text.splitlines()
-    start = lines.index("<details><summary>roofline: 1 compute bound, 2 memory bound</summary>")
-    assert lines[start + 1:start + 7] == [
-        "", "On this node: 1.0 GB/s:", "", "| test | metric | measured | predicted | efficiency | bound |",
-        "|---|---|---|---|---|---|", "| `suites/test_a.py::test_a[1]` | tok_per_s (u) | 50 | 200 | 25.0% | memory |"]
-    assert "| `suites/test_b.py::test_b[2]` | ms_per_step (u) | 8 | 6 | 75.0% | compute |" in lines
+    start = lines.index("<details><summary>roofline: 1 compute bound, 4 memory bound</summary>")
+    assert lines[start + 1:start + 8] == [
+        "", f"{A_NODE}:", "", "| test | measured | predicted | efficiency | bound |", "|---|---|---|---|---|",
+        "| `[1]` | 50 | 200 | 25.0% | memory |", "| `[3]` | 100 | 200 | 50.0% | memory |"]
+    assert "| `[2]` | 8 | 6 | 75.0% | compute |" in lines
     assert lines[-1] == "</details>"
     assert "roofline" not in markdown("n1", [])  # nothing predicted, no section
 
@@ -216,9 +221,9 @@ def test_the_summary_shows_each_estimate_and_the_json_keeps_it(pytester: pytest.
     report = pytester.path / "run.json"
     result = run(pytester, f"--llmperf-json={report}")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["roofline on this node: 1.0 GB/s:",
-                                 "test*metric*measured*predicted*efficiency*bound",
-                                 "test_est.py::test_rate*tok_per_s (tok/s)*50*200*25.0%*memory"])
+    result.stdout.fnmatch_lines(["roofline of test_est.py: tok_per_s (tok/s) on this node: 1.0 GB/s:",
+                                 "test*measured*predicted*efficiency*bound",
+                                 "test_rate*50*200*25.0%*memory"])
     (test,) = json.loads(report.read_text())["tests"]
     assert test["roofline"] == [{"metric": "tok_per_s", "predicted": 200.0, "unit": "tok/s", "bound": "memory",
                                  "device": "this node: 1.0 GB/s"}]
@@ -235,11 +240,11 @@ def test_the_markdown_and_html_reports_carry_the_roofline_table(pytester: pytest
     result.assert_outcomes(passed=1)
     text = md.read_text()
     assert "<details><summary>roofline: 1 memory bound</summary>" in text
-    assert "| `test_est.py::test_rate` | tok_per_s (tok/s) | 50 | 200 | 25.0% | memory |" in text
+    assert "test_est.py: tok_per_s (tok/s) on this node: 1.0 GB/s:" in text.splitlines()
+    assert "| `test_rate` | 50 | 200 | 25.0% | memory |" in text
     page = html.read_text()
-    assert "<h4>roofline on this node: 1.0 GB/s</h4>" in page
-    assert ("<tr><td>test_est.py::test_rate</td><td>tok_per_s (tok/s)</td><td>50</td><td>200</td><td>25.0%</td>"
-            "<td>memory</td></tr>") in page
+    assert "<h4>roofline of test_est.py: tok_per_s (tok/s) on this node: 1.0 GB/s</h4>" in page
+    assert "<tr><td>test_rate</td><td>50</td><td>200</td><td>25.0%</td><td>memory</td></tr>" in page
 
 
 @pytest.mark.parametrize("args, message", [

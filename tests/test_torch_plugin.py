@@ -109,8 +109,8 @@ def test_lm_bench_records_metrics_saves_and_compares(pytester: pytest.Pytester) 
     assert estimate["metric"] == "ms_per_step" and estimate["unit"] == "ms"
     assert estimate["predicted"] == pytest.approx(pred["samples"][0]) and estimate["bound"] in ("compute", "memory")
     assert estimate["device"].startswith("this node: ") and "GB/s" in estimate["device"]
-    compared.stdout.fnmatch_lines(["roofline on this node: *GB/s, *TFLOP/s:"])
-    compared.stdout.re_match_lines([r"test_lm\.py::test_lm\S* +ms_per_step \(ms\) .*% +(compute|memory)$"])
+    compared.stdout.fnmatch_lines(["roofline of test_lm.py: ms_per_step (ms) on this node: *GB/s, *TFLOP/s:"])
+    compared.stdout.re_match_lines([r"test_lm +\S+ +\S+ +[\d.]+% +(compute|memory)$"])
     statuses = {v["metric"]: v["status"] for v in r["verdicts"]}
     assert statuses["ms_per_step"] in ("ok", "noisy", "improved", "regressed")
     (verdict,) = [v for v in r["verdicts"] if v["metric"] == "ms_per_step"]

@@ -61,7 +61,7 @@ class TestResult:
                              for d in data["verdicts"])
             return cls(nodeid=str(data["nodeid"]), params=dict(data["params"]), metrics=dict(data["metrics"]),
                        verdicts=verdicts, fingerprint=str(data["fingerprint"]),
-                       artifacts=tuple(data.get("artifacts", ())), roofline=tuple(data.get("roofline", ())))
+                       artifacts=tuple(data.get("artifacts", ())), roofline=_estimates(data.get("roofline", ())))
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultError(f"result of {data.get('nodeid')!r}: {exc}") from None
 
@@ -80,6 +80,22 @@ class TestResult:
         summary = (self.metrics.get(metric) or {}).get("summary") or {}
         value = summary.get("median")
         return float(value) if isinstance(value, (int, float)) else None
+
+
+def _estimates(data: object) -> tuple[Mapping[str, Any], ...]:
+    """A result's ``roofline`` list as Recorder.estimate writes it; ValueError (one line) for an
+    entry that is not one, so that a hand-edited run JSON is named instead of crashing a report."""
+    if not isinstance(data, (list, tuple)):
+        raise ValueError(f"roofline is not a list: {str(data)[:60]}")
+    for i, e in enumerate(data):
+        ok = (isinstance(e, dict) and isinstance(e.get("metric"), str) and isinstance(e.get("unit", ""), str)
+              and isinstance(e.get("device", ""), str) and e.get("bound") in ("compute", "memory")
+              and isinstance(e.get("predicted"), (int, float)) and not isinstance(e.get("predicted"), bool)
+              and e["predicted"] > 0 and e["predicted"] != float("inf"))
+        if not ok:
+            raise ValueError(f"roofline[{i}] is not a prediction (metric, predicted > 0, unit, bound compute or "
+                             f"memory, device): {str(e)[:80]}")
+    return tuple(data)
 
 
 def baseline_applies(baseline_fingerprint: str | None, fingerprint: str, force_compare: bool) -> bool:

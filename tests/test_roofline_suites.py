@@ -160,6 +160,35 @@ def test_the_roofline_entries_travel_through_the_result_json() -> None:
     assert "roofline" not in TestResult("t::y", {}, {}, (), "fp").to_json()  # absent when nothing was predicted
 
 
+@pytest.mark.parametrize("entries", [
+    [1], "x", [{"metric": "tok_per_s", "predicted": "x", "unit": "u", "bound": "memory", "device": ""}],
+    [{"metric": "tok_per_s", "predicted": float("nan"), "unit": "u", "bound": "memory", "device": ""}],
+    [{"metric": "tok_per_s", "predicted": 1.0, "unit": "u", "bound": "latency", "device": ""}],
+    [{"predicted": 1.0, "unit": "u", "bound": "memory", "device": ""}],
+])
+def test_a_result_json_with_a_malformed_roofline_entry_is_refused_in_one_line(entries: object) -> None:
+    from pytest_llmperf.result import ResultError
+
+    data = _result("t::r", "tok_per_s", 1.0, "higher", 2.0, "d").to_json()
+    data["roofline"] = entries
+    with pytest.raises(ResultError, match=r"^result of 't::r': roofline(\[0\])? is not a") as info:
+        TestResult.from_json(data)
+    assert "\n" not in str(info.value)
+
+
+def test_the_html_command_names_a_run_json_with_a_malformed_roofline(tmp_path: Path) -> None:
+    run = {"node": "n1", "schema": "pytest-llmperf-run", "schema_version": 2, "time": "2026-12-01T00:00:00Z",
+           "run_id": "r", "fingerprint": {"hash": "fp", "fields": {}}, "verdicts": [],
+           "tests": [dict(_result("t::r", "tok_per_s", 1.0, "higher", 2.0, "d").to_json(), roofline=[1])]}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    out = subprocess.run([sys.executable, "-m", "pytest_llmperf.commands", "report", str(path), "-o",
+                          str(tmp_path / "r.html")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and not (tmp_path / "r.html").exists()
+    assert out.stderr == (f"pytest-llmperf: error: {path}: tests[0]: result of 't::r': roofline[0] is not a "
+                          "prediction (metric, predicted > 0, unit, bound compute or memory, device): 1\n")
+
+
 RESULTS = [_result("suites/test_a.py::test_a[1]", "tok_per_s", 50.0, "higher", 200.0, "this node: 1.0 GB/s"),
            _result("suites/test_b.py::test_b[2]", "ms_per_step", 8.0, "lower", 6.0, "l4 (datasheet)", "compute"),
            _result("suites/test_a.py::test_a[3]", "tok_per_s", 100.0, "higher", 200.0, "this node: 1.0 GB/s"),

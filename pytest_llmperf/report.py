@@ -286,9 +286,12 @@ def _section_lines(section: _Section, kept: Sequence[bool]) -> list[str]:
 
 
 def _roofline_md(groups: Mapping[str, list[list[str]]]) -> list[str]:
-    """The roofline tables (roofline_groups), folded: how many predictions under each bound."""
+    """The roofline tables (roofline_groups), folded: how many predictions under each bound. A
+    heading without rows is a line of its own (markdown: the tables left out over the cap)."""
     if not groups:
         return []
+    if not any(groups.values()):
+        return ["", *(md_cell(heading) for heading in groups)]
     bounds: dict[str, int] = {}
     for rows_ in groups.values():
         for row in rows_:
@@ -378,11 +381,19 @@ def markdown(node: str, verdicts: Sequence[Verdict], saved: Sequence[str] | None
     """The summary table of a run, for a CI comment (the module docstring): the marker, the counts,
     the attention rows, the rest folded, then ``missing`` (the lines of the holes,
     holes.Hole.message, each with its reason), the ``roofline`` tables (roofline_groups, folded)
-    and the baselines ``saved``. At most ``cap``
-    characters (None: no cap); ``where`` says where the rows left out are (the JSON report)."""
-    section = _Section(f"### pytest-llmperf on node {_md_code(node)}", list(verdicts), list(saved or ()),
-                       list(missing), roofline=dict(roofline or {}))
-    return _capped([marker([node])], [section], cap, where)
+    and the baselines ``saved``. At most ``cap`` characters (None: no cap); ``where`` says where
+    the rows left out are (the JSON report). Over the cap, the roofline tables go first, before
+    any verdict row: a line says where they are instead."""
+    def section(groups: Mapping[str, list[list[str]]]) -> _Section:
+        return _Section(f"### pytest-llmperf on node {_md_code(node)}", list(verdicts), list(saved or ()),
+                        list(missing), roofline=groups)
+
+    head, groups = [marker([node])], dict(roofline or {})
+    if groups and cap is not None and len(_capped(head, [section(groups)], None, where)) > cap:
+        n = sum(len(rows_) for rows_ in groups.values())
+        groups = {f"Roofline tables left out (over the cap): {n} prediction{'s' if n != 1 else ''}"
+                  + (f", in {where}" if where else ""): []}
+    return _capped(head, [section(groups)], cap, where)
 
 
 # the Verdict fields a run JSON's verdict must have, and the types of the others

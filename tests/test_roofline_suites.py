@@ -231,6 +231,22 @@ def test_the_markdown_report_folds_the_roofline_tables_with_the_bounds_counted()
     assert "roofline" not in markdown("n1", [])  # nothing predicted, no section
 
 
+def test_over_the_cap_the_roofline_tables_go_before_any_verdict_row() -> None:
+    from pytest_llmperf.compare import Verdict
+
+    many = [_result(f"s/t.py::t[{i}]", "tok_per_s", 1.0, "higher", 2.0, "d") for i in range(200)]
+    verdicts = [Verdict(f"s/t.py::t[{i}]", "tok_per_s", "ok", "tok/s", True, 0.05, 1.0, 1.0, 0.0) for i in range(3)]
+    full = markdown("n1", verdicts, roofline=roofline_groups(many), cap=None)
+    assert len(full) > 5000 and full.count("| memory |") == 200
+    capped = markdown("n1", verdicts, roofline=roofline_groups(many), cap=3000, where="`r.json` (--llmperf-json)")
+    assert len(capped) <= 3000 and "| memory |" not in capped
+    assert "Roofline tables left out (over the cap): 200 predictions, in `r.json` (--llmperf-json)" in capped
+    assert all(f"`s/t.py::t[{i}]`" in capped for i in range(3))  # every verdict row kept
+    # within the cap, the tables stay
+    few = markdown("n1", verdicts, roofline=roofline_groups(many[:2]), cap=3000)
+    assert few.count("| memory |") == 2 and "left out" not in few
+
+
 # -- through pytest --------------------------------------------------------------------------------
 
 ESTIMATED = """

@@ -4,6 +4,7 @@ the result's roofline entries, and the summary's roofline table that names each 
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -25,6 +26,14 @@ from pytest_llmperf.roofline.inference import stage
 from pytest_llmperf.roofline.models import RooflineError, model
 from pytest_llmperf.roofline.node import Assumption, decode, node_device, step, target
 from pytest_llmperf.roofline.precision import scheme
+
+# torch, when there, is imported here, before any pytester test snapshots sys.modules: a module
+# first imported inside one is dropped at its teardown, and torch cannot be imported twice in a process
+try:
+    importlib.import_module("torch")
+    importlib.import_module("pytest_llmperf.torch_models.lm")
+except ImportError:
+    pass
 
 ENV_OPTIONS = ("LLMPERF_NODE", "LLMPERF_BASELINE_DIR", "LLMPERF_CACHE_DIR", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS")
 
@@ -411,3 +420,43 @@ def test_a_corrupt_node_info_is_named(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr == (f"pytest-llmperf roofline: error: node-info file {tmp_path}/n1/node-info.json is truncated "
                           "JSON (Expecting ',' delimiter at line 1 column 44): fix it or restore it from git\n")
+
+
+# -- the transformer suite on a named device -------------------------------------------------------
+
+def test_a_transformer_step_the_named_device_cannot_hold_says_by_how_much() -> None:
+    from pytest_llmperf.torch_models.options import lm_fit_problem
+
+    # our users ran 2.7B forward+backward at context 256 on an 80 GB A100: it fits
+    assert lm_fit_problem("2.7B", "forward_backward", "fp32", 256, 4, "a100-sxm-80gb") is None
+    assert lm_fit_problem("small", "train_step", "bf16", 128, 4, "l4") is None
+    problem = lm_fit_problem("2.7B", "train_step", "fp32", 1024, 4, "a100-sxm-80gb")
+    assert problem is not None
+    assert problem.startswith("size 2.7B, train_step, fp32, context 1024, batch 4 needs about ")
+    assert problem.endswith(" GB more than a100-sxm-80gb's 80 GB")
+
+
+def test_a_transformer_grid_the_named_device_cannot_hold_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_est=ESTIMATED)
+    result = run(pytester, "--llmperf-roofline-device=a100-sxm-80gb", "--llmperf-lm-sizes=small,2.7B",
+                 "--llmperf-lm-contexts=1024", "--llmperf-precisions=fp32")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: llmperf: --llmperf-roofline-device=a100-sxm-80gb cannot hold the transformer "
+                                 "suite's size 2.7B, train_step, fp32, context 1024, batch 4 needs about * GB: * GB "
+                                 "more than a100-sxm-80gb's 80 GB: choose smaller --llmperf-lm-sizes, contexts or batch"])
+    assert run(pytester, "--llmperf-roofline-device=a100-sxm-80gb", "--llmperf-lm-sizes=small,2.7B").ret == 0
+
+
+def test_the_transformer_prediction_on_a_device_too_small_is_refused() -> None:
+    pytest.importorskip("torch")
+    from pytest_llmperf.torch_models.lm import predicted_step_ms
+    from pytest_llmperf.torch_models.lm_shapes import get_config
+
+    cfg = get_config("2.7B")
+    ok = predicted_step_ms(cfg, "forward", 4, 256, None, None, False, Assumption("a100-sxm-80gb"))
+    assert ok.bound == "compute" and ok.assuming == "a100-sxm-80gb (datasheet)"
+    assert ok.value == pytest.approx(step(model("cs336-2.7B"), scheme("w32a32e32"), "forward", 256, 4,
+                                          Assumption("a100-sxm-80gb")).value)
+    with pytest.raises(RooflineError, match=r"^size 2\.7B, train_step, fp32, context 256, batch 4 needs about .* "
+                                            r"more than l4's 24 GB$"):
+        predicted_step_ms(cfg, "train_step", 4, 256, None, None, False, Assumption("l4"))

@@ -129,14 +129,22 @@ def predicted_step_ms(cfg: Any, kind: str, batch_size: int, context: int, peak: 
     """The roofline's time of one ``kind`` step of ``cfg`` (transformer.TransformerConfig), a
     roofline.node.Prediction in ms: forward, forward+backward or a whole training step
     (roofline.training), its FLOPs at ``peak`` (the matmul peak the MFU uses) and its bytes at
-    ``read_GBps``, or on the datasheet device ``assume`` names. fp32 throughout; ``half``
+    ``read_GBps``, or on the datasheet device ``assume`` names (RooflineError when the step does
+    not fit in its memory, options.lm_fit_problem). fp32 throughout; ``half``
     (autocast to bf16 or fp16): the matmuls, their weights and activations counted at 16 bits (the
     weights are cast each step), the embeddings at 32."""
-    from ..roofline.models import ModelConfig
+    from ..roofline.models import ModelConfig, RooflineError
     from ..roofline.node import Assumption, step
     from ..roofline.precision import scheme
+    from .lm_shapes import SIZES
+    from .options import lm_fit_problem
 
+    assume = assume or Assumption()
+    if assume.device is not None and cfg.name in SIZES:
+        problem = lm_fit_problem(cfg.name, kind, "bf16" if half else "fp32", context, batch_size, assume.device)
+        if problem:
+            raise RooflineError(problem)
     shape = ModelConfig(cfg.name, cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.num_heads, cfg.d_ff,
                         cfg.vocab_size, max_seq_len=cfg.context_length, tied=True)
     return step(shape, scheme("w16a16e32" if half else "w32a32e32"), kind, context, batch_size,
-                assume or Assumption(), read_GBps, peak)
+                assume, read_GBps, peak)

@@ -199,9 +199,10 @@ ROOFLINE_MODEL_NAMES = {"llama2-7b": "llama-2-7b"}  # the decode suite's names t
 
 
 def check_roofline_fits(opts: TorchOptions, device_name: str | None) -> None:
-    """With a datasheet device for the roofline (--llmperf-roofline-device), the decode model must
-    fit in its memory at the decode suite's length (the smallest dtype it may run in when
-    --llmperf-decode-dtype is not given): a ConfigError saying by how much otherwise."""
+    """With a datasheet device for the roofline (--llmperf-roofline-device), every step of the
+    transformer suite's grid (lm_fit_problem) and the decode model at the decode suite's length
+    (in the smallest dtype it may run in when --llmperf-decode-dtype is not given) must fit in its
+    memory: a ConfigError saying by how much otherwise."""
     if device_name is None:
         return
     from ..roofline.devices import device
@@ -209,6 +210,7 @@ def check_roofline_fits(opts: TorchOptions, device_name: str | None) -> None:
     from ..roofline.models import MODELS, RooflineError, from_llama2c
     from ..roofline.precision import scheme
 
+    _check_lm_fits(opts.lm, device_name)
     d = opts.decode
     try:
         shape = from_llama2c(d.checkpoint) if d.checkpoint else MODELS.get(ROOFLINE_MODEL_NAMES.get(d.model, d.model))
@@ -222,3 +224,32 @@ def check_roofline_fits(opts: TorchOptions, device_name: str | None) -> None:
         check_fits(shape, scheme(f"w{bits}a{bits}e{bits}"), device(device_name), DEFAULT_PROMPT_TOKENS + d.tokens)
     except RooflineError as exc:
         raise ConfigError(f"--llmperf-roofline-device={device_name} cannot hold {what}: {exc}") from None
+
+
+def lm_fit_problem(size: str, kind: str, precision: str, context: int, batch_size: int,
+                   device_name: str) -> str | None:
+    """Why one transformer step cannot run on the datasheet device ``device_name`` (its estimated
+    peak memory, lm_shapes.memory_estimate, against the device's), or None when it fits."""
+    from ..roofline.devices import device
+    from .lm_shapes import get_config, memory_estimate
+
+    cfg = get_config(size)
+    if context > cfg.context_length:
+        cfg = get_config(size, context_length=context)
+    need = memory_estimate(cfg, batch_size, context, kind, activation_bytes=4 if precision == "fp32" else 2).total
+    dev = device(device_name)
+    if need <= dev.memory:
+        return None
+    return (f"size {size}, {kind}, {precision}, context {context}, batch {batch_size} needs about {need / 1e9:.1f} GB: "
+            f"{(need - dev.memory) / 1e9:.1f} GB more than {dev.name}'s {dev.memory / 1e9:.0f} GB")
+
+
+def _check_lm_fits(grid: LMGrid, device_name: str) -> None:
+    """The largest step of the grid that the device cannot hold, as a ConfigError."""
+    problems = [p for size in grid.sizes for kind in grid.passes for precision in grid.precisions
+                for context in grid.contexts
+                if (p := lm_fit_problem(size, kind, precision, context, grid.batch_size, device_name))]
+    if problems:
+        more = f" ({len(problems)} steps of the grid do not fit; the first is shown)" if len(problems) > 1 else ""
+        raise ConfigError(f"--llmperf-roofline-device={device_name} cannot hold the transformer suite's "
+                          f"{problems[0]}{more}: choose smaller --llmperf-lm-sizes, contexts or batch")
